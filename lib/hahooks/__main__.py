@@ -1,0 +1,5 @@
+import sys
+
+from hahooks.cli import main
+
+sys.exit(main())

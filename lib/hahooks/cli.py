@@ -1,0 +1,86 @@
+"""`hahooks` command line: argument parsing and the one dispatcher that maps exceptions to
+exit codes (as resource-agents' ocf.py does). Logging is set up here, never at import."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hahooks import __version__
+from hahooks.errors import ExitCode, HahooksError
+
+# Each module adds its subcommands with register(subparsers); importing them must stay
+# cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
+COMMAND_MODULES = ("transition", "inspect", "entrypoints", "wiring", "drill")
+
+EPILOG = """\
+exit codes (OCF numbers):
+  0 ok   1 step failed (stack rolled back or left safe)   2 bad arguments
+  3 unimplemented   4 permission / unsafe state path   5 tool not installed
+  6 bad or missing config   7 not running (status of a single resource)
+status exit codes (monitoring-plugin style): 0 OK  1 WARNING  2 CRITICAL  3 UNKNOWN
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as documented
+        raise _ArgError(f"{self.prog}: {message}")
+
+
+class _ArgError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hahooks", description="Failover hooks for two-node HA storage "
+                     "clusters: acquire the configured stack in order (master) or release it "
+                     "in reverse (slave).", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hahooks {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("-c", "--config", help="config file (default: $HAHOOKS_CONFIG, "
+                        "/usr/local/etc/hahooks.toml on FreeBSD, /etc/hahooks.toml on Linux)")
+    common.add_argument("-v", "--verbose", action="store_true", help="show commands on stderr")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"hahooks.commands.{name}").register(sub, common)
+    return parser
+
+
+def stderr_level(args) -> int:
+    if getattr(args, "verbose", False):
+        return logging.DEBUG
+    if getattr(args, "quiet", False):
+        return logging.WARNING
+    return logging.INFO
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return ExitCode.ARGS
+        return int(args.func(args) or 0)
+    except _ArgError as exc:
+        print(str(exc), file=sys.stderr)
+        return ExitCode.ARGS
+    except HahooksError as exc:
+        logging.getLogger("hahooks").debug("error", exc_info=True)
+        print(f"hahooks: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("hahooks: interrupted", file=sys.stderr)
+        return ExitCode.GENERIC
+    except Exception as exc:  # a bug: one line on stderr, the traceback in the log
+        logging.getLogger("hahooks").error("unexpected error", exc_info=True)
+        print(f"hahooks: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.GENERIC
+
+
+if __name__ == "__main__":
+    sys.exit(main())

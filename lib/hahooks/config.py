@@ -1,0 +1,256 @@
+"""TOML config -> validated dataclasses. Every error names file:line, the key and the bad
+value, with a "did you mean" hint for unknown keys (exit 6 via ConfigError)."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import socket
+import stat
+from typing import Any
+
+from hahooks import platforms, schema
+from hahooks.errors import ConfigError
+from hahooks.schema import Field, Invalid
+
+NODE_FIELDS: dict[str, Field] = {
+    "name": schema.Name(None, "node name (default: hostname)"),
+    "peer": schema.Name(None, "the other node's name (used in messages and by fence)"),
+    "platform": schema.Str("auto", "command forms to use", choices=("auto", "freebsd", "linux")),
+    "state_dir": schema.Path(None, "root-only dir for the lock, desire and result files "
+                             "(default /var/db/hahooks on FreeBSD, /var/lib/hahooks on Linux)"),
+    "log_file": schema.Path(None, "JSON-lines log (default /var/log/hahooks.jsonl)"),
+    "syslog": schema.Bool(True, "also log to syslog"),
+    "syslog_facility": schema.Str("local0", "syslog facility",
+                                  choices=("daemon", "user", *(f"local{i}" for i in range(8)))),
+    "syslog_socket": schema.Path(None, "default /var/run/log (FreeBSD), /dev/log (Linux)"),
+    "demote": schema.Argv(None, "run after a failed acquire, once the stack is rolled back "
+                          '(e.g. ["sysctl", "net.inet.carp.demotion=240"])'),
+    "fence": schema.Argv(None, "STONITH-style command that powers off / isolates the peer; "
+                         "gates forced steps"),
+    "command_timeout": schema.Duration("30s", "timeout of one command unless a resource sets less"),
+    "wait_timeout": schema.Duration("15m", "how long --wait waits for a running transition"),
+    "paths": schema.PathMap({}, "tool = \"/absolute/path\" overrides for command lookup"),
+    "search_path": schema.PathList([], "extra dirs searched for tools after PATH"),
+}
+
+RESOURCE_COMMON: dict[str, Field] = {
+    "name": schema.Name(doc="unique name of this layer"),
+    "kind": schema.Str(doc="resource kind"),
+    "timeout": schema.Duration("60s", "budget for one acquire or release of this layer"),
+}
+
+TOP_KEYS = ("node", "resource")
+
+
+@dataclasses.dataclass
+class Node:
+    name: str
+    peer: str | None
+    platform: platforms.Platform
+    state_dir: str
+    log_file: str
+    syslog: bool
+    syslog_facility: str
+    syslog_socket: str
+    demote: list[str] | None
+    fence: list[str] | None
+    command_timeout: float
+    wait_timeout: float
+    paths: dict[str, str]
+    search_path: list[str]
+
+
+@dataclasses.dataclass
+class ResourceSpec:
+    name: str
+    kind: str
+    timeout: float
+    params: dict[str, Any]
+    line: int = 0
+    index: int = 0
+
+
+@dataclasses.dataclass
+class Config:
+    path: str
+    node: Node
+    resources: list[ResourceSpec]
+
+    def resource(self, name: str) -> ResourceSpec:
+        for r in self.resources:
+            if r.name == name:
+                return r
+        raise ConfigError(f"{self.path}: no resource named {name!r}")
+
+
+class _Lines:
+    """Finds the line of a key: tomllib reports lines only for syntax errors."""
+
+    def __init__(self, text: str):
+        self.keys: dict[tuple, int] = {}
+        self.tables: dict[tuple, int] = {}
+        section: tuple = ()
+        counts: dict[str, int] = {}
+        for no, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            m = re.match(r"^\[\[\s*([A-Za-z0-9_.-]+)\s*\]\]", line)
+            if m:
+                name = m.group(1)
+                counts[name] = counts.get(name, -1) + 1
+                section = (name, counts[name])
+                self.tables[section] = no
+                continue
+            m = re.match(r"^\[\s*([A-Za-z0-9_.-]+)\s*\]", line)
+            if m:
+                parts = m.group(1).split(".")
+                if parts[0] in counts and len(parts) > 1:
+                    section = (parts[0], counts[parts[0]], *parts[1:])
+                else:
+                    section = tuple(parts)
+                self.tables.setdefault(section, no)
+                continue
+            m = re.match(r"^([A-Za-z0-9_-]+|\"[^\"]*\")\s*=", line)
+            if m:
+                self.keys.setdefault((*section, m.group(1).strip('"')), no)
+
+    def of(self, *path) -> int:
+        return self.keys.get(tuple(path)) or self.tables.get(tuple(path)) or \
+            self.tables.get(tuple(path[:-1])) or self.tables.get(tuple(path[:2])) or 0
+
+
+def _hint(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else \
+        f" (known keys: {', '.join(sorted(known))})"
+
+
+def _check_permissions(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: config is not a regular file")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{path}: config is writable by group or others (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}); run chmod go-w {path}")
+
+
+def load(path: str | None = None, *, check_permissions: bool = True) -> Config:
+    import tomllib
+
+    path = path or platforms.default_config_path()
+    if check_permissions:
+        _check_permissions(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        where = f"{path}:{m.group(1)}" if m else path
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise ConfigError(f"{where}: TOML syntax error: {msg}") from None
+    return parse(data, path, _Lines(text))
+
+
+def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Config:
+    lines = lines or _Lines("")
+
+    def fail(where: tuple, msg: str):
+        line = lines.of(*where)
+        raise ConfigError(f"{path}:{line}: {msg}" if line else f"{path}: {msg}")
+
+    for key in data:
+        if key not in TOP_KEYS:
+            fail((key,), f"unknown top-level key {key!r}{_hint(key, TOP_KEYS)}")
+    node_raw = data.get("node", {})
+    if not isinstance(node_raw, dict):
+        fail(("node",), "[node] must be a table")
+    node_vals = _fields(node_raw, NODE_FIELDS, ("node",), fail, "[node]")
+    plat = platforms.get(node_vals["platform"])
+    node = Node(
+        name=node_vals["name"] or socket.gethostname().split(".")[0],
+        peer=node_vals["peer"], platform=plat,
+        state_dir=node_vals["state_dir"] or plat.default_state_dir,
+        log_file=node_vals["log_file"] or os.path.join(plat.default_log_dir, "hahooks.jsonl"),
+        syslog=node_vals["syslog"], syslog_facility=node_vals["syslog_facility"],
+        syslog_socket=node_vals["syslog_socket"] or plat.syslog_socket,
+        demote=node_vals["demote"], fence=node_vals["fence"],
+        command_timeout=node_vals["command_timeout"], wait_timeout=node_vals["wait_timeout"],
+        paths=node_vals["paths"], search_path=node_vals["search_path"])
+
+    res_raw = data.get("resource", [])
+    if not isinstance(res_raw, list) or not all(isinstance(r, dict) for r in res_raw):
+        fail(("resource",), "resources are written as [[resource]] tables")
+    if not res_raw:
+        fail(("resource",), "no [[resource]] in the config: the stack is empty")
+    from hahooks import kinds
+
+    resources: list[ResourceSpec] = []
+    seen: dict[str, int] = {}
+    for i, r in enumerate(res_raw):
+        where = ("resource", i)
+        label = f"resource #{i + 1}"
+        if "kind" not in r:
+            fail(where, f"{label}: missing key 'kind' (one of: {', '.join(kinds.names())})")
+        kind_name = r["kind"]
+        if not isinstance(kind_name, str) or kind_name not in kinds.names():
+            fail((*where, "kind"), f"{label}: unknown kind {kind_name!r}"
+                 f"{_hint(str(kind_name), kinds.names())}")
+        cls = kinds.get(kind_name)
+        fields = {**RESOURCE_COMMON, **cls.PARAMS}
+        if isinstance(r.get("name"), str):
+            label = f"resource {r['name']!r}"
+        vals = _fields(r, fields, where, fail, label)
+        name = vals.pop("name")
+        if name in seen:
+            fail((*where, "name"), f"duplicate resource name {name!r} (first at line "
+                 f"{lines.of('resource', seen[name], 'name')})")
+        seen[name] = i
+        vals.pop("kind")
+        timeout = vals.pop("timeout")
+        spec = ResourceSpec(name, kind_name, timeout, vals, lines.of(*where), i)
+        try:
+            cls.validate(spec)
+        except Invalid as exc:
+            fail(where, f"{label}: {exc}")
+        resources.append(spec)
+    cfg = Config(path, node, resources)
+    for spec in resources:
+        try:
+            kinds.get(spec.kind).validate_stack(spec, cfg)
+        except Invalid as exc:
+            fail(("resource", spec.index), f"resource {spec.name!r}: {exc}")
+    return cfg
+
+
+def _fields(raw: dict, fields: dict[str, Field], where: tuple, fail, label: str) -> dict:
+    out: dict[str, Any] = {}
+    for key in raw:
+        if key not in fields:
+            fail((*where, key), f"{label}: unknown key {key!r}{_hint(key, fields)}")
+    for key, field in fields.items():
+        if key in raw:
+            try:
+                out[key] = field.convert(raw[key])
+            except Invalid as exc:
+                fail((*where, key), f"{label}: {key}: {exc}")
+        elif field.required:
+            fail(where, f"{label}: missing required key {key!r} ({field.type_name})")
+        else:
+            out[key] = field.default
+    return out

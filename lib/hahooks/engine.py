@@ -1,0 +1,206 @@
+"""The stack walk: the only place that knows order, rollback, demotion, cancellation.
+
+`master` acquires layers bottom-up, `slave` releases them top-down. Decisions (what to do
+with a layer given what is observed) are pure functions returning reason strings, kept
+apart from the effects (a kind's acquire/release), as Patroni keeps `Ha` apart from its
+state handler.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable
+
+from hahooks import kinds, logs, waits
+from hahooks.config import Config, ResourceSpec
+from hahooks.errors import (HahooksError, Refused, StepFailed, Superseded,
+                            UnsafeToRelease)
+from hahooks.kinds.base import Context, Observation, Resource, State
+from hahooks.runner import Runner
+
+log = logging.getLogger("hahooks.engine")
+
+ROLES = ("master", "slave")
+
+
+@dataclasses.dataclass
+class Step:
+    resource: str
+    kind: str
+    action: str          # "acquire" | "release" | "skip" | "refuse"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.action:8} {self.resource} ({self.kind}): {self.reason}"
+
+
+@dataclasses.dataclass
+class StepRecord:
+    resource: str
+    action: str
+    ok: bool
+    duration: float
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class Outcome:
+    role: str
+    ok: bool
+    message: str
+    steps: list[StepRecord] = dataclasses.field(default_factory=list)
+
+
+def decide(role: str, obs: Observation) -> tuple[str, str]:
+    """What to do with one layer: (action, reason). Pure; tests assert on the strings."""
+    if role == "master":
+        if obs.state is State.HELD:
+            return "skip", f"already held ({obs.reason})"
+        if obs.state is State.BROKEN:
+            return "acquire", f"broken ({obs.reason}); acquire decides whether it can repair"
+        return "acquire", f"not held ({obs.reason})"
+    if obs.state is State.RELEASED:
+        return "skip", f"already released ({obs.reason})"
+    return "release", f"{obs.state.value} ({obs.reason})"
+
+
+class Engine:
+    def __init__(self, config: Config, runner: Runner, *,
+                 superseded: Callable[[], bool] = lambda: False):
+        self.config = config
+        self.runner = runner
+        self.superseded = superseded
+        self.fenced = False
+
+    # -- building blocks ---------------------------------------------------
+    def resource(self, index: int) -> Resource:
+        spec = self.config.resources[index]
+        ctx = Context(runner=self.runner, node=self.config.node, config=self.config,
+                      below=self.config.resources[:index],
+                      deadline=waits.Deadline(spec.timeout), fenced=self.fenced)
+        return kinds.get(spec.kind)(spec, ctx)
+
+    def observe(self) -> list[tuple[ResourceSpec, Observation]]:
+        out = []
+        for i, spec in enumerate(self.config.resources):
+            try:
+                obs = self.resource(i).status()
+            except HahooksError as exc:
+                from hahooks.kinds.base import broken
+                obs = broken(f"status failed: {exc.one_line()}")
+            out.append((spec, obs))
+        return out
+
+    def plan(self, role: str) -> list[Step]:
+        """What `role` would do given the state observed now (read-only)."""
+        observed = self.observe()
+        order = observed if role == "master" else list(reversed(observed))
+        return [Step(spec.name, spec.kind, *decide(role, obs)) for spec, obs in order]
+
+    # -- transitions -------------------------------------------------------
+    def run(self, role: str) -> Outcome:
+        if role not in ROLES:
+            raise ValueError(role)
+        outcome = Outcome(role, True, "")
+        if role == "master":
+            self._acquire_all(outcome)
+            outcome.message = f"master: {len(self.config.resources)} layer(s) held"
+        else:
+            self._release_all(outcome)
+            outcome.message = f"slave: {len(self.config.resources)} layer(s) released"
+        return outcome
+
+    def _checkpoint(self) -> None:
+        if self.superseded():
+            log.info("a newer desire arrived: stopping at this safe point",
+                     extra={"event": "superseded"})
+            raise Superseded()
+
+    def _acquire_all(self, outcome: Outcome) -> None:
+        n = len(self.config.resources)
+        for i in range(n):
+            self._checkpoint()
+            res = self.resource(i)
+            try:
+                self._step(res, "master", outcome)
+            except HahooksError as exc:
+                reason = exc.one_line()
+                log.error("acquire of %s failed: %s", res.name, reason,
+                          extra={"event": "step_failed", "resource": res.name, "step": "acquire"})
+                rolled = self._rollback(i, outcome)
+                self._demote()
+                raise StepFailed(f"acquire {res.name} failed: {reason}; "
+                                 + ("rolled back" if rolled else
+                                    "ROLLBACK INCOMPLETE, see log")) from exc
+
+    def _release_all(self, outcome: Outcome) -> None:
+        for i in reversed(range(len(self.config.resources))):
+            self._checkpoint()
+            res = self.resource(i)
+            try:
+                self._step(res, "slave", outcome)
+            except HahooksError as exc:
+                log.critical("release of %s failed: %s; lower layers left as they are so "
+                             "nothing is pulled from under it", res.name, exc.one_line(),
+                             extra={"event": "step_failed", "resource": res.name,
+                                    "step": "release"})
+                raise UnsafeToRelease(f"release {res.name} failed: {exc.one_line()}; "
+                                      "stopped there, lower layers untouched") from exc
+
+    def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
+        with logs.context(resource=res.name, kind=res.KIND):
+            obs = res.status()
+            action, reason = decide(role, obs)
+            log.info("%s %s: %s", action, res.name, reason,
+                     extra={"event": "decision", "step": action, "state": obs.state.value})
+            if action == "skip":
+                outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
+                return
+            started = time.monotonic()
+            ok = False
+            try:
+                if action == "acquire":
+                    res.acquire()
+                    self._confirm(res, State.HELD)
+                else:
+                    res.release()
+                    self._confirm(res, State.RELEASED)
+                ok = True
+            finally:
+                took = time.monotonic() - started
+                outcome.steps.append(StepRecord(res.name, action, ok, took))
+                log.info("%s %s %s in %.3fs", action, res.name, "done" if ok else "FAILED",
+                         took, extra={"event": "step", "step": action, "ok": ok,
+                                      "duration": round(took, 4)})
+
+    def _confirm(self, res: Resource, want: State) -> None:
+        if self.runner.dry_run:
+            return
+        obs = res.status()
+        if obs.state is not want:
+            raise Refused(f"{res.name} is {obs.state.value} after "
+                          f"{'acquire' if want is State.HELD else 'release'}: {obs.reason}")
+
+    def _rollback(self, failed: int, outcome: Outcome) -> bool:
+        """Release layers failed..0 so the node never holds half a stack."""
+        for i in reversed(range(failed + 1)):
+            res = self.resource(i)
+            try:
+                self._step(res, "slave", outcome)
+            except HahooksError as exc:
+                log.critical("rollback: release of %s failed: %s; stopping rollback so "
+                             "nothing is pulled from under it", res.name, exc.one_line(),
+                             extra={"event": "rollback_failed", "resource": res.name})
+                return False
+        return True
+
+    def _demote(self) -> None:
+        argv = self.config.node.demote
+        if not argv:
+            return
+        try:
+            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
+                            what="demote")
+        except HahooksError as exc:
+            log.error("demotion command failed: %s", exc.one_line(), extra={"event": "demote"})

@@ -1,0 +1,138 @@
+"""The one shape every resource kind has: observe status, acquire, release.
+
+A kind never calls another kind and knows nothing of ordering, rollback, locking or
+cancellation: the engine owns those. acquire() and release() are idempotent; they raise
+a HahooksError (Refused, CommandFailed, WaitTimeout, ...) when they cannot finish.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from hahooks import waits
+from hahooks.schema import Field
+
+if TYPE_CHECKING:
+    from hahooks.config import Config, Node, ResourceSpec
+    from hahooks.runner import Result, Runner
+
+log = logging.getLogger("hahooks.kinds")
+
+
+class State(str, enum.Enum):
+    HELD = "held"
+    RELEASED = "released"
+    BROKEN = "broken"
+
+
+@dataclasses.dataclass
+class Observation:
+    state: State
+    reason: str
+    warning: str = ""                      # held but degraded: status reports WARNING
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        text = f"{self.state.value}: {self.reason}"
+        return f"{text} (warning: {self.warning})" if self.warning else text
+
+
+def held(reason: str, warning: str = "", **details) -> Observation:
+    return Observation(State.HELD, reason, warning, details)
+
+
+def released(reason: str, **details) -> Observation:
+    return Observation(State.RELEASED, reason, "", details)
+
+
+def broken(reason: str, **details) -> Observation:
+    return Observation(State.BROKEN, reason, "", details)
+
+
+@dataclasses.dataclass
+class Context:
+    """What the engine hands a kind for one step."""
+
+    runner: "Runner"
+    node: "Node"
+    config: "Config | None" = None
+    below: list["ResourceSpec"] = dataclasses.field(default_factory=list)  # layers under this one
+    deadline: waits.Deadline = dataclasses.field(default_factory=lambda: waits.Deadline(60))
+    fenced: bool = False                   # the fence command succeeded in this transition
+
+    @property
+    def dry_run(self) -> bool:
+        return self.runner.dry_run
+
+    @property
+    def freebsd(self) -> bool:
+        return self.node.platform.is_freebsd
+
+    def run(self, argv, *, readonly: bool, timeout: float | None = None, **kw) -> "Result":
+        """Run through the runner with the step's remaining budget as the upper timeout."""
+        budget = self.deadline.remaining(floor=0.05)
+        limit = min(self.node.command_timeout, budget) if timeout is None else min(timeout, budget)
+        return self.runner.run(argv, readonly=readonly, timeout=limit, **kw)
+
+    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None):
+        """Bounded by the step's budget; in dry-run nothing changes, so don't wait."""
+        if self.dry_run:
+            log.info("would wait for %s", what)
+            return True
+        limit = self.deadline.remaining() if timeout is None else min(timeout,
+                                                                      self.deadline.remaining())
+        return waits.wait_for(predicate, limit, what)
+
+    def effect(self, description: str, action: Callable[[], Any]) -> Any:
+        """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
+        if self.dry_run:
+            log.info("would %s", description, extra={"event": "effect", "dry_run": True})
+            return None
+        log.info("%s", description, extra={"event": "effect"})
+        return action()
+
+
+class Resource:
+    """Base class. Subclasses set KIND and PARAMS and implement the three methods."""
+
+    KIND: ClassVar[str] = ""
+    PARAMS: ClassVar[dict[str, Field]] = {}
+    # True for replication layers whose acquire guarantees this node alone writes the
+    # devices (HAST primary, DRBD Primary, ggate attach): a pool above may import with -f.
+    EXCLUSIVE: ClassVar[bool] = False
+
+    def __init__(self, spec: "ResourceSpec", ctx: Context):
+        self.spec = spec
+        self.name = spec.name
+        self.p = spec.params
+        self.ctx = ctx
+
+    # -- config-time checks (no I/O) --------------------------------------
+    @classmethod
+    def validate(cls, spec: "ResourceSpec") -> None:
+        """Raise schema.Invalid for parameter combinations the field types cannot express."""
+
+    @classmethod
+    def validate_stack(cls, spec: "ResourceSpec", config: "Config") -> None:
+        """Raise schema.Invalid for problems that depend on the other layers."""
+
+    # -- the shape ---------------------------------------------------------
+    def status(self) -> Observation:
+        raise NotImplementedError
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.KIND} {self.name}"
+
+    def exclusive_below(self) -> bool:
+        """True when a layer below this one guarantees exclusive access to its devices."""
+        from hahooks import kinds
+
+        return any(kinds.get(s.kind).EXCLUSIVE for s in self.ctx.below)

@@ -1,0 +1,77 @@
+"""`command`: acquire / release / status given as argument lists.
+
+status: exit 0 -> held, exit 1 (or `released_codes`) -> released, anything else -> broken.
+Without a status command the kind is held exactly when `state_file` exists (touched on
+acquire, removed on release); one of the two is required so re-runs stay idempotent.
+"""
+from __future__ import annotations
+
+import os
+
+from hahooks import schema
+from hahooks.kinds.base import Observation, Resource, broken, held, released
+from hahooks.schema import Invalid
+
+
+class Command(Resource):
+    KIND = "command"
+    PARAMS = {
+        "acquire": schema.Argv(doc="argv run to acquire"),
+        "release": schema.Argv(doc="argv run to release"),
+        "status": schema.Argv(None, "argv; exit 0 = held, a code in released_codes = released"),
+        "released_codes": schema.Field(lambda v: _codes(v), [1], "", "[integers]"),
+        "state_file": schema.Path(None, "file marking 'held' when there is no status command"),
+    }
+
+    @classmethod
+    def validate(cls, spec) -> None:
+        if not spec.params["status"] and not spec.params["state_file"]:
+            raise Invalid("needs 'status' (an argv) or 'state_file' so that re-runs can tell "
+                          "whether it is already held")
+
+    def status(self) -> Observation:
+        if self.p["status"]:
+            r = self.ctx.run(self.p["status"], readonly=True, check=False)
+            if r.exit_code == 0:
+                return held(f"{self.p['status'][0]} exited 0")
+            if r.exit_code in self.p["released_codes"]:
+                return released(f"{self.p['status'][0]} exited {r.exit_code}")
+            tail = (r.stderr or r.stdout).strip().splitlines()
+            return broken(f"{self.p['status'][0]} exited {r.exit_code}"
+                          + (f": {tail[-1]}" if tail else ""))
+        if os.path.exists(self.p["state_file"]):
+            return held(f"{self.p['state_file']} exists")
+        return released(f"{self.p['state_file']} absent")
+
+    def acquire(self) -> None:
+        self.ctx.run(self.p["acquire"], readonly=False, what=f"acquire {self.name}")
+        if self.p["state_file"]:
+            self.ctx.effect(f"create {self.p['state_file']}", lambda: _touch(self.p["state_file"]))
+
+    def release(self) -> None:
+        self.ctx.run(self.p["release"], readonly=False, what=f"release {self.name}")
+        if self.p["state_file"]:
+            self.ctx.effect(f"remove {self.p['state_file']}",
+                            lambda: _remove(self.p["state_file"]))
+
+
+def _codes(v) -> list[int]:
+    if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                          and 0 < x < 256 for x in v):
+        raise Invalid(f"expected a list of exit codes 1..255, got {v!r}")
+    return v
+
+
+def _touch(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+RESOURCE = Command

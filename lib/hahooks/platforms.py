@@ -1,0 +1,62 @@
+"""FreeBSD vs Linux differences: command search dirs, syslog socket, default paths.
+
+Tests force the FreeBSD path on Linux with `node.platform = "freebsd"` (or
+HAHOOKS_PLATFORM), so the FreeBSD command forms run in CI against the simulator.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+
+@dataclasses.dataclass(frozen=True)
+class Platform:
+    name: str                    # "freebsd" | "linux"
+    sbin_dirs: tuple[str, ...]   # searched after PATH: devd/freevrrpd give hooks a minimal PATH
+    syslog_socket: str
+    default_config: str
+    default_state_dir: str
+    default_log_dir: str
+
+    @property
+    def is_freebsd(self) -> bool:
+        return self.name == "freebsd"
+
+
+FREEBSD = Platform(
+    name="freebsd",
+    sbin_dirs=("/sbin", "/bin", "/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"),
+    syslog_socket="/var/run/log",
+    default_config="/usr/local/etc/hahooks.toml",
+    default_state_dir="/var/db/hahooks",
+    default_log_dir="/var/log",
+)
+
+LINUX = Platform(
+    name="linux",
+    sbin_dirs=("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"),
+    syslog_socket="/dev/log",
+    default_config="/etc/hahooks.toml",
+    default_state_dir="/var/lib/hahooks",
+    default_log_dir="/var/log",
+)
+
+PLATFORMS = {"freebsd": FREEBSD, "linux": LINUX}
+
+
+def host_platform() -> Platform:
+    forced = os.environ.get("HAHOOKS_PLATFORM")
+    if forced in PLATFORMS:
+        return PLATFORMS[forced]
+    return FREEBSD if sys.platform.startswith("freebsd") else LINUX
+
+
+def get(name: str | None) -> Platform:
+    if not name or name == "auto":
+        return host_platform()
+    return PLATFORMS[name]
+
+
+def default_config_path() -> str:
+    return os.environ.get("HAHOOKS_CONFIG") or host_platform().default_config

@@ -1,0 +1,143 @@
+"""Processes: lookup by title, holders of a mount, terminate-then-kill (psutil).
+
+psutil is imported lazily (~30 ms) so hooks that only record a desire stay fast.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("hahooks.procs")
+
+
+def _psutil():
+    import psutil
+
+    return psutil
+
+
+def title(proc) -> str:
+    """The joined cmdline: psutil splits an overwritten argv ("hastd: r0 (secondary)") on spaces,
+    and name() is cut to 15 characters on Linux."""
+    try:
+        return " ".join(proc.cmdline())
+    except Exception:
+        return ""
+
+
+def find_by_title(fragment: str) -> list:
+    psutil = _psutil()
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if fragment in title(proc):
+            found.append(proc)
+    return found
+
+
+def protected_pids() -> set[int]:
+    """This process and its ancestors: a release never kills the hook that runs it."""
+    psutil = _psutil()
+    pids = {os.getpid()}
+    try:
+        for parent in psutil.Process().parents():
+            pids.add(parent.pid)
+    except psutil.Error:
+        pass
+    return pids
+
+
+def _under(path: str, mountpoint: str) -> bool:
+    return path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")
+
+
+def holders(mountpoints: list[str], same_device: bool = True) -> dict:
+    """Processes using files under any of `mountpoints`: cwd, root, exe, open files, open
+    directories (open_files() misses those) and memory maps. Paths are compared by prefix
+    *and* by st_dev of the mount, so the parent filesystem's users are never included.
+
+    Returns {Process: reason}.
+    """
+    psutil = _psutil()
+    mounts = [os.path.realpath(m) for m in mountpoints]
+    devs = set()
+    for m in mounts:
+        try:
+            devs.add(os.stat(m).st_dev)
+        except OSError:
+            pass
+    skip = protected_pids()
+    found: dict = {}
+
+    def hit(path: str) -> bool:
+        if not path or not any(_under(path, m) for m in mounts):
+            return False
+        if not same_device or not devs:
+            return True
+        try:
+            return os.stat(path).st_dev in devs
+        except OSError:
+            return True  # deleted-but-open files under the mount still hold it
+
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid in skip:
+            continue
+        reason = _hold_reason(proc, hit)
+        if reason:
+            found[proc] = reason
+    return found
+
+
+def _hold_reason(proc, hit) -> str | None:
+    pid = proc.pid
+    try:
+        for label, getter in (("cwd", proc.cwd), ("exe", proc.exe)):
+            if hit(getter()):
+                return label
+        root = _readlink(f"/proc/{pid}/root")
+        if root and root != "/" and hit(root):
+            return "root"
+        # /proc/PID/fd covers regular files *and* directories (psutil's open_files skips dirs)
+        fd_dir = f"/proc/{pid}/fd"
+        if os.path.isdir(fd_dir):
+            for fd in os.listdir(fd_dir):
+                target = _readlink(f"{fd_dir}/{fd}")
+                if target and target.startswith("/") and hit(target.removesuffix(" (deleted)")):
+                    return f"open {target}"
+        else:
+            for f in proc.open_files():
+                if hit(f.path):
+                    return f"open {f.path}"
+        for m in proc.memory_maps(grouped=True):
+            if m.path.startswith("/") and hit(m.path):
+                return f"map {m.path}"
+    except Exception:  # NoSuchProcess, AccessDenied, ZombieProcess: not a holder we can act on
+        return None
+    return None
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def terminate_then_kill(procs: list, grace: float) -> list:
+    """TERM, wait up to `grace` s, KILL the rest. Returns processes still alive after KILL."""
+    psutil = _psutil()
+    procs = [p for p in procs if p.pid not in protected_pids()]
+    for p in procs:
+        try:
+            log.info("sending TERM to pid %d (%s)", p.pid, title(p))
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try:
+            log.warning("pid %d ignored TERM for %gs: sending KILL", p.pid, grace)
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=max(1.0, grace))
+    return alive

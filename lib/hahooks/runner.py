@@ -1,0 +1,177 @@
+"""The one door to the operating system.
+
+Every external command runs here: an argv list (never a shell string), `_tty_out=False`,
+a timeout that kills the whole process group, tool lookup that works under devd's minimal
+PATH, and one log record per command (argv, exit code, duration, stderr tail).
+
+Dry-run (like zfs_autobackup's `run(..., readonly=)`): read-only commands run for real,
+mutating ones are logged as "would run" and reported as succeeded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from typing import Iterable, Sequence
+
+from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled
+from hahooks.platforms import Platform, host_platform
+
+log = logging.getLogger("hahooks.runner")
+
+DEFAULT_TIMEOUT = 30.0
+TAIL = 400  # characters of stderr kept in a log record
+
+
+@dataclasses.dataclass
+class Result:
+    argv: list[str]
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    timeout: float = 0.0
+    timed_out: bool = False
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def display(self) -> str:
+        return " ".join(self.argv)
+
+
+class Runner:
+    """Runs commands; `dry_run` turns mutating ones into log lines."""
+
+    def __init__(self, platform: Platform | None = None, *, dry_run: bool = False,
+                 tool_paths: dict[str, str] | None = None, search_dirs: Iterable[str] = (),
+                 default_timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None):
+        self.platform = platform or host_platform()
+        self.dry_run = dry_run
+        self.tool_paths = dict(tool_paths or {})
+        self.search_dirs = list(search_dirs)
+        self.default_timeout = default_timeout
+        self.env = env
+        self.history: list[Result] = []   # what this process ran (read by dry-run output and tests)
+        self._resolved: dict[str, str] = {}
+
+    # -- tool lookup -------------------------------------------------------
+    def which(self, tool: str) -> str | None:
+        if "/" in tool:
+            return tool if os.access(tool, os.X_OK) else None
+        if tool in self.tool_paths:
+            return self.tool_paths[tool]
+        if tool in self._resolved:
+            return self._resolved[tool]
+        path = os.pathsep.join([os.environ.get("PATH", ""), *self.search_dirs,
+                                *self.platform.sbin_dirs])
+        found = shutil.which(tool, path=path)
+        if found:
+            self._resolved[tool] = found
+        return found
+
+    def resolve(self, tool: str) -> str:
+        found = self.which(tool)
+        if not found:
+            raise NotInstalled(f"command not found: {tool} (searched PATH and "
+                               f"{':'.join(self.platform.sbin_dirs)}; set [paths] {tool} = ... "
+                               "in the config)")
+        return found
+
+    # -- running -----------------------------------------------------------
+    def run(self, argv: Sequence[str], *, readonly: bool, timeout: float | None = None,
+            ok: Iterable[int] = (0,), check: bool = True, input: str | None = None,
+            env: dict[str, str] | None = None, what: str = "") -> Result:
+        """Run argv[0] (looked up) with the rest as literal arguments.
+
+        readonly: True for queries (they also run in dry-run); False for anything that
+        changes state. check: raise CommandFailed on an exit code outside `ok`.
+        """
+        if isinstance(argv, str):
+            raise TypeError("runner.run takes an argument list, never a shell string")
+        argv = [str(a) for a in argv]
+        timeout = self.default_timeout if timeout is None else timeout
+        ok = tuple(ok)
+        if self.dry_run and not readonly:
+            result = Result(argv, 0, dry_run=True, timeout=timeout)
+            self.history.append(result)
+            log.info("would run: %s", result.display(),
+                     extra={"event": "command", "argv": argv, "dry_run": True})
+            return result
+        exe = self.resolve(argv[0])
+        result = self._execute(exe, argv, timeout, input, env)
+        self.history.append(result)
+        quiet = (result.exit_code in ok or not check) and not result.timed_out
+        level = logging.DEBUG if quiet else logging.INFO
+        log.log(level, "ran %s -> %s in %.3fs", result.display(),
+                "timeout" if result.timed_out else result.exit_code, result.duration,
+                extra={"event": "command", "argv": argv, "exit_code": result.exit_code,
+                       "duration": round(result.duration, 4), "timed_out": result.timed_out,
+                       "readonly": readonly, "stderr_tail": result.stderr[-TAIL:]})
+        if result.timed_out:
+            raise CommandTimeout(result)
+        if check and result.exit_code not in ok:
+            raise CommandFailed(result, what)
+        return result
+
+    def _execute(self, exe: str, argv: list[str], timeout: float, input: str | None,
+                 env: dict[str, str] | None) -> Result:
+        import sh  # lazy: importing sh costs ~90 ms, and `--detach` hooks never run a command
+
+        kwargs = dict(_bg=True, _bg_exc=False, _new_group=True, _return_cmd=True,
+                      _tty_out=False, _ok_code=list(range(256)))
+        if env is not None or self.env is not None:
+            kwargs["_env"] = {**os.environ, **(self.env or {}), **(env or {})}
+        if input is not None:
+            kwargs["_in"] = input
+        started = time.monotonic()
+        # Our own timer kills the whole process group: sh's `_timeout` signals only the child
+        # and costs ~100 ms per call (its timer polls), and `wait(timeout=)` polls every
+        # 100 ms and can return before the output has been read.
+        proc = sh.Command(exe)(*argv[1:], **kwargs)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _kill_group(proc.pid)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            proc.wait()
+        except (sh.ErrorReturnCode, sh.SignalException):
+            pass
+        finally:
+            timer.cancel()
+        timed_out = expired.is_set()
+        duration = time.monotonic() - started
+        code = proc.exit_code
+        if code is None:
+            code = -1
+        elif code < 0:  # killed by signal N: report 128+N as a shell does
+            code = 128 - code
+        return Result(argv, code, _text(proc.stdout), _text(proc.stderr), duration, timeout,
+                      timed_out)
+
+
+def _kill_group(pgid: int) -> None:
+    """sh's timeout signals only the child: KILL what is left of its process group."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _text(data) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data
