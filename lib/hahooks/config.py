@@ -29,6 +29,8 @@ NODE_FIELDS: dict[str, Field] = {
                           '(e.g. ["sysctl", "net.inet.carp.demotion=240"])'),
     "fence": schema.Argv(None, "STONITH-style command that powers off / isolates the peer; "
                          "gates forced steps"),
+    "dev_dir": schema.Path("/dev", "where device nodes appear (/dev/hast/NAME, /dev/ggateN, "
+                           "/dev/mirror/NAME, /dev/mdN, /dev/drbdN); the simulator uses its own"),
     "command_timeout": schema.Duration("30s", "timeout of one command unless a resource sets less"),
     "wait_timeout": schema.Duration("15m", "how long --wait waits for a running transition"),
     "paths": schema.PathMap({}, "tool = \"/absolute/path\" overrides for command lookup"),
@@ -56,6 +58,7 @@ class Node:
     syslog_socket: str
     demote: list[str] | None
     fence: list[str] | None
+    dev_dir: str
     command_timeout: float
     wait_timeout: float
     paths: dict[str, str]
@@ -189,7 +192,7 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         log_file=node_vals["log_file"] or os.path.join(plat.default_log_dir, "hahooks.jsonl"),
         syslog=node_vals["syslog"], syslog_facility=node_vals["syslog_facility"],
         syslog_socket=node_vals["syslog_socket"] or plat.syslog_socket,
-        demote=node_vals["demote"], fence=node_vals["fence"],
+        demote=node_vals["demote"], fence=node_vals["fence"], dev_dir=node_vals["dev_dir"],
         command_timeout=node_vals["command_timeout"], wait_timeout=node_vals["wait_timeout"],
         paths=node_vals["paths"], search_path=node_vals["search_path"])
 

@@ -71,14 +71,14 @@ class Engine:
         self.config = config
         self.runner = runner
         self.superseded = superseded
-        self.fenced = False
+        self.fenced: bool | None = None   # None: fence not tried in this transition
 
     # -- building blocks ---------------------------------------------------
     def resource(self, index: int) -> Resource:
         spec = self.config.resources[index]
         ctx = Context(runner=self.runner, node=self.config.node, config=self.config,
                       below=self.config.resources[:index],
-                      deadline=waits.Deadline(spec.timeout), fenced=self.fenced)
+                      deadline=waits.Deadline(spec.timeout), fencer=self.fence)
         return kinds.get(spec.kind)(spec, ctx)
 
     def observe(self) -> list[tuple[ResourceSpec, Observation]]:
@@ -194,6 +194,26 @@ class Engine:
                              extra={"event": "rollback_failed", "resource": res.name})
                 return False
         return True
+
+    def fence(self, why: str) -> bool:
+        """Run node.fence at most once per transition; forced steps are allowed only if it
+        succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
+        if self.fenced is not None:
+            return self.fenced
+        argv = self.config.node.fence
+        if not argv:
+            log.warning("forced step wanted (%s) but no [node] fence command is configured",
+                        why, extra={"event": "fence"})
+            self.fenced = False
+            return False
+        try:
+            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
+                            what="fence")
+            self.fenced = True
+        except HahooksError as exc:
+            log.error("fence command failed: %s", exc.one_line(), extra={"event": "fence"})
+            self.fenced = False
+        return self.fenced
 
     def _demote(self) -> None:
         argv = self.config.node.demote

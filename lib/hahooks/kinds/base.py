@@ -60,7 +60,8 @@ class Context:
     config: "Config | None" = None
     below: list["ResourceSpec"] = dataclasses.field(default_factory=list)  # layers under this one
     deadline: waits.Deadline = dataclasses.field(default_factory=lambda: waits.Deadline(60))
-    fenced: bool = False                   # the fence command succeeded in this transition
+    fencer: Callable[[str], bool] | None = None   # engine-provided: runs node.fence once
+
 
     @property
     def dry_run(self) -> bool:
@@ -84,6 +85,12 @@ class Context:
         limit = self.deadline.remaining() if timeout is None else min(timeout,
                                                                       self.deadline.remaining())
         return waits.wait_for(predicate, limit, what)
+
+    def fence_peer(self, why: str) -> bool:
+        """Before a forced step the peer may still be alive for (forced import, primary while
+        the peer may be primary): run the configured fence command once per transition.
+        True only if a fence command is configured and succeeded."""
+        return bool(self.fencer and self.fencer(why))
 
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
