@@ -1,0 +1,1 @@
+"""Event wiring: one module per caller convention (see commands/wiring.py)."""

@@ -1,0 +1,1 @@
+"""devd wiring (placeholder until issue 5 lands)."""

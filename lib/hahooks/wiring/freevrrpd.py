@@ -1,0 +1,1 @@
+"""freevrrpd wiring (placeholder until issue 5 lands)."""

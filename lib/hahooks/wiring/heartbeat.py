@@ -1,0 +1,1 @@
+"""heartbeat wiring (placeholder until issue 5 lands)."""

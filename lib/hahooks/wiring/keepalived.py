@@ -1,0 +1,1 @@
+"""keepalived wiring (placeholder until issue 5 lands)."""

@@ -1,0 +1,1 @@
+"""ocf wiring (placeholder until issue 5 lands)."""

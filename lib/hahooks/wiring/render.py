@@ -1,0 +1,1 @@
+"""render wiring (placeholder until issue 5 lands)."""

@@ -1,0 +1,1 @@
+"""ucarp wiring (placeholder until issue 5 lands)."""
