@@ -1,1 +1,163 @@
-"""ucarp wiring (placeholder until issue 5 lands)."""
+"""ucarp: `hahooks ucarp-up|ucarp-down [--vip] IFACE VIP [XPARAM]`.
+
+ucarp runs `--upscript`/`--downscript` as `execl(script, script, interface, vip, xparam)`
+and waits for it, ignoring the exit status (linux-ha.md §6, lab-recipes.md §2). It sends no
+adverts meanwhile, so the hook records the desire and returns (--detach, the default). The
+downscript also runs at start-up (unless `--neutral`) and, with `--shutdown`, at exit: a
+slave request on a node that holds nothing is a no-op.
+
+ucarp never adds or removes the VIP itself. With --vip the hook does it, before recording
+the desire, through the runner: Linux `ip addr add VIP/PREFIX dev IFACE` / `ip addr del`,
+FreeBSD `ifconfig IFACE inet VIP/PREFIX alias` / `ifconfig IFACE inet VIP -alias`. Both are
+idempotent (the current addresses are read first). XPARAM is only recorded in the log.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import re
+import sys
+
+from hahooks.wiring import hook
+
+log = logging.getLogger("hahooks.wiring.ucarp")
+
+# Linux IFNAMSIZ and FreeBSD IF_NAMESIZE are 16 including the NUL.
+IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+ROLE_OF_SCRIPT = {"up": "master", "down": "slave"}
+
+
+def interface(value: str) -> str:
+    if not IFACE_RE.match(value) or value in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"invalid interface name {value!r} (1-15 letters, digits, _ . -)")
+    return value
+
+
+def vip(value: str) -> str:
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid VIP {value!r} (a dotted IPv4 address: ucarp is IPv4 only)") from None
+    if addr.is_unspecified or addr.is_multicast or addr.is_loopback or \
+            addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise argparse.ArgumentTypeError(f"invalid VIP {value!r} (unspecified, loopback, "
+                                         "multicast or broadcast address)")
+    return str(addr)
+
+
+def xparam(value: str) -> str:
+    if len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise argparse.ArgumentTypeError("invalid xparam (control characters or longer than "
+                                         "256 characters)")
+    return value
+
+
+def register(sub, common) -> None:
+    for script, role in ROLE_OF_SCRIPT.items():
+        p = sub.add_parser(
+            f"ucarp-{script}", parents=[common],
+            help=f"ucarp --{script}script: record {role}"
+            + (" (after adding the VIP with --vip)" if script == "up"
+               else " (after removing the VIP with --vip)"),
+            description=f"Called by ucarp as `--{script}script` with IFACE VIP [XPARAM]. "
+            f"Records {role}; with --vip it first "
+            + ("adds the VIP to IFACE." if script == "up" else "removes the VIP from IFACE."))
+        hook.add_mode(p, detach_default=True)
+        p.add_argument("--vip", action="store_true",
+                       help="also add (up) / remove (down) the VIP: ucarp does not")
+        p.add_argument("--prefix", type=_prefix, default=32,
+                       help="prefix length used when adding the VIP (default 32)")
+        p.add_argument("iface", metavar="IFACE", type=interface)
+        p.add_argument("vip", metavar="VIP", type=vip)
+        p.add_argument("xparam", metavar="XPARAM", type=xparam, nargs="?",
+                       help="ucarp's --xparam (recorded only)")
+        p.set_defaults(func=run_script, script=script)
+
+
+def _prefix(value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,2}", value) or not 1 <= int(value) <= 32:
+        raise argparse.ArgumentTypeError(f"invalid prefix length {value!r} (1..32)")
+    return int(value)
+
+
+def run_script(args) -> int:
+    argv = [args.iface, args.vip] + ([] if args.xparam is None else [args.xparam])
+    role = ROLE_OF_SCRIPT[args.script]
+    cfg = hook.load(args)
+    vip_failed = None
+    if args.vip:
+        from hahooks.errors import HahooksError
+        from hahooks.transition import make_runner
+
+        vips = VipManager(make_runner(cfg), args.iface, args.vip, args.prefix)
+        try:
+            vips.add() if role == "master" else vips.remove()
+        except HahooksError as exc:
+            # The desire is recorded anyway: ucarp has decided, and the stack must follow
+            # it (or leave) even if the address could not be changed.
+            vip_failed = exc.one_line()
+            log.error("VIP %s on %s: %s", args.vip, args.iface, vip_failed,
+                      extra={"event": "vip", "ok": False})
+    code = hook.request(cfg, args, role, caller=f"ucarp-{args.script}", argv=argv)
+    if vip_failed:
+        print(f"hahooks: error: VIP step failed: {vip_failed}", file=sys.stderr)
+        return code or 1
+    return code
+
+
+class VipManager:
+    """Add or remove one address on one interface, idempotently, through the runner."""
+
+    def __init__(self, runner, iface: str, address: str, prefix: int = 32):
+        self.runner = runner
+        self.iface = iface
+        self.address = address
+        self.prefix = prefix
+
+    @property
+    def freebsd(self) -> bool:
+        return self.runner.platform.is_freebsd
+
+    def present(self) -> int | None:
+        """The prefix length the address has on the interface, or None if absent."""
+        if self.freebsd:
+            out = self.runner.run(["ifconfig", self.iface, "inet"], readonly=True).stdout
+            return parse_ifconfig(out).get(self.address)
+        out = self.runner.run(["ip", "-o", "-4", "addr", "show", "dev", self.iface],
+                              readonly=True).stdout
+        return parse_ip_addr(out).get(self.address)
+
+    def add(self) -> None:
+        if self.present() is not None:
+            log.info("VIP %s already on %s", self.address, self.iface, extra={"event": "vip"})
+            return
+        cidr = f"{self.address}/{self.prefix}"
+        argv = ["ifconfig", self.iface, "inet", cidr, "alias"] if self.freebsd else \
+            ["ip", "addr", "add", cidr, "dev", self.iface]
+        self.runner.run(argv, readonly=False, what=f"add VIP {cidr}")
+
+    def remove(self) -> None:
+        prefix = self.present()
+        if prefix is None:
+            log.info("VIP %s not on %s", self.address, self.iface, extra={"event": "vip"})
+            return
+        argv = ["ifconfig", self.iface, "inet", self.address, "-alias"] if self.freebsd else \
+            ["ip", "addr", "del", f"{self.address}/{prefix}", "dev", self.iface]
+        self.runner.run(argv, readonly=False, what=f"remove VIP {self.address}")
+
+
+def parse_ip_addr(text: str) -> dict[str, int]:
+    """`ip -o -4 addr show dev X` -> {address: prefix}."""
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"\binet ([0-9.]+)/([0-9]{1,2})\b", text)}
+
+
+def parse_ifconfig(text: str) -> dict[str, int]:
+    """FreeBSD `ifconfig X inet` -> {address: prefix} (netmask 0xffffff00 -> 24)."""
+    out = {}
+    for m in re.finditer(r"\binet ([0-9.]+) netmask (0x[0-9a-fA-F]{8})\b", text):
+        out[m.group(1)] = bin(int(m.group(2), 16)).count("1")
+    return out
