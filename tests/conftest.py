@@ -69,3 +69,16 @@ def write_config(tmp_path):
         os.chmod(path, 0o600)
         return str(path)
     return write
+
+
+def install_hahooks_command(directory) -> str:
+    """Write an executable `hahooks` into `directory` that runs this checkout, for the sh
+    entry points (hooks/, heartbeat-resource.d/) and the daemons, which find it on PATH.
+    Returns its path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(str(directory), "hahooks")
+    with open(path, "w") as fh:
+        fh.write(f"#!/bin/sh\nPYTHONPATH={LIB}${{PYTHONPATH:+:$PYTHONPATH}} "
+                 f"exec {sys.executable} -m hahooks \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
