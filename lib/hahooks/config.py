@@ -43,7 +43,20 @@ RESOURCE_COMMON: dict[str, Field] = {
     "timeout": schema.Duration("60s", "budget for one acquire or release of this layer"),
 }
 
-TOP_KEYS = ("node", "resource")
+# [wiring]: what the daemon wiring matches on and what `hahooks render` prints. Optional;
+# devd-event ignores CARP events of any other vhid/interface once these are set.
+WIRING_FIELDS: dict[str, Field] = {
+    "interface": schema.Name(None, "interface carrying the virtual address (CARP vhid, VRRP, "
+                             "ucarp): devd events name it as <vhid>@<interface>"),
+    "vhid": schema.Int(None, "CARP vhid / VRRP virtual router id / ucarp vhid", 1, 255),
+    "legacy_interface": schema.Name(None, "FreeBSD < 10: the CARP pseudo-interface (carp0) "
+                                    "whose IFNET LINK_UP/LINK_DOWN events mean MASTER/not"),
+    "vip": schema.Str(None, 'the virtual address with its prefix, e.g. "192.168.1.50/24"'),
+    "priority": schema.Int(None, "this node's VRRP priority (freevrrpd 255 = owner)", 1, 255),
+    "instance": schema.Name(None, "keepalived vrrp_instance name"),
+}
+
+TOP_KEYS = ("node", "resource", "wiring")
 
 
 @dataclasses.dataclass
@@ -80,6 +93,7 @@ class Config:
     path: str
     node: Node
     resources: list[ResourceSpec]
+    wiring: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def resource(self, name: str) -> ResourceSpec:
         for r in self.resources:
@@ -232,7 +246,11 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         except Invalid as exc:
             fail(where, f"{label}: {exc}")
         resources.append(spec)
-    cfg = Config(path, node, resources)
+    wiring_raw = data.get("wiring", {})
+    if not isinstance(wiring_raw, dict):
+        fail(("wiring",), "[wiring] must be a table")
+    cfg = Config(path, node, resources,
+                 _fields(wiring_raw, WIRING_FIELDS, ("wiring",), fail, "[wiring]"))
     for spec in resources:
         try:
             kinds.get(spec.kind).validate_stack(spec, cfg)
