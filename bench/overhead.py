@@ -1,0 +1,102 @@
+"""5. Hook overhead: `hooks/master --detach` until it returns, a no-op `hahooks master` when
+already master, `hahooks status`, and the import time of the heavy modules.
+
+Run: python3 bench/overhead.py [--runs N]"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from common import ROOT, Figure, env_with_lib, summary, time_command
+from hahooks import waits
+
+STACK = """\
+[node]
+name = "bench"
+state_dir = "{d}/state"
+log_file = "{d}/hahooks.jsonl"
+syslog = false
+
+[[resource]]
+name = "one"
+kind = "command"
+acquire = ["touch", "{d}/one"]
+release = ["rm", "-f", "{d}/one"]
+status = ["test", "-e", "{d}/one"]
+
+[[resource]]
+name = "two"
+kind = "command"
+acquire = ["touch", "{d}/two"]
+release = ["rm", "-f", "{d}/two"]
+status = ["test", "-e", "{d}/two"]
+"""
+
+
+def import_ms(module: str) -> float:
+    """Cumulative import time of `module` from -X importtime (median of 5)."""
+    samples = []
+    for _ in range(5):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                              capture_output=True, text=True, env=env_with_lib())
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
+            if m and m.group(2) == module:
+                samples.append(int(m.group(1)) / 1000.0)
+    return summary(samples)[0] if samples else float("nan")
+
+
+def worker_settled(d: str) -> bool:
+    try:
+        with open(os.path.join(d, "state", "desire.json")) as fh:
+            want = json.load(fh)["seq"]
+        with open(os.path.join(d, "state", "done.json")) as fh:
+            return json.load(fh)["seq"] >= want
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def measure(runs: int) -> list[Figure]:
+    figs = []
+    with tempfile.TemporaryDirectory(prefix="hahooks-bench-") as d:
+        cfg = os.path.join(d, "hahooks.toml")
+        with open(cfg, "w") as fh:
+            fh.write(STACK.format(d=d))
+        os.chmod(cfg, 0o600)
+        env = env_with_lib(HAHOOKS_CONFIG=cfg)
+        hook = os.path.join(ROOT, "hooks", "master")
+        hahooks = [sys.executable, "-m", "hahooks"]
+        # the hook wrapper execs `hahooks` from PATH (installed by scripts/bootstrap)
+        samples = time_command([hook, "--detach", "-q"], runs, env=env,
+                               before=lambda: waits.wait_for(lambda: worker_settled(d) or
+                                                             not os.path.exists(f"{d}/state"),
+                                                             30, "worker"))
+        waits.wait_for(lambda: worker_settled(d), 30, "worker")
+        med, lo, hi = summary(samples)
+        figs.append(Figure("5 overhead", "hooks/master --detach until it returns", med * 1000,
+                           "ms", "<= 150 ms", med <= 0.150, lo * 1000, hi * 1000))
+        samples = time_command(hahooks + ["master", "-q"], runs, env=env)
+        med, lo, hi = summary(samples)
+        figs.append(Figure("5 overhead", "no-op hahooks master (already master, 2 layers)",
+                           med * 1000, "ms", "", None, lo * 1000, hi * 1000))
+        samples = time_command(hahooks + ["status"], runs, env=env)
+        med, lo, hi = summary(samples)
+        figs.append(Figure("5 overhead", "hahooks status (2 layers)", med * 1000, "ms", "",
+                           None, lo * 1000, hi * 1000))
+    for module in ("sh", "psutil", "pythonjsonlogger.json", "hahooks.cli"):
+        figs.append(Figure("5 overhead", f"import {module}", import_ms(module), "ms",
+                           note="cumulative, -X importtime"))
+    return figs
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=9)
+    for f in measure(ap.parse_args().runs):
+        print(f"{f.name:55} {f.cell():>10}  {f.target}")
