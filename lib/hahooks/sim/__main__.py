@@ -1,0 +1,3 @@
+from hahooks.sim.main import main
+
+main()

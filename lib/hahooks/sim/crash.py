@@ -1,0 +1,10 @@
+"""What a node crash does to the non-HAST parts of the world (filled per tool module)."""
+from __future__ import annotations
+
+
+def node_down(store, st: dict, node: str) -> None:
+    """Called under the world lock by World.crash after HAST roles were dropped."""
+    from hahooks.sim import drbd, ggate, gmirror, md
+
+    for module in (gmirror, ggate, md, drbd):
+        module.node_down(store, st, node)

@@ -1,0 +1,11 @@
+"""Simulated drbd (work in progress)."""
+from __future__ import annotations
+
+
+def main(ctx, args):
+    ctx.err.write("drbd: not simulated yet\n")
+    return 1
+
+
+def node_down(store, st, node):
+    pass

@@ -1,0 +1,123 @@
+"""Fault injection and fixed latencies, read from faults.json by every simulated command.
+
+A rule matches a command line ("hastctl role primary r0": the tool name and its arguments
+joined by spaces) with fnmatch, optionally on one node only, a limited number of times.
+Internal events use the same mechanism with their own names: "hastd: r0 (primary)" is the
+primary worker starting (fail=75 restarts it, another code sends the role back to init as
+hastd does, hang=True means the worker never creates the device).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import json
+import os
+import signal
+import sys
+import time
+
+FAULTS = "faults.json"
+FAULTS_LOCK = "faults.lock"
+HANG_STEP = 3600.0
+
+
+def _path(root: str, name: str = FAULTS) -> str:
+    return os.path.join(root, name)
+
+
+def load(root: str) -> dict:
+    try:
+        with open(_path(root)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {"rules": [], "latency": []}
+
+
+@contextlib.contextmanager
+def editing(root: str):
+    fd = os.open(_path(root, FAULTS_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = load(root)
+        yield data
+        tmp = _path(root, f".{FAULTS}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, _path(root))
+    finally:
+        os.close(fd)
+
+
+def _matches(rule: dict, cmdline: str, node: str) -> bool:
+    if rule.get("node") not in (None, node):
+        return False
+    return fnmatch.fnmatchcase(cmdline, rule["pattern"])
+
+
+def latency_for(data: dict, cmdline: str, node: str) -> float:
+    """The fixed latency of set_latency(): the first matching pattern, in definition order."""
+    for rule in data.get("latency", []):
+        if _matches(rule, cmdline, node):
+            return float(rule["seconds"])
+    return 0.0
+
+
+def take(root: str, cmdline: str, node: str) -> dict | None:
+    """The first live injected fault matching this command, with its use counted."""
+    data = load(root)
+    if not any(_matches(r, cmdline, node) for r in data.get("rules", [])):
+        return None
+    with editing(root) as data:
+        for rule in data["rules"]:
+            if not _matches(rule, cmdline, node):
+                continue
+            if rule.get("times") is not None and rule.get("used", 0) >= rule["times"]:
+                continue
+            rule["used"] = rule.get("used", 0) + 1
+            return dict(rule)
+    return None
+
+
+class Outcome:
+    """What the fault layer decided before the tool runs."""
+
+    def __init__(self, fail: dict | None = None):
+        self.fail = fail                       # rule to apply after the tool acted (apply=True)
+
+
+def before(root: str, cmdline: str, node: str) -> Outcome:
+    """Apply latency, hang or failure for this command. May not return (exit or hang)."""
+    data = load(root)
+    delay = latency_for(data, cmdline, node)
+    rule = take(root, cmdline, node) if data.get("rules") else None
+    if rule:
+        delay += float(rule.get("latency") or 0.0)
+    if delay > 0:
+        time.sleep(delay)
+    if not rule:
+        return Outcome()
+    if rule.get("hang"):
+        hang()
+    if rule.get("fail") is not None:
+        if rule.get("apply"):
+            return Outcome(fail=rule)
+        emit_failure(rule)
+    return Outcome()
+
+
+def emit_failure(rule: dict) -> None:
+    if rule.get("stdout"):
+        sys.stdout.write(rule["stdout"])
+    if rule.get("stderr"):
+        sys.stderr.write(rule["stderr"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(rule["fail"]))
+
+
+def hang() -> None:
+    """Block until killed, like a command stuck in the kernel (SIGTERM/SIGKILL end it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        time.sleep(HANG_STEP)

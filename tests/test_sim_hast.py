@@ -1,0 +1,184 @@
+"""Simulated hastctl/hastd against freebsd-tools.md §2 (formats) and §2/§7 (semantics)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from hahooks import waits
+from hahooks.sim import World
+
+REF = "freebsd-tools.md"
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(str(tmp_path / "world"))
+    w.add_node("nodea", addr="10.0.0.1")
+    w.add_node("nodeb", addr="10.0.0.2")
+    yield w
+    w.close()
+
+
+def titles() -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    out.append(f.read().rstrip(b"\0").replace(b"\0", b" ").decode())
+            except OSError:
+                pass
+    return out
+
+
+def test_status_format_matches_reference_2_hastctl_status(world):
+    """freebsd-tools.md §2 `hastctl status`: the terse table, character for character."""
+    world.add_hast("disk1", nodes=("nodea", "nodeb"), primary="nodea")
+    world.add_hast("disk2", nodes=("nodea", "nodeb"), roles={"nodea": "init"})
+    r = world.run("nodea", "hastctl", "status")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("Name\tStatus\t Role\t\tComponents\n"
+                        "disk1\tcomplete primary        /dev/ada1\t10.0.0.2\n"
+                        "disk2\t-        init           /dev/ada2\t10.0.0.2\n")
+
+
+def test_status_unknown_resource_reference_2_err_line(world):
+    """§2: a resource with an error prints `name\\tERR<n>`; exit code is the error (1)."""
+    world.add_hast("disk1")
+    r = world.run("nodea", "hastctl", "status", "disk1", "nosuch")
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0] == "Name\tStatus\t Role\t\tComponents"
+    assert r.stdout.splitlines()[2] == "nosuch\tERR1"
+
+
+def test_list_format_matches_reference_2_hastctl_list(world):
+    """§2 `hastctl list` (modern, with workerpid and queues); unknown -> `  error: 1`."""
+    world.add_hast("disk1", primary="nodea")
+    r = world.run("nodea", "hastctl", "list", "disk1", "nosuch")
+    assert r.returncode == 1
+    pid = world.state()["nodes"]["nodea"]["hastd_workers"]["disk1"]["pid"]
+    assert r.stdout == (
+        "disk1:\n"
+        "  role: primary\n"
+        "  provname: disk1\n"
+        "  localpath: /dev/ada1\n"
+        "  extentsize: 2097152 (2.0MB)\n"
+        "  keepdirty: 64\n"
+        "  remoteaddr: 10.0.0.2\n"
+        "  replication: memsync\n"
+        "  status: complete\n"
+        f"  workerpid: {pid}\n"
+        "  dirty: 0 (0B)\n"
+        "  statistics:\n"
+        "    reads: 0\n"
+        "    writes: 0\n"
+        "    deletes: 0\n"
+        "    flushes: 0\n"
+        "    activemap updates: 0\n"
+        "    local errors: read: 0, write: 0, delete: 0, flush: 0\n"
+        "    queues: local: 0, send: 0, recv: 0, done: 0, idle: 255\n"
+        "nosuch:\n"
+        "  error: 1\n")
+
+
+def test_list_init_resource_has_no_status_line_reference_2(world):
+    """§2 field sources: an init resource has no worker, so no status, workerpid or dirty."""
+    world.add_hast("disk1", roles={"nodea": "init", "nodeb": "init"})
+    out = world.run("nodea", "hastctl", "list").stdout
+    assert "  status:" not in out and "workerpid" not in out
+    assert "  extentsize: 0 (0B)\n" in out and "  dirty: 0 (0B)\n" in out
+
+
+def test_dirty_bytes_humanized_reference_2_percent_NB(world):
+    """§2 `%NB`: humanize_number(5, HN_AUTOSCALE, HN_NOSPACE|HN_DECIMAL) + 'B' -> 128MB."""
+    world.add_hast("disk1", primary="nodea")
+    world.partition("nodea", "nodeb")
+    world.set_hast("disk1", dirty=128 << 20)
+    out = world.run("nodea", "hastctl", "list", "disk1").stdout
+    assert "  status: degraded\n" in out
+    assert f"  dirty: {128 << 20} (128MB)\n" in out
+    status = world.run("nodea", "hastctl", "status", "disk1").stdout
+    assert status.splitlines()[1] == "disk1\tdegraded primary        /dev/ada1\t10.0.0.2"
+
+
+def test_usage_exit_64_reference_2_usage_text(world):
+    """§2 usage text on stderr, exit EX_USAGE (64): no args, bad verb, bad role, no names."""
+    expected = ("usage: hastctl create [-d] [-c config] [-e extentsize] [-k keepdirty]\n"
+                "\t\t[-m mediasize] name ...\n"
+                "       hastctl role [-d] [-c config] <init | primary | secondary> all | name ...\n"
+                "       hastctl list [-d] [-c config] [all | name ...]\n"
+                "       hastctl status [-d] [-c config] [all | name ...]\n"
+                "       hastctl dump [-d] [-c config] [all | name ...]\n")
+    for argv in ([], ["frobnicate"], ["role", "master", "r0"], ["role", "primary"]):
+        r = world.run("nodea", "hastctl", *argv)
+        assert (r.returncode, r.stdout, r.stderr) == (64, "", expected), argv
+    r = world.run("nodea", "hastctl", "status", "-x")
+    assert r.returncode == 64 and r.stderr.startswith("hastctl: illegal option -- x\nusage:")
+
+
+def test_unknown_resource_role_exit_1_reference_2(world):
+    """§2: `[WARNING] [name] Received error 1 from hastd.`, exit 1 (EHAST_NOENTRY)."""
+    world.add_hast("r0")
+    r = world.run("nodea", "hastctl", "role", "primary", "nosuch")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", "[WARNING] [nosuch] Received error 1 from hastd.\n")
+
+
+def test_hastd_not_running_exit_71_reference_2(world):
+    """§2: cannot reach hastd -> `[ERROR] Unable to connect to hastd via uds:///var/run/hastctl:
+    <strerror>.`, exit EX_OSERR (71)."""
+    world.add_hast("r0")
+    world.stop_hastd("nodea")
+    r = world.run("nodea", "hastctl", "status")
+    assert r.returncode == 71
+    assert r.stderr == ("[ERROR] Unable to connect to hastd via uds:///var/run/hastctl: "
+                        "No such file or directory.\n")
+
+
+def test_role_primary_returns_before_device_exists_reference_2(world):
+    """§2 Role semantics: for primary hastd forks the worker and returns at once; the
+    device appears asynchronously (here after hast_device_delay)."""
+    world.configure(hast_device_delay=0.5)
+    world.add_hast("r0")
+    device = os.path.join(world.dev_dir("nodea"), "hast", "r0")
+    r = world.run("nodea", "hastctl", "role", "primary", "r0")
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(device)
+    waits.wait_for_path(device, 5)
+    with open(device, "rb") as f:      # a real file with the resource's size
+        f.seek(0, 2)
+        assert f.tell() == 64 << 20
+    assert "hastd: r0 (primary)" in titles()
+    assert world.violations() == []
+
+
+def test_secondary_worker_title_and_exit_reference_2_process_titles(world):
+    """§2 Process titles: while the peer is primary and connected this node has a process
+    whose joined cmdline is exactly `hastd: r0 (secondary)`; it exits only after the peer
+    leaves primary. pgrep -f as the seed scripts use it finds it."""
+    world.add_hast("r0")
+    assert "hastd: r0 (secondary)" not in titles()
+    assert world.run("nodeb", "hastctl", "role", "primary", "r0").returncode == 0
+    waits.wait_for(lambda: "hastd: r0 (secondary)" in titles(), 5, "secondary worker")
+    pgrep = subprocess.run(["pgrep", "-f", r"hastd: r0 \(secondary\)"], capture_output=True)
+    assert pgrep.returncode == 0
+    import psutil
+    pid = int(pgrep.stdout.split()[0])
+    assert " ".join(psutil.Process(pid).cmdline()) == "hastd: r0 (secondary)"
+    assert world.run("nodeb", "hastctl", "role", "secondary", "r0").returncode == 0
+    waits.wait_for(lambda: "hastd: r0 (secondary)" not in titles(), 5, "worker exit")
+    assert world.violations() == []
+
+
+def test_double_primary_exits_0_and_records_violation_reference_7_6(world):
+    """§2/§7.6: `hastctl role primary` exits 0 while the peer is still primary; both end up
+    primary; the simulator records the split brain."""
+    world.add_hast("r0", primary="nodeb")
+    r = world.run("nodea", "hastctl", "role", "primary", "r0")
+    assert r.returncode == 0
+    st = world.state()["hast"]["r0"]["role"]
+    assert st == {"nodea": "primary", "nodeb": "primary"}
+    kinds = [v["kind"] for v in world.violations()]
+    assert kinds == ["two_hast_primaries"]
