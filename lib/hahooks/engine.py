@@ -195,6 +195,29 @@ class Engine:
                 return False
         return True
 
+    def run_layer(self, name: str, role: str) -> Outcome:
+        """One layer alone (Pacemaker drives each layer as its own resource). Acquiring it
+        needs every layer below held; releasing it needs every layer above released, so
+        nothing is pulled from under a mount. Nothing to do -> success without that check."""
+        spec = self.config.resource(name)
+        res = self.resource(spec.index)
+        outcome = Outcome(role, True, f"{name}: {'held' if role == 'master' else 'released'}")
+        if decide(role, res.status())[0] == "skip":
+            self._step(res, role, outcome)
+            return outcome
+        others = range(spec.index) if role == "master" else \
+            range(spec.index + 1, len(self.config.resources))
+        want, where = (State.HELD, "below") if role == "master" else (State.RELEASED, "above")
+        for i in others:
+            other = self.resource(i)
+            obs = other.status()
+            if obs.state is not want:
+                raise Refused(f"{'acquire' if role == 'master' else 'release'} {name} refused: "
+                              f"layer {other.name} {where} it is {obs.state.value} "
+                              f"({obs.reason}); order the layers as in the config")
+        self._step(res, role, outcome)
+        return outcome
+
     def fence(self, why: str) -> bool:
         """Run node.fence at most once per transition; forced steps are allowed only if it
         succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
