@@ -115,15 +115,18 @@ def run_heartbeat(args) -> int:
 
 
 def run_status(args) -> int:
-    from hahooks import config as config_mod
-    from hahooks.commands.inspect import _quiet_logging
+    import logging
+
+    from hahooks import config as config_mod, logs
 
     try:
         cfg = config_mod.load(args.config)
     except HahooksError:
         print(STOPPED)   # we cannot claim to hold anything; the error goes to stderr
         raise
-    _quiet_logging(cfg, args)
+    # Heartbeat's calls are recorded in the JSON log too; stderr (its debug log) gets only
+    # our one summary line.
+    logs.setup_from_config(cfg, stderr_level=logging.WARNING)
     try:
         word, why = status_word(observe_states(cfg), stop_unfinished(cfg))
     except HahooksError as exc:

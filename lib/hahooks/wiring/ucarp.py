@@ -66,7 +66,7 @@ def register(sub, common) -> None:
             f"Records {role}; with --vip it first "
             + ("adds the VIP to IFACE." if script == "up" else "removes the VIP from IFACE."))
         hook.add_mode(p, detach_default=True)
-        p.add_argument("--vip", action="store_true",
+        p.add_argument("--vip", dest="manage_vip", action="store_true",
                        help="also add (up) / remove (down) the VIP: ucarp does not")
         p.add_argument("--prefix", type=_prefix, default=32,
                        help="prefix length used when adding the VIP (default 32)")
@@ -88,7 +88,7 @@ def run_script(args) -> int:
     role = ROLE_OF_SCRIPT[args.script]
     cfg = hook.load(args)
     vip_failed = None
-    if args.vip:
+    if args.manage_vip:
         from hahooks.errors import HahooksError
         from hahooks.transition import make_runner
 
