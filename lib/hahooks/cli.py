@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
+            print("hahooks: no command given (hahooks --help lists them)", file=sys.stderr)
             return ExitCode.ARGS
         return int(args.func(args) or 0)
     except _ArgError as exc:

@@ -53,6 +53,12 @@ class StateDir:
         if st.st_mode & 0o022:
             raise PermissionProblem(f"{self.path}: state dir is writable by group or others "
                                     f"(mode {stat.S_IMODE(st.st_mode):04o})")
+        # Refuse before anything is written: a planted symlink found only when the lock is
+        # opened would come after the desire was already recorded.
+        for name in (LOCK, DESIRE_LOCK, DESIRE, DONE):
+            path = os.path.join(self.path, name)
+            if os.path.islink(path):
+                raise PermissionProblem(f"{path} is a symlink; refusing")
         return self
 
     def _open(self, name: str, flags: int) -> int:
