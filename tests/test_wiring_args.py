@@ -342,3 +342,38 @@ def test_heartbeat_status_with_broken_config_is_not_running(tmp_path):
     assert proc.returncode == 6
     assert proc.stdout == "stopped\n"
     assert f"{bad}:1" in proc.stderr
+
+
+# ------------------------------------------------------------- [wiring] filters --
+WIRING = """
+[wiring]
+interface = "eth0"
+vip = "10.99.33.100/24"
+instance = "VI_1"
+"""
+
+
+@pytest.mark.parametrize("command,argv,acted", [
+    ("keepalived-notify", ["INSTANCE", "VI_1", "MASTER", "200"], True),
+    ("keepalived-notify", ["INSTANCE", "VI_2", "MASTER", "200"], False),
+    ("keepalived-notify", ["GROUP", "VG_1", "MASTER", "200"], False),
+    ("ucarp-up", ["eth0", "10.99.33.100"], True),
+    ("ucarp-up", ["eth1", "10.99.33.100"], False),
+    ("ucarp-up", ["eth0", "10.99.33.101"], False),
+])
+def test_calls_for_another_instance_or_address_are_ignored(tmp_path, write_config, command,
+                                                          argv, acted):
+    cfg = write_config(WIRING + two_layers(tmp_path))
+    run_hahooks(command, "--wait", "-c", cfg, *argv, check=0)
+    assert (desire(tmp_path) is not None) is acted
+    decision = hook_records(tmp_path)[0]["decision"]
+    assert decision.startswith("ignored") is (not acted)
+
+
+def test_ucarp_vip_prefix_comes_from_wiring(tmp_path, write_config, netns):
+    cfg = write_config(WIRING.replace("eth0", "dum0") + two_layers(tmp_path))
+    proc = subprocess.run(["ip", "netns", "exec", netns, "python3", "-m", "hahooks",
+                           "ucarp-up", "--vip", "-c", cfg, "dum0", "10.99.33.100"],
+                          capture_output=True, text=True, env=hahooks_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert addresses(netns) == {"10.99.33.1": 24, "10.99.33.100": 24}

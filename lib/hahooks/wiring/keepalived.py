@@ -11,6 +11,9 @@ and a per-state line spells the same words out:
 
     notify_master "/usr/local/sbin/hahooks keepalived-notify INSTANCE VI_1 MASTER"
 
+With `[wiring] instance = "VI_1"` in the config, calls naming another instance or group
+are logged and ignored (exit 0).
+
 A graceful shutdown reports STOP (not BACKUP), so STOP must release too. keepalived runs
 the scripts from its VRRP child without waiting for them; --detach (the default) keeps each
 call short and the desire log makes the newest state win.
@@ -70,4 +73,9 @@ def run_notify(args) -> int:
     argv = [args.type, args.name, args.state] + \
         ([] if args.priority is None else [str(args.priority)])
     cfg = hook.load(args)
+    wanted = cfg.wiring.get("instance")
+    if wanted and args.name != wanted:
+        # Several instances (or an instance and its sync group) may call the same line.
+        hook.log_call("keepalived", argv, f"ignored: not [wiring] instance {wanted!r}")
+        return 0
     return hook.request(cfg, args, role_for(args.state), caller="keepalived", argv=argv)

@@ -9,7 +9,9 @@ slave request on a node that holds nothing is a no-op.
 ucarp never adds or removes the VIP itself. With --vip the hook does it, before recording
 the desire, through the runner: Linux `ip addr add VIP/PREFIX dev IFACE` / `ip addr del`,
 FreeBSD `ifconfig IFACE inet VIP/PREFIX alias` / `ifconfig IFACE inet VIP -alias`. Both are
-idempotent (the current addresses are read first). XPARAM is only recorded in the log.
+idempotent (the current addresses are read first); the prefix is --prefix, else that of
+`[wiring] vip`, else 32. With `[wiring] interface`/`vip` set, calls for another interface or
+address are logged and ignored (exit 0). XPARAM is only recorded in the log.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import logging
 import re
 import sys
 
+from hahooks.errors import ConfigError
 from hahooks.wiring import hook
 
 log = logging.getLogger("hahooks.wiring.ucarp")
@@ -68,8 +71,9 @@ def register(sub, common) -> None:
         hook.add_mode(p, detach_default=True)
         p.add_argument("--vip", dest="manage_vip", action="store_true",
                        help="also add (up) / remove (down) the VIP: ucarp does not")
-        p.add_argument("--prefix", type=_prefix, default=32,
-                       help="prefix length used when adding the VIP (default 32)")
+        p.add_argument("--prefix", type=_prefix, default=None,
+                       help="prefix length used when adding the VIP (default: the prefix of "
+                       "[wiring] vip, else 32)")
         p.add_argument("iface", metavar="IFACE", type=interface)
         p.add_argument("vip", metavar="VIP", type=vip)
         p.add_argument("xparam", metavar="XPARAM", type=xparam, nargs="?",
@@ -87,12 +91,17 @@ def run_script(args) -> int:
     argv = [args.iface, args.vip] + ([] if args.xparam is None else [args.xparam])
     role = ROLE_OF_SCRIPT[args.script]
     cfg = hook.load(args)
+    mismatch = wiring_mismatch(cfg.wiring, args.iface, args.vip)
+    if mismatch:
+        hook.log_call(f"ucarp-{args.script}", argv, f"ignored: {mismatch}")
+        return 0
+    prefix = args.prefix or wiring_prefix(cfg.wiring) or 32
     vip_failed = None
     if args.manage_vip:
         from hahooks.errors import HahooksError
         from hahooks.transition import make_runner
 
-        vips = VipManager(make_runner(cfg), args.iface, args.vip, args.prefix)
+        vips = VipManager(make_runner(cfg), args.iface, args.vip, prefix)
         try:
             vips.add() if role == "master" else vips.remove()
         except HahooksError as exc:
@@ -106,6 +115,32 @@ def run_script(args) -> int:
         print(f"hahooks: error: VIP step failed: {vip_failed}", file=sys.stderr)
         return code or 1
     return code
+
+
+def wiring_mismatch(wiring: dict, iface: str, address: str) -> str:
+    """Why a call is not for this config's [wiring] interface/vip ("" if it is): one ucarp
+    per VIP may share the scripts."""
+    if wiring.get("interface") and wiring["interface"] != iface:
+        return f"interface {iface} is not [wiring] interface {wiring['interface']}"
+    if wiring.get("vip"):
+        configured = str(_wiring_vip(wiring).ip)
+        if configured != address:
+            return f"VIP {address} is not [wiring] vip {configured}"
+    return ""
+
+
+def wiring_prefix(wiring: dict) -> int | None:
+    if wiring.get("vip") and "/" in wiring["vip"]:
+        return _wiring_vip(wiring).network.prefixlen
+    return None
+
+
+def _wiring_vip(wiring: dict):
+    try:
+        return ipaddress.IPv4Interface(wiring["vip"])
+    except ValueError:
+        raise ConfigError(f"[wiring] vip {wiring['vip']!r} is not an IPv4 address with an "
+                          "optional /prefix") from None
 
 
 class VipManager:
