@@ -1,0 +1,135 @@
+"""Helpers shared by the replication kinds (hast, md, ggate-*, gmirror, drbd): where a
+device node lives, and whether one of this node's devices is still in use (mounted, a vdev
+of an imported pool) before a release pulls it away (freebsd-tools.md §7.8: `hastctl role
+secondary` destroys /dev/hast/X even when it is mounted)."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+from hahooks import parsers
+from hahooks.errors import HahooksError, Refused
+
+log = logging.getLogger("hahooks.kinds")
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+def dev_path(ctx, *parts: str) -> str:
+    """<[node] dev_dir>/parts: /dev/hast/r0, /dev/ggate0, /dev/mirror/gm0, /dev/md0."""
+    return os.path.join(ctx.node.dev_dir, *parts)
+
+
+def mounts(ctx) -> list[tuple[str, str, str]]:
+    """(source, mountpoint, fstype) in this process's mount namespace: /proc/self/mountinfo
+    where it exists (Linux, also when the FreeBSD command forms are forced), else the
+    FreeBSD `mount -p` table."""
+    try:
+        with open(MOUNTINFO) as f:
+            return parsers.parse_mountinfo(f.read())
+    except FileNotFoundError:
+        r = ctx.run(["mount", "-p"], readonly=True)
+        return parsers.parse_mount_p(r.stdout)
+
+
+def _loop_backing_file(source: str) -> str | None:
+    """/dev/loopN -> the path it was set up from (mount(8) of a regular file makes one)."""
+    name = os.path.basename(source)
+    if not (source.startswith("/dev/") and name.startswith("loop")):
+        return None
+    try:
+        with open(f"/sys/block/{name}/loop/backing_file") as f:
+            return f.read().strip().removesuffix(" (deleted)")
+    except OSError:
+        return None
+
+
+def _same_block_device(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return stat.S_ISBLK(sa.st_mode) and stat.S_ISBLK(sb.st_mode) and sa.st_rdev == sb.st_rdev
+
+
+def _mounted_as(source: str, device: str) -> bool:
+    # Compare paths, not inodes: a simulated device is a hard link to an image that the
+    # peer's device of the same name links too.
+    if source == device:
+        return True
+    if _loop_backing_file(source) == device:
+        return True
+    return _same_block_device(source, device)
+
+
+def _pool_vdevs(ctx) -> dict[str, list[str]]:
+    """Imported pools and their vdev names; {} when there is no ZFS on this node."""
+    if not ctx.runner.which("zpool"):
+        return {}
+    for argv in (["zpool", "status", "-P"], ["zpool", "status"]):
+        try:
+            r = ctx.run(argv, readonly=True, check=False)
+        except HahooksError as exc:      # a hung zpool must not hide a busy device
+            raise Refused(f"cannot tell whether a pool uses the device: {exc.one_line()}")
+        if r.exit_code == 0:
+            return parsers.parse_zpool_status(r.stdout)
+        if "no pools available" in r.stdout + r.stderr or \
+                "failed to initialize ZFS library" in r.stderr:
+            return {}                    # no pool, or no ZFS daemon (zfs-fuse): nothing imported
+    raise Refused(f"cannot tell whether a pool uses the device: {' '.join(argv)} exited "
+                  f"{r.exit_code}: {(r.stderr or r.stdout).strip()[-200:]}")
+
+
+def _vdev_is(name: str, device: str) -> bool:
+    return name == device or "/dev/" + name == device
+
+
+def users_of(ctx, devices: list[str]) -> list[str]:
+    """Why any of `devices` is still in use: "<dev> mounted at <dir>", "<dev> in pool <p>"."""
+    reasons = []
+    for source, mountpoint, _fstype in mounts(ctx):
+        for dev in devices:
+            if _mounted_as(source, dev):
+                reasons.append(f"{dev} is mounted at {mountpoint}")
+    for pool, names in _pool_vdevs(ctx).items():
+        for dev in devices:
+            if any(_vdev_is(n, dev) for n in names):
+                reasons.append(f"{dev} is a vdev of imported pool {pool}")
+    return reasons
+
+
+def refuse_if_used(ctx, devices: list[str], action: str) -> None:
+    """Refuse `action` while a layer above still uses one of `devices` (the engine releases
+    top-down; this double-check protects against a stack edited or a manual mount)."""
+    if ctx.dry_run:
+        return
+    reasons = users_of(ctx, devices)
+    if reasons:
+        raise Refused(f"refusing to {action}: " + "; ".join(reasons) +
+                      " (release the layers above first)")
+
+
+def find_daemons(program: str, *args: str) -> list:
+    """Running processes of `program` (the basename of argv[0], or of a script an interpreter
+    runs: `python3 -S /path/ggated ...`) whose argument list contains every one of `args`."""
+    from hahooks import procs
+
+    psutil = procs._psutil()
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            argv = proc.cmdline()
+        except psutil.Error:
+            continue
+        if not argv:
+            continue
+        names = {os.path.basename(a) for a in argv[:3]}
+        if program in names and all(a in argv for a in args):
+            found.append(proc)
+    return found
+
+
+def tail(result) -> str:
+    lines = (result.stderr or result.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit {result.exit_code}"

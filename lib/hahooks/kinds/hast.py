@@ -1,0 +1,189 @@
+"""`hast`: one or more HAST resources (or `all`) switched primary/secondary with hastctl.
+
+held     = every resource is primary and its <dev_dir>/hast/NAME exists.
+released = every resource is secondary.
+broken   = hastd unreachable, unknown resource, a mix of roles, role `init` (hastd starts
+           every resource in init: nothing replicates until a role is set), or primary
+           without its device (the primary worker died and hastd reverts to init).
+
+acquire (freebsd-tools.md §1 ucarp_up.sh, §7.6): wait (bounded) for every
+`hastd: NAME (secondary)` worker to exit — while it runs the peer still acts as primary, and
+`hastctl role primary` would exit 0 anyway and leave two primaries — and refuse if it does
+not, unless the [node] fence command succeeded; then one `hastctl role primary r1 r2 ...`;
+then a bounded wait for every device (it appears after hastctl returns); then confirm the
+roles with `hastctl list`. Never `hastctl create` (§7.2: it discards metadata).
+
+release: refuse while one of the devices is mounted or a vdev of an imported pool (§7.8:
+`role secondary` destroys the device under a mount), then `hastctl role secondary ...`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from hahooks import parsers, procs, schema
+from hahooks.errors import CommandFailed, Refused, WaitTimeout
+from hahooks.kinds import _replication as rep
+from hahooks.kinds.base import Observation, Resource, broken, held, released
+from hahooks.schema import Invalid
+
+log = logging.getLogger("hahooks.kinds.hast")
+
+# hastctl exit codes that mean "no answer about the resources" (§2)
+EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 64, 69, 70, 71
+
+
+class Hast(Resource):
+    KIND = "hast"
+    EXCLUSIVE = True     # primary after the peer's worker exited: this node alone writes
+    PARAMS = {
+        "resources": schema.Names(doc='HAST resource names from hast.conf, or "all"'),
+        "secondary_wait": schema.Duration("30s", "how long the peer may take to leave primary "
+                                          "(its `hastd: NAME (secondary)` worker here exits)"),
+        "device_wait": schema.Duration("10s", "how long <dev_dir>/hast/NAME may take to appear "
+                                       "after `hastctl role primary`"),
+        "hast_conf": schema.Path(None, "hast.conf passed as `-c` (default: hastctl's own, "
+                                 "/etc/hast.conf)"),
+    }
+
+    @classmethod
+    def validate(cls, spec) -> None:
+        names = spec.params["resources"]
+        if "all" in names and len(names) > 1:
+            raise Invalid('resources: "all" stands alone (it already means every resource)')
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def all(self) -> bool:
+        return self.p["resources"] == ["all"]
+
+    def hastctl(self, verb: str, *args: str) -> list[str]:
+        opts = ["-c", self.p["hast_conf"]] if self.p["hast_conf"] else []
+        return ["hastctl", verb, *opts, *args]
+
+    def targets(self) -> list[str]:
+        return ["all"] if self.all else list(self.p["resources"])
+
+    def device(self, name: str) -> str:
+        return rep.dev_path(self.ctx, "hast", name)
+
+    def observe(self) -> dict[str, parsers.HastResource]:
+        """Roles of our resources from `hastctl list` (`status` where `list` is missing)."""
+        r = self.ctx.run(self.hastctl("list", *self.targets()), readonly=True, check=False)
+        if r.exit_code == EX_USAGE:   # FreeBSD 9.0: no `list`, `status` is the verbose form
+            r = self.ctx.run(self.hastctl("status", *self.targets()), readonly=True, check=False)
+        if r.exit_code in (EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR):
+            raise CommandFailed(r, "hastd")
+        found = parsers.parse_hastctl(r.stdout)
+        if self.all:
+            if not found:
+                raise CommandFailed(r, "hastctl lists no resource")
+            return found
+        missing = [n for n in self.p["resources"] if n not in found]
+        if missing:
+            raise CommandFailed(r, f"no answer for {' '.join(missing)}")
+        return {n: found[n] for n in self.p["resources"]}
+
+    # -- the shape ---------------------------------------------------------------------
+    def status(self) -> Observation:
+        try:
+            found = self.observe()
+        except CommandFailed as exc:
+            return broken(exc.one_line())
+        errors = [f"{n}: error {h.error} from hastd" for n, h in found.items() if h.error]
+        if errors:
+            return broken("; ".join(errors) + " (unknown resource?)")
+        roles = {n: h.role for n, h in found.items()}
+        details = {n: {"role": h.role, "status": h.status, "dirty": h.dirty}
+                   for n, h in found.items()}
+        if all(role == "primary" for role in roles.values()):
+            missing = [self.device(n) for n in found if not os.path.exists(self.device(n))]
+            if missing:
+                return broken("primary but " + " ".join(missing) + " missing", **details)
+            return self._held(found, details)
+        if all(role == "secondary" for role in roles.values()):
+            return released("secondary: " + " ".join(found), **details)
+        init = [n for n, role in roles.items() if role == "init"]
+        if init and len(init) == len(roles):
+            return broken("role init: " + " ".join(init) + " (hastd starts resources in init; "
+                          "nothing replicates until master or slave sets a role)", **details)
+        return broken("mixed roles: " + " ".join(f"{n}={r}" for n, r in roles.items()),
+                      **details)
+
+    def _held(self, found, details) -> Observation:
+        parts, degraded = [], []
+        for n, h in found.items():
+            dirty = f", dirty {parsers.human_bytes(h.dirty)}" if h.dirty else ""
+            parts.append(f"{n} ({h.status or 'no worker'}{dirty})")
+            if h.status != "complete":
+                degraded.append(n)
+        warning = ("degraded (peer not connected, writes are not replicated): " +
+                   " ".join(degraded)) if degraded else ""
+        return held("primary: " + ", ".join(parts), warning, **details)
+
+    def acquire(self) -> None:
+        found = self.observe()
+        todo = [n for n, h in found.items() if h.role != "primary"]
+        if todo:
+            self._wait_for_peer_to_leave_primary(todo)
+            self.ctx.run(self.hastctl("role", "primary", *(["all"] if self.all else todo)),
+                         readonly=False, what=f"make {' '.join(todo)} primary")
+        devices = [self.device(n) for n in found]
+        try:
+            self.ctx.wait_for(lambda: all(os.path.exists(d) for d in devices),
+                              "devices to appear: " + " ".join(devices),
+                              timeout=self.p["device_wait"])
+        except WaitTimeout as exc:
+            raise WaitTimeout(self._why_no_device(devices), self.p["device_wait"]) from exc
+        if self.ctx.dry_run:
+            return
+        roles = {n: h.role for n, h in self.observe().items()}
+        if any(role != "primary" for role in roles.values()):
+            raise Refused("after `hastctl role primary`: " +
+                          " ".join(f"{n}={r}" for n, r in roles.items()))
+
+    def _wait_for_peer_to_leave_primary(self, names: list[str]) -> None:
+        titles = [f"hastd: {n} (secondary)" for n in names]
+
+        def running() -> list[str]:
+            return [t for t in titles if procs.find_by_title(t)]
+
+        try:
+            self.ctx.wait_for(lambda: not running(), "the peer to leave primary ("
+                              + ", ".join(titles) + " to exit)",
+                              timeout=self.p["secondary_wait"])
+            return
+        except WaitTimeout:
+            still = running()
+        if not still:
+            return
+        why = (f"{', '.join(still)} still running after {self.p['secondary_wait']:g}s: "
+               "the peer still acts as primary")
+        if self.ctx.fence_peer(why):
+            log.warning("%s; the fence command succeeded, taking over", why,
+                        extra={"event": "forced", "resource": self.name})
+            return
+        raise Refused(f"{why}; refusing `hastctl role primary` (it would exit 0 and leave two "
+                      "primaries, a split brain); configure [node] fence to allow a takeover")
+
+    def _why_no_device(self, devices: list[str]) -> str:
+        missing = [d for d in devices if not os.path.exists(d)]
+        try:
+            roles = " ".join(f"{n}={h.role}" for n, h in self.observe().items())
+        except CommandFailed as exc:
+            roles = exc.one_line()
+        return (" ".join(missing) + " to appear after `hastctl role primary` (now: " + roles +
+                "; a primary worker that exits sends the resource back to init)")
+
+    def release(self) -> None:
+        found = self.observe()
+        todo = [n for n, h in found.items() if h.role != "secondary"]
+        if not todo:
+            return
+        rep.refuse_if_used(self.ctx, [self.device(n) for n in found],
+                           f"make {' '.join(todo)} secondary")
+        self.ctx.run(self.hastctl("role", "secondary", *(["all"] if self.all else todo)),
+                     readonly=False, what=f"make {' '.join(todo)} secondary")
+
+
+RESOURCE = Hast

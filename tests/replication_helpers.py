@@ -1,0 +1,63 @@
+"""Two simulated nodes driven through the real CLI (`python -m hahooks ...`), for the
+replication kind tests: each node gets its own config, state dir and sim environment."""
+from __future__ import annotations
+
+import itertools
+import os
+import textwrap
+
+from conftest import hahooks_env, run_hahooks
+
+_seq = itertools.count()
+
+
+def unique(prefix: str = "rk") -> str:
+    """Names that end up in process titles (`hastd: NAME (secondary)`) must not collide with
+    other tests running on this machine at the same time."""
+    return f"{prefix}{os.getpid() % 100000}x{next(_seq)}"
+
+
+class SimCluster:
+    def __init__(self, tmp_path, world, nodes=("nodea", "nodeb")):
+        self.tmp = tmp_path
+        self.world = world
+        self.nodes = nodes
+        self.configs: dict[str, str] = {}
+        for n in nodes:
+            world.add_node(n)
+
+    def dev(self, node: str, *parts: str) -> str:
+        return os.path.join(self.world.dev_dir(node), *parts)
+
+    def write(self, node: str, body: str, node_extra: str = "") -> str:
+        path = self.tmp / f"{node}.toml"
+        path.write_text(textwrap.dedent(f"""\
+            [node]
+            name = "{node}"
+            platform = "freebsd"
+            dev_dir = "{self.world.dev_dir(node)}"
+            state_dir = "{self.tmp / ('state-' + node)}"
+            log_file = "{self.tmp / (node + '.jsonl')}"
+            syslog = false
+            """) + textwrap.dedent(node_extra) + "\n" + textwrap.dedent(body))
+        os.chmod(path, 0o600)
+        self.configs[node] = str(path)
+        return str(path)
+
+    def env(self, node: str) -> dict:
+        return self.world.node_env(node, base=hahooks_env())
+
+    def hh(self, node: str, *args, check=None, timeout=120):
+        return run_hahooks(*args, "-c", self.configs[node], env=self.env(node),
+                           timeout=timeout, check=check)
+
+    def run(self, node: str, *argv: str):
+        """A simulated tool as `node` runs it."""
+        return self.world.run(node, *argv)
+
+    def commands(self, node: str, tool: str) -> list[list[str]]:
+        return [c["argv"] for c in self.world.commands(node)
+                if c.get("argv") and os.path.basename(c["argv"][0]) == tool]
+
+    def assert_no_violations(self) -> None:
+        assert self.world.violations() == [], self.world.violations()
