@@ -18,6 +18,6 @@ set -eu
 NODE_IP=${NODE_IP:-192.168.1.11}          # this node's own address on eth0
 ADVSKEW=${ADVSKEW:-0}                     # 100 on node b
 HOOKS=${HOOKS:-/usr/local/libexec/hahooks}
-exec ucarp --interface=eth0 --srcip="$NODE_IP" --vhid=42 --pass="${UCARP_PASS:?set UCARP_PASS}" \
+exec ucarp --interface=eth0 --srcip="$NODE_IP" --vhid=42 --passfile=/etc/ucarp.pass \
     --addr=192.168.1.50 --advbase=1 --advskew="$ADVSKEW" --preempt --shutdown \
     --upscript="$HOOKS/ucarp-up" --downscript="$HOOKS/ucarp-down"
