@@ -51,8 +51,9 @@ class CommandFailed(HahooksError):
 
     def __init__(self, result, what: str = ""):
         self.result = result
-        tail = (result.stderr or result.stdout or "").strip().splitlines()
-        detail = tail[-1] if tail else f"exit {result.exit_code}"
+        tail = [line for line in (result.stderr or result.stdout or "").strip().splitlines()
+                if not line.startswith("       dmesg(1) may have more")]  # util-linux mount's hint
+        detail = tail[-1].strip() if tail else f"exit {result.exit_code}"
         prefix = f"{what}: " if what else ""
         super().__init__(f"{prefix}{result.display()} failed (exit {result.exit_code}): {detail}")
 

@@ -50,17 +50,20 @@ def _under(path: str, mountpoint: str) -> bool:
     return path == mountpoint or path.startswith(mountpoint.rstrip("/") + "/")
 
 
-def holders(mountpoints: list[str], same_device: bool = True) -> dict:
+def holders(mountpoints: list[str], same_device: bool = True,
+            devices: set[int] | None = None) -> dict:
     """Processes using files under any of `mountpoints`: cwd, root, exe, open files, open
     directories (open_files() misses those) and memory maps. Paths are compared by prefix
     *and* by st_dev of the mount, so the parent filesystem's users are never included.
+    `devices`: the mounts' st_dev as the mount table lists them; without it they are
+    stat()ed, which gives the parent's st_dev if the mount went away meanwhile.
 
     Returns {Process: reason}.
     """
     psutil = _psutil()
     mounts = [os.path.realpath(m) for m in mountpoints]
-    devs = set()
-    for m in mounts:
+    devs = set(devices or ())
+    for m in mounts if devices is None else ():
         try:
             devs.add(os.stat(m).st_dev)
         except OSError:
@@ -107,12 +110,23 @@ def _hold_reason(proc, hit) -> str | None:
             for f in proc.open_files():
                 if hit(f.path):
                     return f"open {f.path}"
-        for m in proc.memory_maps(grouped=True):
-            if m.path.startswith("/") and hit(m.path):
-                return f"map {m.path}"
+        for path in _mapped_paths(proc):
+            if hit(path):
+                return f"map {path}"
     except Exception:  # NoSuchProcess, AccessDenied, ZombieProcess: not a holder we can act on
         return None
     return None
+
+
+def _mapped_paths(proc) -> set[str]:
+    """/proc/PID/maps is far cheaper than psutil's memory_maps (which parses smaps)."""
+    try:
+        with open(f"/proc/{proc.pid}/maps", encoding="utf-8", errors="replace") as fh:
+            fields = [line.rstrip("\n").split(None, 5) for line in fh]
+        return {f[5].removesuffix(" (deleted)") for f in fields
+                if len(f) == 6 and f[5].startswith("/")}
+    except FileNotFoundError:
+        return {m.path for m in proc.memory_maps(grouped=True) if m.path.startswith("/")}
 
 
 def _readlink(path: str) -> str | None:
@@ -120,6 +134,27 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def _gone(proc) -> bool:
+    """Exited, or a zombie (it holds no files any more; its parent has not reaped it yet:
+    psutil.wait_procs would wait out the whole timeout for a child that isn't ours)."""
+    psutil = _psutil()
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_gone(procs: list, timeout: float) -> list:
+    from hahooks import waits
+    from hahooks.errors import WaitTimeout
+
+    try:
+        waits.wait_for(lambda: all(_gone(p) for p in procs), timeout, "processes to exit")
+    except WaitTimeout:
+        pass
+    return [p for p in procs if not _gone(p)]
 
 
 def terminate_then_kill(procs: list, grace: float) -> list:
@@ -132,12 +167,11 @@ def terminate_then_kill(procs: list, grace: float) -> list:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = _wait_gone(procs, grace)
     for p in alive:
         try:
             log.warning("pid %d ignored TERM for %gs: sending KILL", p.pid, grace)
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(alive, timeout=max(1.0, grace))
-    return alive
+    return _wait_gone(alive, max(1.0, grace)) if alive else []

@@ -1,0 +1,162 @@
+"""`filesystem`: fsck and mount a device; unmount it safely.
+
+acquire: wait for the device (bounded), fsck by policy (hahooks.fsck), mkdir the
+mountpoint, `mount -t FSTYPE [-o OPTIONS] DEVICE MOUNTPOINT` (the same form on FreeBSD,
+where FSTYPE defaults to ufs). Refused: mountpoint `/`, something already mounted below the
+mountpoint (it would be hidden), another device on the mountpoint, the device mounted
+elsewhere.
+
+release: `umount MOUNTPOINT` first; if busy, stop the processes holding exactly this mount
+(TERM, `stop_grace`, KILL) and try again until the step's budget runs out; `umount -f` only
+with `force_unmount = true`.
+
+status: held = the device (symlinks resolved) is mounted on the mountpoint; broken =
+another device on the mountpoint, or the device mounted somewhere else; else released.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from hahooks import evict, fsck, mounts, procs, schema
+from hahooks.errors import Refused
+from hahooks.kinds.base import Observation, Resource, State, broken, held, released
+from hahooks.schema import Invalid
+
+log = logging.getLogger("hahooks.kinds.filesystem")
+
+_FSTYPE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+class Filesystem(Resource):
+    KIND = "filesystem"
+    PARAMS = {
+        "device": schema.Path(doc="block device to mount (/dev/hast/data, /dev/drbd0, ...)"),
+        "mountpoint": schema.Path(doc="where to mount it; never /"),
+        "fstype": schema.Str("", "filesystem type for fsck and mount (default: ufs on "
+                             "FreeBSD, detected by mount on Linux)"),
+        "options": schema.Str("", "mount options, comma-separated (noatime,nodev), without -o"),
+        "fsck": schema.Str("auto", "fsck policy before mounting", choices=fsck.POLICIES),
+        "device_timeout": schema.Duration("30s", "how long to wait for the device to appear"),
+        "stop_grace": schema.Duration("5s", "how long holders get between TERM and KILL"),
+        "kill_holders": schema.Bool(True, "stop processes that keep the unmount from "
+                                    "succeeding (TERM, then KILL)"),
+        "force_unmount": schema.Bool(False, "as a last resort, `umount -f`"),
+    }
+
+    @classmethod
+    def validate(cls, spec) -> None:
+        p = spec.params
+        if p["mountpoint"] == "/":
+            raise Invalid("mountpoint: refusing to manage / (the root filesystem)")
+        if p["device"] == p["mountpoint"]:
+            raise Invalid("device and mountpoint are the same path")
+        if p["options"].startswith("-") or any(c.isspace() for c in p["options"]):
+            raise Invalid(f"options: give a comma-separated list like \"noatime,nodev\" "
+                          f"(without -o or spaces), got {p['options']!r}")
+        if not set(p["fstype"]) <= _FSTYPE_CHARS:
+            raise Invalid(f"fstype: {p['fstype']!r} is not a filesystem type name")
+
+    # -- helpers -----------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.p["device"]
+
+    @property
+    def mountpoint(self) -> str:
+        return mounts.canonical(self.p["mountpoint"])
+
+    @property
+    def fstype(self) -> str:
+        return self.p["fstype"] or ("ufs" if self.ctx.freebsd else "")
+
+    def table(self) -> list[mounts.Mount]:
+        return mounts.read(lambda argv: self.ctx.run(argv, readonly=True).stdout)
+
+    # -- the shape ---------------------------------------------------------
+    def status(self) -> Observation:
+        return self._observe(self.table())
+
+    def _observe(self, table: list[mounts.Mount]) -> Observation:
+        dev, mp = self.device, self.mountpoint
+        here = mounts.at(table, mp)
+        others = [m.mountpoint for m in mounts.of_device(table, dev) if m.mountpoint != mp]
+        if here is not None and mounts.same_device(here, dev):
+            warnings = []
+            if not os.path.exists(dev):
+                warnings.append(f"its device node {dev} is gone")
+            if others:
+                warnings.append(f"{dev} is also mounted on {', '.join(others)}")
+            return held(f"{dev} mounted on {mp}", "; ".join(warnings), fstype=here.fstype)
+        if here is not None:
+            return broken(f"another device ({here.source}) is mounted on {mp}")
+        if others:
+            return broken(f"{dev} is mounted on {others[0]}, not on {mp}")
+        return released(f"{dev} not mounted on {mp}")
+
+    def _unless(self, goal: State, verb: str, nested: str) -> list[mounts.Mount] | None:
+        """The mount table, or None when already at `goal`. Refused: a broken state
+        (someone else's mount, or ours in the wrong place: never touched) and mounts below
+        the mountpoint (a mount would hide them; they keep an unmount busy)."""
+        table = self.table()
+        obs = self._observe(table)
+        if obs.state is goal:
+            return None
+        if obs.state is State.BROKEN:
+            raise Refused(f"not {verb}: {obs.reason}")
+        below = mounts.below(table, self.mountpoint)
+        if below:
+            raise Refused(f"not {verb} {self.mountpoint}: "
+                          f"{', '.join(m.mountpoint for m in below)} {nested}")
+        return table
+
+    def acquire(self) -> None:
+        dev, mp = self.device, self.mountpoint
+        if mp == "/":
+            raise Refused("refusing to mount over / (the root filesystem)")
+        if self._unless(State.HELD, "mounting",
+                        "is already mounted below it and would be hidden") is None:
+            return
+        self.ctx.wait_for(lambda: os.path.exists(dev), f"device {dev} to appear",
+                          timeout=self.p["device_timeout"])
+        log.info("%s", fsck.check(self.ctx, dev, self.fstype, self.p["fsck"]))
+        if not os.path.isdir(mp):
+            self.ctx.effect(f"create mountpoint {mp}", lambda: os.makedirs(mp, 0o755,
+                                                                            exist_ok=True))
+        elif _not_empty(mp):
+            log.warning("mountpoint %s is not empty: its files are hidden while %s is mounted",
+                        mp, dev)
+        argv = ["mount", *(["-t", self.fstype] if self.fstype else []),
+                *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
+        self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")
+
+    def release(self) -> None:
+        mp = self.mountpoint
+        table = self._unless(State.RELEASED, "unmounting",
+                             "is mounted below it (release that first)")
+        if table is None:
+            return
+        mount_dev = mounts.at(table, mp).dev
+
+        def umount(*flags):
+            return lambda: self.ctx.run(["umount", *flags, mp], readonly=False, check=False)
+
+        def holders() -> dict:
+            return procs.holders([mp], devices={mount_dev} if mount_dev is not None else None)
+
+        evict.release(self.ctx, what=f"{self.device} on {mp}", attempt=umount(),
+                      holders=holders, grace=self.p["stop_grace"],
+                      kill=self.p["kill_holders"],
+                      force=umount("-f") if self.p["force_unmount"] else None,
+                      gone=lambda: mounts.at(self.table(), mp) is None)
+
+
+def _not_empty(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return any(e.name != "lost+found" for e in it)
+    except OSError:
+        return False
+
+
+RESOURCE = Filesystem
