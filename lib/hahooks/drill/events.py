@@ -1,0 +1,59 @@
+"""Cluster events delivered to a sandbox node the way its daemon would deliver them.
+
+devd (freebsd-tools.md §3): the first matching rule of the highest priority runs through
+`sh -c` and devd waits for it (serial per node). freevrrpd (§6): `system(masterscript)`,
+no arguments, blocking. Heartbeat v1 (linux-ha.md §4): `resource.d/<script> args...
+status|start|stop`. The drill renders each node's wiring with hahooks' own renderers and
+runs exactly the command line the daemon would run, inside the node.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+# a rule as hahooks' devd renderer writes it: notify PRIO { match "k" "re"; ... action "x"; };
+_RULE = re.compile(r"notify\s+(\d+)\s*\{(.*?)\};", re.S)
+_MATCH = re.compile(r'match\s+"([^"]+)"\s+"([^"]+)"\s*;')
+_ACTION = re.compile(r'action\s+"([^"]+)"\s*;')
+
+
+@dataclasses.dataclass
+class DevdRule:
+    priority: int
+    matches: list[tuple[str, str]]
+    action: str
+
+
+def parse_devd(text: str) -> list[DevdRule]:
+    """The notify rules of a devd.conf written by `hahooks render --only devd`."""
+    text = re.sub(r"(?m)#.*$", "", text)
+    rules = []
+    for m in _RULE.finditer(text):
+        body = m.group(2)
+        action = _ACTION.search(body)
+        if action:
+            rules.append(DevdRule(int(m.group(1)), _MATCH.findall(body), action.group(1)))
+    return rules
+
+
+def devd_action(rules: list[DevdRule], event: dict[str, str]) -> str | None:
+    """The action devd runs for `event` ({system, subsystem, type}): first match of the
+    highest priority, regexes anchored and case-insensitive as devd compiles them. The
+    rendered actions carry no $variables, so no expansion is needed."""
+    for rule in sorted(rules, key=lambda r: -r.priority):
+        if all(re.fullmatch(rx, event.get(var, ""), re.I) for var, rx in rule.matches):
+            return rule.action
+    return None
+
+
+def carp_event(vhid: int, interface: str, state: str) -> dict[str, str]:
+    """FreeBSD >= 10: devctl_notify("CARP", "<vhid>@<if>", state)."""
+    return {"system": "CARP", "subsystem": f"{vhid}@{interface}", "type": state}
+
+
+def freevrrpd_script(conf_text: str, state: str) -> str:
+    """The masterscript/backupscript line freevrrpd hands to sh for `state`."""
+    from hahooks.wiring import freevrrpd
+
+    section = freevrrpd.parse_conf(conf_text)[0]
+    return section["masterscript" if state == "MASTER" else "backupscript"]
