@@ -2,7 +2,7 @@
 texts in ../shared/reference/freebsd-tools.md, quoted in tests/test_kind_*.py).
 
 hastctl status/list (§2), gmirror status (§4), mdconfig -l/-lv (§4), ggatec list [-v] (§4),
-drbdadm role/cstate/dstate, /proc/self/mountinfo, FreeBSD `mount -p`, `zpool status [-P]`.
+drbdadm role/cstate/dstate, `zpool status [-P]`.
 """
 from __future__ import annotations
 
@@ -221,31 +221,6 @@ def split_pair(text: str) -> tuple[str, str | None]:
 
 
 # -- mounts and pools -------------------------------------------------------------------
-
-
-def _unescape_octal(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text: str) -> list[tuple[str, str, str]]:
-    """/proc/self/mountinfo -> (source, mountpoint, fstype) per mount."""
-    found = []
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rest = left.split(), right.split()
-        if len(fields) >= 5 and len(rest) >= 2:
-            found.append((_unescape_octal(rest[1]), _unescape_octal(fields[4]), rest[0]))
-    return found
-
-
-def parse_mount_p(text: str) -> list[tuple[str, str, str]]:
-    """FreeBSD `mount -p` (fstab form: device, mountpoint, fstype, options, dump, pass)."""
-    found = []
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) >= 3:
-            found.append((f[0], f[1], f[2]))
-    return found
 
 
 def parse_zpool_status(text: str) -> dict[str, list[str]]:

@@ -13,24 +13,17 @@ from hahooks.errors import HahooksError, Refused
 
 log = logging.getLogger("hahooks.kinds")
 
-MOUNTINFO = "/proc/self/mountinfo"
-
-
 def dev_path(ctx, *parts: str) -> str:
     """<[node] dev_dir>/parts: /dev/hast/r0, /dev/ggate0, /dev/mirror/gm0, /dev/md0."""
     return os.path.join(ctx.node.dev_dir, *parts)
 
 
-def mounts(ctx) -> list[tuple[str, str, str]]:
-    """(source, mountpoint, fstype) in this process's mount namespace: /proc/self/mountinfo
-    where it exists (Linux, also when the FreeBSD command forms are forced), else the
-    FreeBSD `mount -p` table."""
-    try:
-        with open(MOUNTINFO) as f:
-            return parsers.parse_mountinfo(f.read())
-    except FileNotFoundError:
-        r = ctx.run(["mount", "-p"], readonly=True)
-        return parsers.parse_mount_p(r.stdout)
+def mounts(ctx) -> list:
+    """The mount table of this process's namespace (hahooks.mounts: /proc/self/mountinfo
+    where the kernel has it, else FreeBSD's `mount -p`)."""
+    from hahooks import mounts as mount_table
+
+    return mount_table.read(lambda argv: ctx.run(argv, readonly=True).stdout)
 
 
 def _loop_backing_file(source: str) -> str | None:
@@ -88,10 +81,10 @@ def _vdev_is(name: str, device: str) -> bool:
 def users_of(ctx, devices: list[str]) -> list[str]:
     """Why any of `devices` is still in use: "<dev> mounted at <dir>", "<dev> in pool <p>"."""
     reasons = []
-    for source, mountpoint, _fstype in mounts(ctx):
+    for m in mounts(ctx):
         for dev in devices:
-            if _mounted_as(source, dev):
-                reasons.append(f"{dev} is mounted at {mountpoint}")
+            if _mounted_as(m.source, dev):
+                reasons.append(f"{dev} is mounted at {m.mountpoint}")
     for pool, names in _pool_vdevs(ctx).items():
         for dev in devices:
             if any(_vdev_is(n, dev) for n in names):

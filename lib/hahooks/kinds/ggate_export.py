@@ -101,7 +101,7 @@ class GgateExport(Resource):
         r = self.ctx.run(["mdconfig", "-lv"], readonly=True)
         return [f"{self.p['image']} is attached as {u.name}"
                 for u in parsers.parse_mdconfig_verbose(r.stdout).values()
-                if u.path == self.p["image"]]
+                if u.path == os.path.realpath(self.p["image"])]
 
 
 RESOURCE = GgateExport

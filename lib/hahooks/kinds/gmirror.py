@@ -1,23 +1,29 @@
 """`gmirror`: a GEOM mirror over providers of the layers below (seed 000: the peer's image as
 ggate0 and the local image as md0), mounted from <dev_dir>/mirror/NAME.
 
-held     = the mirror runs with at least one ACTIVE component and its device exists; a
-           DEGRADED mirror (a component missing or SYNCHRONIZING, with its %) is held with a
-           warning, so `hahooks status` says WARNING and mounting never waits for a rebuild.
+held     = the mirror runs with an ACTIVE component and its device exists. DEGRADED (a
+           component missing, or SYNCHRONIZING with its %) is held with a warning, so
+           `hahooks status` says WARNING and mounting never waits for a rebuild.
 released = no such mirror.
-broken   = the mirror exists without an ACTIVE component (STARTING) or without its device.
+broken   = no ACTIVE component (STARTING) or no device; or a configured component exists
+           but is not in the mirror (`hahooks master` inserts it).
 
-acquire labels the mirror afresh from the `prefer` component (default: the first one), then
-inserts the others, which GEOM synchronizes *from* it. That is seed 000's policy: after a
-failover the peer wrote its image directly, so the remote copy is the newest and the local
-one must be rebuilt from it, never the other way round. A mirror found half-assembled
-(STARTING) is stopped first. With `autosync = false` the mirror is labelled `-n` and each
-inserted component gets an explicit `gmirror rebuild`, exactly as the seed does.
+Which copy is the sync source (freebsd-tools.md §4: inserted components are synchronized
+from the running mirror):
+  - no mirror running: label it afresh from `prefer` (default: the first component), then
+    insert the others, which GEOM rebuilds from it. That is seed 000's policy: after a
+    failover the peer wrote its image directly, so the remote copy (ggate0) is the newest.
+    Acquire refuses when `prefer` does not exist rather than label from a stale copy.
+  - a mirror running and in use (mounted, in a pool): it is what has been served, so it is
+    the source; missing components are inserted and rebuilt from it (seed 000's manual
+    `gmirror rebuild remotemirror ggate0` after the slave came back).
+  - a mirror running but not in use and without `prefer` ACTIVE (GEOM tasted leftover
+    metadata when the providers appeared): stopped and labelled afresh from `prefer`.
+With `autosync = false` labels are `-n` and each inserted component gets `gmirror rebuild`.
 
-release refuses while the mirror device is mounted or in a pool, then `gmirror destroy`
-(stop, and clear the metadata of every component: nothing stale can be re-assembled by
-GEOM's tasting when the components come back; the next acquire labels afresh anyway).
-`release_mode = "stop"` keeps the metadata for setups that rely on re-assembly.
+release refuses while the mirror device is mounted or in a pool, then `gmirror destroy`:
+stop, and clear every component's metadata, so GEOM cannot re-assemble a stale mirror when
+the providers come back (`release_mode = "stop"` keeps it).
 """
 from __future__ import annotations
 
@@ -80,23 +86,41 @@ class Gmirror(Resource):
         comps = ", ".join(_describe(c) for c in m.components)
         details = {"status": m.status, "components": {
             c.provider: {"state": c.state, "percent": c.percent} for c in m.components}}
-        if not any(c.state == "ACTIVE" for c in m.components):
+        if not _active(m):
             return broken(f"{name} is {m.status} without an ACTIVE component ({comps})",
                           **details)
         if not os.path.exists(self.device):
             return broken(f"{name} is {m.status} but {self.device} is missing", **details)
+        outside = self.outside(m)
+        if outside:
+            return broken(f"{name} {m.status}: {comps}; " + ", ".join(outside) +
+                          " present but not in the mirror (`hahooks master` inserts it)",
+                          **details)
         problems = [_describe(c) for c in m.components if c.state != "ACTIVE"]
         problems += [f"{p} missing" for p in self.p["components"] if m.component(p) is None]
         warning = f"{m.status}: " + ", ".join(problems) if m.status != "COMPLETE" or problems \
             else ""
         return held(f"{name} {m.status}: {comps}", warning, **details)
 
+    def outside(self, m: parsers.Mirror) -> list[str]:
+        """Configured components whose provider exists but which the mirror does not have."""
+        return [p for p in self.p["components"]
+                if m.component(p) is None and os.path.exists(self.provider(p))]
+
     def acquire(self) -> None:
         m = self.observe()
+        if m is not None and _active(m) and os.path.exists(self.device):
+            in_use = bool(not self.ctx.dry_run and rep.users_of(self.ctx, [self.device]))
+            source = m.component(self.prefer)
+            if in_use or (source and source.state == "ACTIVE") or \
+                    not os.path.exists(self.provider(self.prefer)):
+                self._insert(self.outside(m))
+                return self._settle()
+            log.warning("mirror %s runs without its sync source %s ACTIVE (assembled from "
+                        "leftover metadata?): labelling it afresh from %s", self.p["mirror"],
+                        self.prefer, self.prefer, extra={"resource": self.name})
         if m is not None:
-            if any(c.state == "ACTIVE" for c in m.components) and os.path.exists(self.device):
-                return                       # already running: held
-            rep.refuse_if_used(self.ctx, [self.device], f"restart {self.p['mirror']}")
+            rep.refuse_if_used(self.ctx, [self.device], f"restart mirror {self.p['mirror']}")
             self._gmirror("stop", self.p["mirror"])
         source = self.provider(self.prefer)
         if not self.ctx.dry_run and not os.path.exists(source):
@@ -104,16 +128,22 @@ class Gmirror(Resource):
                           f"mirror {self.p['mirror']} from a copy that may be stale")
         self._gmirror("label", "-b", self.p["balance"], *([] if self.p["autosync"] else ["-n"]),
                       self.p["mirror"], self.prefer)
-        for comp in self.p["components"]:
-            if comp == self.prefer:
-                continue
-            if not self.ctx.dry_run and not os.path.exists(self.provider(comp)):
-                log.warning("%s missing: mirror %s runs without it", self.provider(comp),
-                            self.p["mirror"], extra={"resource": self.name})
-                continue
+        others = [c for c in self.p["components"] if c != self.prefer]
+        missing = [c for c in others
+                   if not self.ctx.dry_run and not os.path.exists(self.provider(c))]
+        if missing:
+            log.warning("%s missing: mirror %s runs without it", ", ".join(missing),
+                        self.p["mirror"], extra={"resource": self.name})
+        self._insert([c for c in others if c not in missing])
+        self._settle()
+
+    def _insert(self, components: list[str]) -> None:
+        for comp in components:
             self._gmirror("insert", self.p["mirror"], comp)
             if not self.p["autosync"]:
                 self._gmirror("rebuild", self.p["mirror"], comp)
+
+    def _settle(self) -> None:
         self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
                           timeout=self.p["device_wait"])
         if self.p["wait_sync"]:
@@ -130,6 +160,10 @@ class Gmirror(Resource):
     def _gmirror(self, verb: str, *args: str) -> None:
         self.ctx.run(["gmirror", verb, *args], readonly=False,
                      what=f"gmirror {verb} {self.p['mirror']}")
+
+
+def _active(m: parsers.Mirror) -> bool:
+    return any(c.state == "ACTIVE" for c in m.components)
 
 
 def _describe(c: parsers.MirrorComponent) -> str:

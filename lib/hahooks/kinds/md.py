@@ -36,6 +36,11 @@ class Md(Resource):
     def device(self) -> str:
         return rep.dev_path(self.ctx, self.md)
 
+    @property
+    def file(self) -> str:
+        """mdconfig records the full real path of the image (-lv shows that one)."""
+        return os.path.realpath(self.p["file"])
+
     def attached(self) -> parsers.MdUnit | None:
         r = self.ctx.run(["mdconfig", "-l"], readonly=True)
         if self.md not in parsers.parse_mdconfig_list(r.stdout):
@@ -48,7 +53,7 @@ class Md(Resource):
         unit = self.attached()
         if unit is None:
             return released(f"{self.md} not attached")
-        if unit.type != "vnode" or unit.path != self.p["file"]:
+        if unit.type != "vnode" or unit.path != self.file:
             return broken(f"{self.md} is a {unit.type} on {unit.path or '?'}, not a vnode on "
                           f"{self.p['file']}")
         if not os.path.exists(self.device):
@@ -57,7 +62,7 @@ class Md(Resource):
 
     def acquire(self) -> None:
         unit = self.attached()
-        if unit is not None and unit.path != self.p["file"]:
+        if unit is not None and unit.path != self.file:
             raise Refused(f"unit {self.md} is already attached to {unit.path or '?'}; "
                           f"refusing to attach {self.p['file']} elsewhere")
         if unit is None:
