@@ -1,1 +1,209 @@
-"""ocf wiring (placeholder until issue 5 lands)."""
+"""OCF resource agent (OCF RA API 1.1, linux-ha.md §6) for the whole stack or one layer.
+
+`ocf/hahooks` only calls main() here. Parameters come from the environment:
+OCF_RESKEY_config (the hahooks config) and OCF_RESKEY_resource (empty: the whole stack,
+through the same desire/lock/engine path as `hahooks master|slave --wait`; a resource name:
+that layer alone, through Engine.run_layer under the transition lock). The action is the
+only argument; anything after it is ignored, as the spec says.
+
+One dispatcher maps outcomes to OCF codes (as resource-agents' ocf.run does): hahooks'
+exit codes already are OCF numbers, every failure prints `ocf-exit-reason:<why>` on stderr.
+Imports stay inside functions: meta-data must work as nobody, without a config.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from xml.sax.saxutils import escape
+
+OCF_SUCCESS, OCF_ERR_GENERIC, OCF_ERR_ARGS, OCF_ERR_UNIMPLEMENTED = 0, 1, 2, 3
+OCF_ERR_PERM, OCF_ERR_INSTALLED, OCF_ERR_CONFIGURED, OCF_NOT_RUNNING = 4, 5, 6, 7
+
+ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods")
+AGENT_NAME = "hahooks"
+
+
+class OcfResult(Exception):
+    """Leave the agent with this OCF code and reason (reason printed for failures)."""
+
+    def __init__(self, code: int, reason: str = ""):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def exit_reason(msg: str) -> None:
+    cookie = os.environ.get("OCF_EXIT_REASON_PREFIX", "ocf-exit-reason:")
+    sys.stderr.write(f"{cookie}{' '.join(msg.split())}\n")
+    sys.stderr.flush()
+
+
+# -- meta-data -----------------------------------------------------------------------------
+def metadata() -> str:
+    from hahooks import __version__, platforms
+
+    default_config = platforms.host_platform().default_config
+
+    def param(name, short, long, default):
+        return (f'<parameter name="{name}" unique="0" required="0">\n'
+                f'<longdesc lang="en">{escape(long)}</longdesc>\n'
+                f'<shortdesc lang="en">{escape(short)}</shortdesc>\n'
+                f'<content type="string" default="{escape(default, {chr(34): "&quot;"})}"/>\n'
+                "</parameter>\n")
+
+    return (
+        '<?xml version="1.0"?>\n'
+        '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">\n'
+        f'<resource-agent name="{AGENT_NAME}" version="{escape(__version__)}">\n'
+        "<version>1.1</version>\n"
+        '<longdesc lang="en">Acquires (start) and releases (stop) the stack of storage layers '
+        "described in a hahooks config (replication, pool or filesystem, links, services), "
+        "in order and in reverse, with rollback on a failed start; monitor reports whether "
+        "this node holds it. With the resource parameter set, the agent drives that one "
+        "layer only: define one primitive per layer, grouped in config order.</longdesc>\n"
+        '<shortdesc lang="en">hahooks storage stack (or one layer of it)</shortdesc>\n'
+        "<parameters>\n"
+        + param("config", "hahooks config file",
+                "Path of the hahooks TOML config describing this node and its stack. It "
+                "must not be writable by group or others.", default_config)
+        + param("resource", "one layer (resource name)",
+                "Name of one [[resource]] of the config to manage alone. Empty: the "
+                "whole stack.", "")
+        + "</parameters>\n<actions>\n"
+        '<action name="start" timeout="300s"/>\n'
+        '<action name="stop" timeout="300s"/>\n'
+        '<action name="monitor" timeout="60s" interval="20s" depth="0"/>\n'
+        '<action name="validate-all" timeout="30s"/>\n'
+        '<action name="meta-data" timeout="5s"/>\n'
+        "</actions>\n</resource-agent>\n")
+
+
+# -- the actions ---------------------------------------------------------------------------
+class Agent:
+    def __init__(self, env):
+        self.env = env
+        self.config_path = env.get("OCF_RESKEY_config") or None
+        self.layer = env.get("OCF_RESKEY_resource") or None
+        self.action = ""
+
+    @property
+    def is_probe(self) -> bool:
+        return self.action == "monitor" and \
+            self.env.get("OCF_RESKEY_CRM_meta_interval", "") in ("", "0")
+
+    def load(self):
+        from hahooks import config, logs, platforms
+        from hahooks.errors import ConfigError
+
+        path = self.config_path or platforms.default_config_path()
+        if self.action in ("stop", "monitor") and not os.path.lexists(path):
+            # No config here: nothing hahooks manages can be held by this agent on this node.
+            if self.action == "stop":
+                raise OcfResult(OCF_SUCCESS, f"{path} absent: nothing to stop")
+            if self.is_probe:
+                raise OcfResult(OCF_NOT_RUNNING, f"{path} absent: not running here")
+        cfg = config.load(path)
+        if self.layer and self.layer not in {r.name for r in cfg.resources}:
+            raise ConfigError(f"{path}: no [[resource]] named {self.layer!r} (resource "
+                              "parameter); known: " + ", ".join(r.name for r in cfg.resources))
+        timeout_ms = self.env.get("OCF_RESKEY_CRM_meta_timeout", "")
+        if timeout_ms.isdigit() and int(timeout_ms) > 0:
+            # Waiting for a running transition must not outlast Pacemaker's own timeout.
+            cfg.node.wait_timeout = min(cfg.node.wait_timeout, int(timeout_ms) / 1000 * 0.9)
+        logs.setup_from_config(cfg, stderr_level=logging.WARNING)
+        return cfg
+
+    def validate_all(self) -> int:
+        self.load()
+        return OCF_SUCCESS
+
+    def monitor(self) -> int:
+        from hahooks.engine import Engine
+        from hahooks.kinds.base import State
+        from hahooks.transition import make_runner
+
+        cfg = self.load()
+        observed = [(s, o) for s, o in Engine(cfg, make_runner(cfg)).observe()
+                    if not self.layer or s.name == self.layer]
+        states = {o.state for _, o in observed}
+        detail = ", ".join(f"{s.name}={o.state.value} ({o.reason})" for s, o in observed)
+        if states == {State.HELD}:
+            for s, o in observed:
+                if o.warning:
+                    logging.getLogger("hahooks.ocf").warning("%s degraded: %s", s.name,
+                                                             o.warning)
+            return OCF_SUCCESS
+        if states == {State.RELEASED}:
+            return OCF_NOT_RUNNING
+        what = "broken" if State.BROKEN in states else "half a stack held"
+        raise OcfResult(OCF_ERR_GENERIC, f"{what}: {detail}")
+
+    def start(self) -> int:
+        return self._transition("master")
+
+    def stop(self) -> int:
+        return self._transition("slave")
+
+    def _transition(self, role: str) -> int:
+        cfg = self.load()
+        if self.layer:
+            from hahooks.engine import Engine
+            from hahooks.state import StateDir, TransitionLock
+            from hahooks.transition import make_runner
+
+            lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
+            lock.acquire(cfg.node.wait_timeout)
+            try:
+                Engine(cfg, make_runner(cfg)).run_layer(self.layer, role)
+            finally:
+                lock.release()
+            return OCF_SUCCESS
+        from hahooks import transition
+
+        code, message = transition.request(cfg, role, detach=False,
+                                           source=f"pacemaker {self.env.get('OCF_RESOURCE_INSTANCE', '')}".strip())
+        if code:
+            raise OcfResult(int(code), message)
+        return OCF_SUCCESS
+
+
+def usage() -> str:
+    return (f"usage: {AGENT_NAME} {{{'|'.join(ACTIONS)}}}\n"
+            "Expects an OCF environment: OCF_RESKEY_config, optional OCF_RESKEY_resource.\n")
+
+
+def main(argv: list[str] | None = None, env=None) -> int:
+    """The dispatcher: action -> handler -> OCF exit code (+ ocf-exit-reason on failure)."""
+    from hahooks.errors import HahooksError
+
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    action = argv[0] if argv else ""
+    if action in ("meta-data", "methods"):
+        sys.stdout.write(metadata())
+        return OCF_SUCCESS
+    if action in ("usage", "help", "-h", "--help"):
+        sys.stdout.write(usage())
+        return OCF_SUCCESS
+    agent = Agent(env)
+    agent.action = action
+    handler = {"start": agent.start, "stop": agent.stop, "monitor": agent.monitor,
+               "validate-all": agent.validate_all}.get(action)
+    if handler is None:
+        exit_reason(f"action {action!r} is not implemented" if action else
+                    f"no action given; {usage().splitlines()[0]}")
+        return OCF_ERR_UNIMPLEMENTED
+    try:
+        return handler()
+    except OcfResult as res:
+        code, reason = res.code, res.reason
+    except HahooksError as exc:
+        code, reason = int(exc.exit_code), exc.one_line()
+    except Exception as exc:  # a bug: still a clean OCF failure, traceback in the log
+        logging.getLogger("hahooks.ocf").error("unexpected error", exc_info=True)
+        code, reason = OCF_ERR_GENERIC, f"internal error: {type(exc).__name__}: {exc}"
+    if code not in (OCF_SUCCESS, OCF_NOT_RUNNING):
+        exit_reason(reason)
+    elif reason:
+        sys.stderr.write(f"{AGENT_NAME}: {reason}\n")
+    return code

@@ -1,0 +1,193 @@
+"""The OCF resource agent ocf/hahooks: Debian's ocf-tester on the whole stack and on single
+layers, meta-data valid against ra-api-1.dtd, and the OCF exit codes and exit reasons."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, hahooks_env, require_root, require_tool
+from wiring_support import commands_log, layer, stack_config
+
+AGENT = os.path.join(ROOT, "ocf", "hahooks")
+DTD_DIR = "/usr/share/resource-agents"
+
+
+def agent(action: str, config: str | None, *extra: str, **env) -> subprocess.CompletedProcess:
+    environ = hahooks_env()
+    for key in list(environ):
+        if key.startswith("OCF_"):
+            del environ[key]
+    if config:
+        environ["OCF_RESKEY_config"] = config
+    environ.update({k: str(v) for k, v in env.items()})
+    return subprocess.run([AGENT, action, *extra], capture_output=True, text=True,
+                          env=environ, timeout=120)
+
+
+def exit_reasons(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("ocf-exit-reason:")]
+
+
+def ocf_tester(config: str, *options: str) -> subprocess.CompletedProcess:
+    require_tool("ocf-tester", "xmllint")
+    require_root()   # ocf-tester runs meta-data as nobody only when root: we want that check
+    args = ["ocf-tester", "-n", "hahooks_test", "-o", f"config={config}"]
+    for opt in options:
+        args += ["-o", opt]
+    return subprocess.run([*args, AGENT], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("OCF_")})
+
+
+def test_agent_is_executable_for_everyone():
+    assert os.stat(AGENT).st_mode & 0o755 == 0o755
+
+
+def test_meta_data_is_valid_ra_api_xml():
+    require_tool("xmllint")
+    proc = agent("meta-data", None)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">' in proc.stdout
+    assert "<version>1.1</version>" in proc.stdout
+    lint = subprocess.run(["xmllint", "--noout", "--valid", "-"], input=proc.stdout,
+                          cwd=DTD_DIR, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stderr
+    for name in ("config", "resource"):
+        assert f'<parameter name="{name}"' in proc.stdout
+    for action in ("start", "stop", "monitor", "validate-all", "meta-data"):
+        assert f'<action name="{action}"' in proc.stdout
+
+
+def test_ocf_tester_whole_stack(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    proc = ocf_tester(cfg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "passed all tests" in proc.stdout
+    # It really started and stopped the stack, in order, several times.
+    log = commands_log(tmp_path)
+    assert log[:4] == ["acquire replication", "acquire filesystem",
+                       "release filesystem", "release replication"]
+    assert log.count("acquire filesystem") == log.count("release filesystem") >= 2
+
+
+def test_ocf_tester_one_layer_at_a_time(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    proc = ocf_tester(cfg, "resource=replication")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "filesystem" not in " ".join(commands_log(tmp_path))
+    # the upper layer needs the lower one held, as a Pacemaker group in config order has it
+    assert agent("start", cfg, OCF_RESKEY_resource="replication").returncode == 0
+    proc = ocf_tester(cfg, "resource=filesystem")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "replication.held").exists()
+    assert not (tmp_path / "filesystem.held").exists()
+
+
+def test_monitor_codes(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    assert agent("monitor", cfg).returncode == 7                 # nothing held
+    assert agent("start", cfg).returncode == 0
+    assert agent("monitor", cfg, OCF_RESKEY_CRM_meta_interval=20000).returncode == 0
+    for name in ("replication", "filesystem"):
+        assert agent("monitor", cfg, OCF_RESKEY_resource=name).returncode == 0
+    (tmp_path / "filesystem.held").unlink()                     # half a stack: failed
+    proc = agent("monitor", cfg, OCF_RESKEY_CRM_meta_interval=20000)
+    assert proc.returncode == 1
+    assert exit_reasons(proc) == [
+        "ocf-exit-reason:half a stack held: replication=held (test exited 0), "
+        "filesystem=released (test exited 1)"]
+    assert agent("monitor", cfg, OCF_RESKEY_resource="filesystem").returncode == 7
+    assert agent("stop", cfg).returncode == 0
+    assert agent("stop", cfg).returncode == 0                   # stop of a stopped stack
+    assert agent("monitor", cfg).returncode == 7
+
+
+def test_broken_layer_is_a_failure(write_config, tmp_path):
+    body = layer(tmp_path, "replication") + f"""
+[[resource]]
+name = "service"
+kind = "command"
+acquire = ["true"]
+release = ["true"]
+status = ["sh", "-c", "echo 'pid file stale' >&2; exit 3"]
+"""
+    cfg = write_config(body)
+    proc = agent("monitor", cfg, OCF_RESKEY_resource="service")
+    assert proc.returncode == 1
+    assert exit_reasons(proc) == ["ocf-exit-reason:broken: service=broken (sh exited 3: "
+                                  "pid file stale)"]
+
+
+def test_failed_start_rolls_back_and_gives_a_reason(write_config, tmp_path):
+    body = layer(tmp_path, "replication") + """
+[[resource]]
+name = "filesystem"
+kind = "command"
+acquire = ["sh", "-c", "echo 'mount: /dev/hast/r0: no such device' >&2; exit 32"]
+release = ["true"]
+status = ["false"]
+"""
+    cfg = write_config(body)
+    proc = agent("start", cfg)
+    assert proc.returncode == 1
+    reason, = exit_reasons(proc)
+    assert "acquire filesystem failed" in reason and "no such device" in reason
+    assert "rolled back" in reason
+    assert commands_log(tmp_path) == ["acquire replication", "release replication"]
+    assert agent("monitor", cfg).returncode == 7
+
+
+def test_layer_order_is_guarded(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    proc = agent("start", cfg, OCF_RESKEY_resource="filesystem")
+    assert proc.returncode == 1
+    assert exit_reasons(proc) == [
+        "ocf-exit-reason:acquire filesystem refused: layer replication below it is released "
+        "(test exited 1); order the layers as in the config"]
+    assert commands_log(tmp_path) == []
+    assert agent("start", cfg).returncode == 0
+    proc = agent("stop", cfg, OCF_RESKEY_resource="replication")
+    assert proc.returncode == 1
+    assert "layer filesystem above it is held" in exit_reasons(proc)[0]
+    assert (tmp_path / "replication.held").exists()            # nothing pulled from under it
+    # stopping what is already stopped succeeds without looking at the others
+    assert agent("stop", cfg, OCF_RESKEY_resource="filesystem").returncode == 0
+    assert agent("stop", cfg, OCF_RESKEY_resource="filesystem").returncode == 0
+
+
+@pytest.mark.parametrize("action, env, code", [
+    ("validate-all", {}, 6),
+    ("start", {}, 6),
+    ("monitor", {"OCF_RESKEY_CRM_meta_interval": "0"}, 7),     # probe where it is not set up
+    ("monitor", {"OCF_RESKEY_CRM_meta_interval": "20000"}, 6),
+    ("stop", {}, 0),                                            # nothing of ours can run
+])
+def test_missing_config(tmp_path, action, env, code):
+    proc = agent(action, str(tmp_path / "absent.toml"), **env)
+    assert proc.returncode == code, proc
+    if code not in (0, 7):
+        assert exit_reasons(proc) == [
+            f"ocf-exit-reason:{tmp_path / 'absent.toml'}: config file not found"]
+
+
+def test_bad_config_and_parameters(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    proc = agent("validate-all", cfg, OCF_RESKEY_resource="nope")
+    assert proc.returncode == 6
+    assert "no [[resource]] named 'nope'" in exit_reasons(proc)[0]
+    os.chmod(cfg, 0o664)
+    proc = agent("validate-all", cfg)
+    assert proc.returncode == 6 and "writable by group or others" in exit_reasons(proc)[0]
+    os.chmod(cfg, 0o600)
+    assert agent("validate-all", cfg).returncode == 0
+
+
+def test_actions_and_arguments(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    for action in ("promote", "demote", "notify", "reload", "migrate_to", "bogus", ""):
+        proc = agent(action, cfg)
+        assert proc.returncode == 3 and len(exit_reasons(proc)) == 1, action
+    # the action is the sole argument: anything after it is ignored
+    assert agent("monitor", cfg, "extra", "args").returncode == 7
+    assert agent("usage", None).returncode == 0
