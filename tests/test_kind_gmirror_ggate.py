@@ -79,3 +79,118 @@ def test_ggatec_list_plain_and_verbose():
     got = parsers.parse_ggatec_list(verbose)
     assert got["ggate0"]["info"] == "192.168.1.101:3080 /root/images/sitesbackup.img"
     assert got["ggate0"]["mediasize"] == "524288000 (500M)"
+
+
+# -- through the CLI on the simulator ----------------------------------------------------
+
+import os  # noqa: E402
+
+from replication_helpers import SimCluster, unique  # noqa: E402
+
+
+@pytest.fixture
+def world(tmp_path):
+    from hahooks.sim import World
+
+    w = World(str(tmp_path / "world"))
+    yield w
+    w.close()
+
+
+def layer(name: str, kind: str, **params) -> str:
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return f'"{v}"'
+    return f'\n[[resource]]\nname = "{name}"\nkind = "{kind}"\n' + \
+        "".join(f"{k} = {value(v)}\n" for k, v in params.items())
+
+
+def md_units(c: SimCluster, node: str) -> list[str]:
+    return c.run(node, "mdconfig", "-l").stdout.split()
+
+
+def test_md_attach_detach_and_foreign_unit(tmp_path, world):
+    img, other = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", layer("image", "md", file=img, unit=3))
+    c.hh("nodea", "master", check=0)
+    assert md_units(c, "nodea") == ["md3"] and os.path.exists(c.dev("nodea", "md3"))
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and f"md3 is a vnode on {img}" in st.stdout, st.stdout
+    c.hh("nodea", "slave", check=0)
+    assert md_units(c, "nodea") == []
+    # the unit taken by another image: broken, and master refuses to touch it
+    assert c.run("nodea", "mdconfig", "-a", "-t", "vnode", "-f", other, "-u", "3").returncode == 0
+    st = c.hh("nodea", "status")
+    assert st.returncode == 2 and f"not a vnode on {img}" in st.stdout, st.stdout
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1 and "already attached" in p.stderr
+    assert c.run("nodea", "mdconfig", "-lv").stdout.strip().endswith(other)
+    c.assert_no_violations()
+
+
+def local_mirror_stack(img0: str, img1: str, **mirror) -> str:
+    return (layer("img0", "md", file=img0, unit=0) + layer("img1", "md", file=img1, unit=1) +
+            layer("mirror", "gmirror", mirror=mirror.pop("name"), components=["md0", "md1"],
+                  **mirror))
+
+
+def test_gmirror_label_insert_status_destroy(tmp_path, world):
+    world.configure(gmirror_sync_rate=1024)       # a rebuild that lasts: SYNCHRONIZING
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", local_mirror_stack(img0, img1, name=name))
+    c.hh("nodea", "master", check=0)                # does not wait for the rebuild
+    assert os.path.exists(c.dev("nodea", "mirror", name))
+    gm = c.commands("nodea", "gmirror")
+    assert ["gmirror", "label", "-b", "prefer", name, "md0"] in gm
+    assert ["gmirror", "insert", name, "md1"] in gm
+    st = c.hh("nodea", "status")
+    assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
+    assert "DEGRADED: md1 SYNCHRONIZING" in st.stdout and "%" in st.stdout
+    c.hh("nodea", "slave", check=0)
+    assert c.run("nodea", "gmirror", "status").stdout == ""
+    assert ["gmirror", "destroy", name] in c.commands("nodea", "gmirror")
+    c.assert_no_violations()
+
+
+def test_gmirror_complete_is_ok_and_autosync_false_rebuilds(tmp_path, world):
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", local_mirror_stack(img0, img1, name=name, autosync=False,
+                                        wait_sync=True))
+    c.hh("nodea", "master", check=0)
+    gm = c.commands("nodea", "gmirror")
+    assert ["gmirror", "label", "-b", "prefer", "-n", name, "md0"] in gm
+    assert ["gmirror", "rebuild", name, "md1"] in gm
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and f"mirror/{name} COMPLETE" in st.stdout, st.stdout
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
+
+
+def test_gmirror_refuses_without_its_sync_source(tmp_path, world):
+    img1 = world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", layer("img1", "md", file=img1, unit=1) +
+            layer("mirror", "gmirror", mirror=name, components=["md0", "md1"]))
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1 and "sync source" in p.stderr and "md0 does not exist" in p.stderr
+    assert md_units(c, "nodea") == []                 # rolled back
+    c.assert_no_violations()
+
+
+def test_gmirror_prefer_must_be_a_component(tmp_path, world):
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", layer("mirror", "gmirror", mirror="gm0", components=["md0"],
+                           prefer="md1"))
+    p = c.hh("nodea", "check")
+    assert p.returncode == 6 and "prefer" in p.stderr and "nodea.toml:" in p.stderr

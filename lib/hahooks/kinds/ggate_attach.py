@@ -86,8 +86,12 @@ class GgateAttach(Resource):
         waits.retry(attempt, budget, f"{self.device} from {self.info}")
 
     def release(self) -> None:
-        if self.listed() is None:
+        entry = self.listed()
+        if entry is None:
             return
+        if entry.get("info", self.info) != self.info:
+            raise Refused(f"{self.ggate} is attached to {entry['info']}, not {self.info}: "
+                          "not ours to destroy")
         rep.refuse_if_used(self.ctx, [self.device], f"destroy {self.ggate}")
         self.ctx.run(["ggatec", "destroy", "-u", str(self.p["unit"])], readonly=False,
                      what=f"destroy {self.ggate}")

@@ -75,8 +75,12 @@ class Md(Resource):
                           timeout=self.p["device_wait"])
 
     def release(self) -> None:
-        if self.attached() is None:
+        unit = self.attached()
+        if unit is None:
             return
+        if unit.path != self.file:
+            raise Refused(f"{self.md} is attached to {unit.path or '?'}, not {self.file}: "
+                          "not ours to detach")
         rep.refuse_if_used(self.ctx, [self.device], f"detach {self.md}")
         self.ctx.run(["mdconfig", "-d", "-u", str(self.p["unit"])], readonly=False,
                      what=f"detach {self.md}")
