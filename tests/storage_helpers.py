@@ -191,3 +191,44 @@ def toml_value(v) -> str:
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{toml_value(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def daemon_script(script_dir: str, name: str, docroot: str, run_dir: str,
+                  leave_child: bool = False) -> dict:
+    """Install tests/st_daemon.py as an init.d/rc.d-style script SCRIPT_DIR/NAME.
+    Returns the daemon's config (pidfile, socket, docroot, script path)."""
+    import json
+
+    os.makedirs(script_dir, exist_ok=True)
+    cfg = {"name": name, "docroot": docroot, "pidfile": os.path.join(run_dir, f"{name}.pid"),
+           "socket": os.path.join(run_dir, f"{name}.sock"), "leave_child": leave_child}
+    conf = os.path.join(run_dir, f"{name}.json")
+    with open(conf, "w") as fh:
+        json.dump(cfg, fh)
+    script = os.path.join(script_dir, name)
+    with open(script, "w") as fh:
+        fh.write(f"#!/bin/sh\nexec {sys.executable} {HERE}/st_daemon.py {conf} \"$@\"\n")
+    os.chmod(script, 0o755)
+    return {**cfg, "script": script, "conf": conf}
+
+
+def http_get(socket_path: str, path: str = "/") -> tuple[int, str]:
+    """GET over the daemon's UNIX socket: (status code, body)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(socket_path)
+        s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")
+
+
+def pid_of(pidfile: str) -> int | None:
+    try:
+        return int(open(pidfile).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -136,7 +136,7 @@ def _readlink(path: str) -> str | None:
         return None
 
 
-def _gone(proc) -> bool:
+def gone(proc) -> bool:
     """Exited, or a zombie (it holds no files any more; its parent has not reaped it yet:
     psutil.wait_procs would wait out the whole timeout for a child that isn't ours)."""
     psutil = _psutil()
@@ -146,15 +146,16 @@ def _gone(proc) -> bool:
         return True
 
 
-def _wait_gone(procs: list, timeout: float) -> list:
+def wait_gone(procs: list, timeout: float) -> list:
+    """Wait up to `timeout` s for all of `procs` to exit; returns those still running."""
     from hahooks import waits
     from hahooks.errors import WaitTimeout
 
     try:
-        waits.wait_for(lambda: all(_gone(p) for p in procs), timeout, "processes to exit")
+        waits.wait_for(lambda: all(gone(p) for p in procs), timeout, "processes to exit")
     except WaitTimeout:
         pass
-    return [p for p in procs if not _gone(p)]
+    return [p for p in procs if not gone(p)]
 
 
 def terminate_then_kill(procs: list, grace: float) -> list:
@@ -167,11 +168,11 @@ def terminate_then_kill(procs: list, grace: float) -> list:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    alive = _wait_gone(procs, grace)
+    alive = wait_gone(procs, grace)
     for p in alive:
         try:
             log.warning("pid %d ignored TERM for %gs: sending KILL", p.pid, grace)
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    return _wait_gone(alive, max(1.0, grace)) if alive else []
+    return wait_gone(alive, max(1.0, grace)) if alive else []
