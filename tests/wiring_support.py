@@ -3,10 +3,8 @@ of `command` layers that log what they do, and waiting for a detached transition
 from __future__ import annotations
 
 import json
-import os
-import sys
 
-from conftest import LIB
+from conftest import install_hahooks_command
 from hahooks import waits
 from hahooks.state import StateDir
 
@@ -14,14 +12,8 @@ from hahooks.state import StateDir
 MINIMAL_ENV = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin"}
 
 
-def hahooks_command(directory) -> str:
-    """An executable `hahooks` for this checkout, usable with devd's minimal PATH."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(str(directory), "hahooks")
-    with open(path, "w") as fh:
-        fh.write(f"#!/bin/sh\nPYTHONPATH={LIB} exec {sys.executable} -m hahooks \"$@\"\n")
-    os.chmod(path, 0o755)
-    return path
+# An executable `hahooks` for this checkout, usable with devd's minimal PATH.
+hahooks_command = install_hahooks_command
 
 
 def layer(tmp_path, name: str, acquire_extra: str = "") -> str:
