@@ -194,3 +194,150 @@ def test_gmirror_prefer_must_be_a_component(tmp_path, world):
                            prefer="md1"))
     p = c.hh("nodea", "check")
     assert p.returncode == 6 and "prefer" in p.stderr and "nodea.toml:" in p.stderr
+
+
+# -- seed 000: ggated on the slave, ggatec + md + gmirror on the master ----------------------
+
+import subprocess  # noqa: E402
+
+from conftest import require_root, require_tool  # noqa: E402
+
+A, B = "10.99.0.1", "10.99.0.2"
+
+
+class Seed000:
+    """Server_A (nodea, master) mirrors its image md0 with Server_B's image (nodeb) seen
+    as ggate0; Server_B exports its image with ggated while it is the slave."""
+
+    def __init__(self, tmp_path, world, **master_mirror):
+        world.add_node("nodea", A)
+        world.add_node("nodeb", B)
+        self.world = world
+        self.mirror = unique("remotemirror")
+        self.backup = world.image(unique("sitesbackup"), 16)      # on Server_B
+        self.primary = world.image(unique("sitesprimary"), 16)    # on Server_A
+        self.exports = tmp_path / "gg.exports"
+        self.exports.write_text(f"{A} RW {self.backup}\n")
+        self.c = SimCluster(tmp_path, world)
+        self.c.write("nodea", self.master_stack(**master_mirror))
+        self.c.write("nodeb", self.slave_stack())
+
+    def master_stack(self, **mirror) -> str:
+        return (layer("remote-image", "ggate-attach", host=B, path=self.backup, unit=0,
+                      connect_wait=mirror.pop("connect_wait", "5s")) +
+                layer("local-image", "md", file=self.primary, unit=0) +
+                layer("mirror", "gmirror", mirror=self.mirror, components=["ggate0", "md0"],
+                      autosync=False, **mirror))
+
+    def slave_stack(self) -> str:
+        return (layer("export", "ggate-export", image=self.backup,
+                      exports_file=str(self.exports)) +
+                layer("image", "md", file=self.backup, unit=0) +
+                layer("mirror", "gmirror", mirror=self.mirror, components=["md0"]))
+
+    def mirror_dev(self, node: str) -> str:
+        return self.c.dev(node, "mirror", self.mirror)
+
+    def ggated_running(self) -> bool:
+        return bool(self.world.state()["ggated"].get("nodeb"))
+
+
+def write_marker(path: str, text: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_marker(path: str, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def test_seed000_failover_and_failback(tmp_path, world):
+    s = Seed000(tmp_path, world, wait_sync=True)
+    c = s.c
+    c.hh("nodeb", "slave", check=0)                     # Server_B boots as the slave
+    assert s.ggated_running()
+    c.hh("nodea", "master", check=0)                    # Server_A: ggatec, md, mirror
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and f"mirror/{s.mirror} COMPLETE" in st.stdout, st.stdout
+    assert "ggate0 attached to 10.99.0.2:3080" in st.stdout
+    changes = [a for a in c.commands("nodea", "gmirror") if a[1] != "status"]
+    assert changes == [["gmirror", "label", "-b", "prefer", "-n", s.mirror, "ggate0"],
+                       ["gmirror", "insert", s.mirror, "md0"],
+                       ["gmirror", "rebuild", s.mirror, "md0"]]   # seed 000's sequence
+    write_marker(s.mirror_dev("nodea"), b"written-on-A")
+
+    # 1. fail the master by hand (seed: backup_script.sh on A, master_script.sh on B)
+    c.hh("nodea", "slave", check=0)
+    assert c.run("nodea", "ggatec", "list").stdout == "" and \
+        c.run("nodea", "gmirror", "status").stdout == ""
+    c.hh("nodeb", "master", check=0)
+    assert not s.ggated_running()
+    assert read_marker(s.mirror_dev("nodeb"), 12) == b"written-on-A"
+    write_marker(s.mirror_dev("nodeb"), b"written-on-B")
+
+    # 2. fail back: B releases (ggated again), A relabels from ggate0 and rebuilds md0
+    c.hh("nodeb", "slave", check=0)
+    assert s.ggated_running() and c.run("nodeb", "mdconfig", "-l").stdout == ""
+    c.hh("nodea", "master", check=0)
+    assert read_marker(s.mirror_dev("nodea"), 12) == b"written-on-B"
+    assert read_marker(s.primary, 12) == b"written-on-B"      # md0 rebuilt from the remote
+    c.assert_no_violations()
+
+
+def test_ggate_attach_retries_then_rolls_back(tmp_path, world):
+    s = Seed000(tmp_path, world, connect_wait="600ms")
+    p = s.c.hh("nodea", "master")                      # nodeb never started ggated
+    assert p.returncode == 1, p.stderr
+    assert "ggatec create" in p.stderr and "rolled back" in p.stderr
+    attempts = [a for a in s.c.commands("nodea", "ggatec") if a[1] == "create"]
+    assert len(attempts) >= 2                          # retried, bounded
+    assert s.c.run("nodea", "mdconfig", "-l").stdout == ""
+    s.c.assert_no_violations()
+
+
+def test_ggate_export_refuses_while_the_image_is_attached(tmp_path, world):
+    s = Seed000(tmp_path, world)
+    assert s.c.run("nodeb", "mdconfig", "-a", "-t", "vnode", "-f", s.backup, "-u", "5")\
+        .returncode == 0
+    s.c.write("nodeb", layer("export", "ggate-export", image=s.backup,
+                             exports_file=str(s.exports)))
+    p = s.c.hh("nodeb", "slave")
+    assert p.returncode == 1 and f"{s.backup} is attached as md5" in p.stderr, p.stderr
+    assert not s.ggated_running()
+    s.c.assert_no_violations()
+
+
+def test_ggate_export_refuses_an_image_not_in_the_exports(tmp_path, world):
+    s = Seed000(tmp_path, world)
+    s.exports.write_text(f"{A} RW /somewhere/else.img\n")
+    p = s.c.hh("nodeb", "slave")
+    assert p.returncode == 1 and "does not export" in p.stderr and str(s.exports) in p.stderr
+
+
+def test_mirror_degraded_when_the_slave_dies_is_a_warning(tmp_path, world):
+    require_root()
+    require_tool("mkfs.ext4")
+    s = Seed000(tmp_path, world, wait_sync=True)
+    c = s.c
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)
+    dev = s.mirror_dev("nodea")
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    mnt = tmp_path / "sites"
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", dev, str(mnt)], check=True)
+    try:
+        world.crash("nodeb")                       # seed 000 test 3: pull Server_B's cable
+        st = c.hh("nodea", "status")
+        assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
+        assert "DEGRADED: ggate0 not in the mirror" in st.stdout
+        # the mirror is mounted: release refuses to take it away
+        p = c.hh("nodea", "slave")
+        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()

@@ -5,8 +5,11 @@ held     = the mirror runs with an ACTIVE component and its device exists. DEGRA
            component missing, or SYNCHRONIZING with its %) is held with a warning, so
            `hahooks status` says WARNING and mounting never waits for a rebuild.
 released = no such mirror.
-broken   = no ACTIVE component (STARTING) or no device; or a configured component exists
-           but is not in the mirror (`hahooks master` inserts it).
+broken   = no ACTIVE component (STARTING) or no device; or, while nothing uses the mirror,
+           a configured component exists but is not in it (GEOM may have assembled the
+           mirror from leftover metadata on a stale copy: `hahooks master` repairs it).
+           While the mirror is in use the same state is a warning (the peer went away
+           and its ggate unit stays while ggatec reconnects).
 
 Which copy is the sync source (freebsd-tools.md §4: inserted components are synchronized
 from the running mirror):
@@ -92,12 +95,15 @@ class Gmirror(Resource):
         if not os.path.exists(self.device):
             return broken(f"{name} is {m.status} but {self.device} is missing", **details)
         outside = self.outside(m)
-        if outside:
+        if outside and not self.in_use():
+            # nothing served from it yet: GEOM may have assembled it from leftover metadata
+            # on a stale copy; `hahooks master` inserts or re-labels (see acquire)
             return broken(f"{name} {m.status}: {comps}; " + ", ".join(outside) +
-                          " present but not in the mirror (`hahooks master` inserts it)",
-                          **details)
+                          " present but not in the mirror", **details)
         problems = [_describe(c) for c in m.components if c.state != "ACTIVE"]
-        problems += [f"{p} missing" for p in self.p["components"] if m.component(p) is None]
+        problems += [f"{p} not in the mirror" for p in outside]
+        problems += [f"{p} missing" for p in self.p["components"]
+                     if m.component(p) is None and p not in outside]
         warning = f"{m.status}: " + ", ".join(problems) if m.status != "COMPLETE" or problems \
             else ""
         return held(f"{name} {m.status}: {comps}", warning, **details)
@@ -107,12 +113,15 @@ class Gmirror(Resource):
         return [p for p in self.p["components"]
                 if m.component(p) is None and os.path.exists(self.provider(p))]
 
+    def in_use(self) -> bool:
+        return bool(rep.users_of(self.ctx, [self.device]))
+
     def acquire(self) -> None:
         m = self.observe()
         if m is not None and _active(m) and os.path.exists(self.device):
-            in_use = bool(not self.ctx.dry_run and rep.users_of(self.ctx, [self.device]))
             source = m.component(self.prefer)
-            if in_use or (source and source.state == "ACTIVE") or \
+            if (not self.ctx.dry_run and self.in_use()) or \
+                    (source and source.state == "ACTIVE") or \
                     not os.path.exists(self.provider(self.prefer)):
                 self._insert(self.outside(m))
                 return self._settle()
