@@ -5,10 +5,13 @@ acquire looks before it promotes, on every try until `promote_wait` runs out:
   - local role Primary already            -> done;
   - the peer is Primary                   -> wait (it may be demoting), then refuse:
                                              two Primaries on ext4/xfs corrupt it;
-  - the local disk is not UpToDate        -> wait (a resync or the handshake may finish),
-    (Consistent, Outdated, Inconsistent,     then refuse: promoting would serve data that
-     Diskless, ...)                          may not be the newest ("without access to
-                                             UpToDate data", drbd.ocf exit 17);
+  - no access to UpToDate data (the local  -> wait (a resync or the handshake may finish),
+    disk Consistent, Outdated, Inconsistent,  then refuse: promoting would serve data that
+    Diskless, ... and no connected peer      may not be the newest (DRBD's own "Need access
+    with an UpToDate disk)                   to UpToDate data", drbd.ocf exit 17);
+  - not connected (WFConnection, StandAlone): the peer may be Primary unseen, so promote
+    only after the [node] fence command succeeded (`unknown_peer = "promote"` leaves it to
+    DRBD's own fencing policy instead, as drbddisk does);
   - otherwise `drbdadm primary RES`; a refusal by DRBD is retried the same way.
 It never passes --force. release refuses while the device is mounted or in a pool, then
 retries `drbdadm secondary RES` within `demote_wait` (DRBD refuses while the device is held
@@ -33,6 +36,9 @@ log = logging.getLogger("hahooks.kinds.drbd")
 
 REPLICATING = ("Connected", "Established", "SyncSource", "SyncTarget", "PausedSyncS",
                "PausedSyncT", "VerifyS", "VerifyT")
+
+
+_DOWN = "Device minor not allocated"
 
 
 class NotYet(Refused):
@@ -62,6 +68,10 @@ class Drbd(Resource):
                             "mounts before demotion", minimum=0, maximum=1048575),
         "promote_wait": schema.Duration("15s", "how long to keep trying to promote"),
         "demote_wait": schema.Duration("10s", "how long to keep trying to demote"),
+        "unknown_peer": schema.Str("fence", "promoting while not connected (the peer may "
+                                   "be Primary unseen): \"fence\" = only after [node] fence "
+                                   "succeeded; \"promote\" = leave it to DRBD's own fencing "
+                                   "policy, as drbddisk does", choices=("fence", "promote")),
     }
 
     @property
@@ -72,6 +82,11 @@ class Drbd(Resource):
     def _query(self, what: str) -> str:
         r = self.ctx.run(["drbdadm", what, self.p["resource"]], readonly=True, check=False)
         if r.exit_code != 0:
+            # a resource that is down: drbdsetup-84 "Device minor not allocated" (exit 10),
+            # DRBD 9 "No such resource"; DRBD 8.3's drbdadm printed "Unconfigured"
+            text = r.stdout + r.stderr
+            if (r.exit_code == 10 and _DOWN in text) or "No such resource" in text:
+                return "Unconfigured"
             raise CommandFailed(r, f"drbd {what}")
         return r.stdout
 
@@ -119,7 +134,14 @@ class Drbd(Resource):
             if s.peer_role == "Primary":
                 raise NotYet(f"the peer is Primary ({s})")
             if s.disk != "UpToDate":
-                raise NotYet(f"no UpToDate data here: local disk is {s.disk} ({s})")
+                if s.peer_disk != "UpToDate" or s.cstate not in REPLICATING:
+                    raise NotYet(f"no access to UpToDate data: local disk {s.disk}, peer disk "
+                                 f"{s.peer_disk or 'unknown'} ({s})")
+                log.warning("promoting %s with its local disk %s: reads go to the UpToDate "
+                            "peer until the resync ends", res, s.disk,
+                            extra={"resource": self.name})
+            if s.cstate not in REPLICATING:
+                self._peer_unseen(s)
             r = self.ctx.run(["drbdadm", "primary", res], readonly=False, check=False,
                              what=f"promote {res}")
             if r.exit_code != 0:
@@ -128,6 +150,17 @@ class Drbd(Resource):
                 raise NotYet(f"still not Primary after drbdadm primary ({self.observe()})")
 
         self._within(attempt, self.p["promote_wait"], f"promote {res}")
+
+    def _peer_unseen(self, s: DrbdState) -> None:
+        """Not connected: the peer may be Primary where we cannot see it (a cut link, not a
+        dead node). Promoting then is a forced step: only after fencing, or by choice."""
+        if self.p["unknown_peer"] == "promote":
+            return
+        why = f"{self.p['resource']} is {s.cstate}: the peer may still be Primary unseen"
+        if self.ctx.fence_peer(why):
+            return
+        raise Refused(f"refusing to promote: {why}, and no [node] fence command succeeded "
+                      "(set unknown_peer = \"promote\" to leave it to DRBD's fencing policy)")
 
     def release(self) -> None:
         res = self.p["resource"]
