@@ -13,12 +13,21 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from hahooks import procs, waits
+from hahooks import procs, schema, waits
 from hahooks.errors import HahooksError, Refused
 
 log = logging.getLogger("hahooks.evict")
 
 FORCE_RESERVE = 5.0     # seconds kept back for the forced attempt (at most a quarter)
+
+
+# keys shared by the kinds that release through here (filesystem, zpool)
+PARAMS = {
+    "stop_grace": schema.Duration("5s", "how long processes holding it get between TERM "
+                                  "and KILL"),
+    "kill_holders": schema.Bool(True, "stop the processes that keep the release from "
+                                "succeeding (TERM, then KILL); false: report them and fail"),
+}
 
 
 class StillBusy(HahooksError):

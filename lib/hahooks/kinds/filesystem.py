@@ -38,9 +38,7 @@ class Filesystem(Resource):
         "options": schema.Str("", "mount options, comma-separated (noatime,nodev), without -o"),
         "fsck": schema.Str("auto", "fsck policy before mounting", choices=fsck.POLICIES),
         "device_timeout": schema.Duration("30s", "how long to wait for the device to appear"),
-        "stop_grace": schema.Duration("5s", "how long holders get between TERM and KILL"),
-        "kill_holders": schema.Bool(True, "stop processes that keep the unmount from "
-                                    "succeeding (TERM, then KILL)"),
+        **evict.PARAMS,
         "force_unmount": schema.Bool(False, "as a last resort, `umount -f`"),
     }
 

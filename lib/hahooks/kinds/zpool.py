@@ -46,10 +46,7 @@ class Zpool(Resource):
         "force_export": schema.Bool(False, "as a last resort, `zpool export -f`"),
         "health_timeout": schema.Duration("30s", "how long an import may take to show "
                                           "ONLINE or DEGRADED"),
-        "stop_grace": schema.Duration("5s", "how long holders of its datasets get between "
-                                      "TERM and KILL"),
-        "kill_holders": schema.Bool(True, "stop processes that keep the export from "
-                                    "succeeding (TERM, then KILL)"),
+        **evict.PARAMS,
     }
 
     @property
