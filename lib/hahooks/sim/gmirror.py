@@ -1,11 +1,441 @@
-"""Simulated gmirror (work in progress)."""
+"""Simulated gmirror (freebsd-tools.md §4; sbin/geom/core/geom.c std_status,
+lib/geom/mirror/geom_mirror.c, sys/geom/mirror/g_mirror_ctl.c).
+
+Model: metadata lives per backing image (st["gmirror_meta"], keyed by the image's path) as
+it lives in a component's last sector, so it follows the data (a ggate export labelled on
+one node tastes into a mirror on the other). A running mirror is per node
+(st["gmirror"][node]); a provider with active metadata appearing on a node joins/starts its
+mirror ("tasting"). Data: /dev/mirror/NAME is a link to ONE component's image (a local one
+when ACTIVE, else the first ACTIVE); the other ACTIVE components receive those bytes
+whenever they could be observed apart (deactivate, remove, stop, a provider vanishing,
+node crash), which is what synchronous mirroring guarantees. A rebuild copies the data
+when its simulated progress (gmirror_sync_rate) reaches 100%.
+"""
 from __future__ import annotations
 
+import os
+import sys
+import time
 
-def main(ctx, args):
-    ctx.err.write("gmirror: not simulated yet\n")
+from hahooks.sim import checks
+from hahooks.sim.providers import copy_data, equal_data, image_of, size_of, strip_dev
+from hahooks.sim.state import link_device, unlink_device
+from hahooks.sim.util import Usage, getopt
+
+BALANCES = ("load", "prefer", "round-robin", "split")
+VERBS = {  # verb -> (optstring, usage)
+    "activate": ("v", "[-v] name prov ..."),
+    "clear": ("v", "[-v] prov ..."),
+    "deactivate": ("v", "[-v] name prov ..."),
+    "destroy": ("fv", "[-fv] name ..."),
+    "forget": ("v", "name ..."),
+    "insert": ("hip:v", "[-hiv] [-p priority] name prov ..."),
+    "label": ("Fhnb:s:v", "[-Fhnv] [-b balance] [-s slice] name prov ..."),
+    "rebuild": ("v", "[-v] name prov ..."),
+    "remove": ("v", "[-v] name prov ..."),
+    "status": ("ags", "[-ags] [name ...]"),
+    "stop": ("fv", "[-fv] name ..."),
+}
+
+
+class CtlError(Exception):
+    """gctl_error(): geom(8) prints "gmirror: <msg>" and exits 1 (first error wins)."""
+
+
+def usage() -> int:
+    lines = [f"gmirror {verb} {text}" for verb, (_, text) in sorted(VERBS.items())]
+    sys.stderr.write("usage: " + "\n       ".join(lines) + "\n")
     return 1
 
 
-def node_down(store, st, node):
-    pass
+def main(ctx, args: list[str]) -> int:
+    if not args or args[0] not in VERBS:
+        if args:
+            sys.stderr.write(f"gmirror: Unknown command: {args[0]}.\n")
+        return usage()
+    verb = args[0]
+    try:
+        opts, rest = getopt(args[1:], VERBS[verb][0], "gmirror")
+    except Usage:
+        return usage()
+    flags = {o: v for o, v in opts}
+    try:
+        with ctx.store.locked(write=True) as st:
+            if verb == "status":
+                return status(ctx, st, rest, "s" in flags)
+            st.setdefault("gmirror_meta", {})
+            advance(ctx.store, st, ctx.node)
+            globals()[f"do_{verb}"](ctx, st, flags, rest)
+    except CtlError as exc:
+        sys.stderr.write(f"gmirror: {exc}\n")
+        return 1
+    return 0
+
+
+# -- helpers -------------------------------------------------------------------------------
+def mirrors(st: dict, node: str) -> dict:
+    return st.setdefault("gmirror", {}).setdefault(node, {})
+
+
+def find(st: dict, node: str, name: str) -> dict:
+    m = mirrors(st, node).get(name.removeprefix("mirror/"))
+    if m is None:
+        raise CtlError(f"No such device: {name}.")
+    return m
+
+
+def comp(m: dict, prov: str) -> dict | None:
+    return next((c for c in m["components"] if c["prov"] == strip_dev(prov)), None)
+
+
+def active(m: dict) -> list[dict]:
+    return [c for c in m["components"] if c["state"] == "ACTIVE"]
+
+
+def mirror_state(m: dict) -> str:
+    return "COMPLETE" if len(active(m)) == m["ndisks"] else "DEGRADED"
+
+
+def mediasize(m: dict) -> int:
+    sizes = [size_of(c["image"]) for c in m["components"]]
+    return max(1, min(sizes) - 512) if sizes else 1
+
+
+def device(store, node: str, name: str) -> str:
+    return os.path.join(store.dev_dir(node), "mirror", name)
+
+
+def users(st: dict, node: str, prov: str) -> list[str]:
+    """Why `prov` is busy on `node` because of a mirror (GEOM exclusive open)."""
+    return [f"component of mirror/{name}" for name, m in mirrors(st, node).items()
+            if comp(m, prov)]
+
+
+def flush(m: dict) -> None:
+    """Bring every ACTIVE component to the mirror's bytes (the writes were mirrored)."""
+    if m.get("linked"):
+        for c in active(m):
+            copy_data(m["linked"], c["image"])
+
+
+def relink(store, st: dict, node: str, name: str, m: dict) -> None:
+    """Point /dev/mirror/NAME at the preferred ACTIVE component (local before ggate),
+    unless it is in use (a mounted loop keeps the old inode: then stay)."""
+    dev = device(store, node, name)
+    act = active(m)
+    if not act:
+        return
+    preferred = next((c for c in act if not c["prov"].startswith("ggate")), act[0])["image"]
+    if m.get("linked") == preferred and os.path.lexists(dev):
+        return
+    if os.path.lexists(dev) and checks.usage(dev, (store.root,)):
+        return
+    flush(m)
+    link_device(preferred, dev)
+    m["linked"] = preferred
+
+
+def drop(store, st: dict, node: str, name: str, why: str) -> None:
+    """The mirror has no component left, or is stopped: its provider goes away."""
+    m = mirrors(st, node).pop(name)
+    dev = device(store, node, name)
+    used = checks.usage(dev, (store.root,)) if os.path.lexists(dev) else []
+    if used:
+        store.violation("device_removed_in_use",
+                        f"/dev/mirror/{name} removed ({why}) while in use: {', '.join(used)}",
+                        node=node, device=dev)
+    flush(m)
+    unlink_device(dev)
+
+
+def detach_component(store, st: dict, node: str, name: str, c: dict, why: str) -> None:
+    m = mirrors(st, node)[name]
+    if c["state"] == "ACTIVE":
+        flush(m)
+    m["components"].remove(c)
+    if m.get("linked") == c["image"]:
+        m["linked"] = None if not active(m) else m["linked"]
+    if not m["components"]:
+        drop(store, st, node, name, why)
+    else:
+        relink(store, st, node, name, m)
+
+
+def new_meta(st: dict, image: str, name: str, **fields) -> dict:
+    meta = {"name": name, "priority": 0, "inactive": False, "autosync": True,
+            "balance": "load", "ndisks": 1, "mid": 0}
+    meta.update(fields)
+    st["gmirror_meta"][image] = meta
+    return meta
+
+
+def taste(ctx, st: dict, prov: str) -> None:
+    """A provider appeared on ctx.node: join or start its mirror if it carries active
+    metadata (GEOM tastes every new provider)."""
+    st.setdefault("gmirror_meta", {})
+    image = image_of(st, ctx.store, ctx.node, prov)
+    meta = st["gmirror_meta"].get(image) if image else None
+    if not meta or meta["inactive"]:
+        return
+    node_mirrors = mirrors(st, ctx.node)
+    m = node_mirrors.get(meta["name"])
+    if m is None:
+        m = node_mirrors[meta["name"]] = {
+            "ndisks": meta["ndisks"], "balance": meta["balance"], "autosync": meta["autosync"],
+            "mid": meta["mid"], "components": [], "linked": None}
+        state = "ACTIVE"
+    elif m["mid"] != meta["mid"] or comp(m, prov):
+        return   # kernel: "Device already configured" / already connected
+    elif active(m) and equal_data(m["linked"] or active(m)[0]["image"], image):
+        state = "ACTIVE"   # not resynced when nothing was written meanwhile (§4)
+    else:
+        state = "SYNCHRONIZING" if m["autosync"] else "STALE"
+    m["components"].append({"prov": strip_dev(prov), "image": image, "state": state,
+                            "priority": meta["priority"], "sync_start": time.time()})
+    relink(ctx.store, st, ctx.node, meta["name"], m)
+
+
+def provider_gone(ctx, st: dict, prov: str, node: str | None = None, store=None) -> None:
+    """A provider vanishes (md detach, ggate destroy, server lost): its mirror loses it."""
+    node = node or ctx.node
+    store = store or ctx.store
+    for name, m in list(mirrors(st, node).items()):
+        c = comp(m, prov)
+        if c:
+            detach_component(store, st, node, name, c, f"{prov} went away")
+
+
+def advance(store, st: dict, node: str) -> None:
+    """Finish rebuilds whose simulated progress reached 100% (copying the data)."""
+    rate = st["settings"].get("gmirror_sync_rate", 1 << 30)
+    now = time.time()
+    for name, m in mirrors(st, node).items():
+        for c in m["components"]:
+            if c["state"] == "SYNCHRONIZING" and (now - c["sync_start"]) * rate >= mediasize(m):
+                source = m.get("linked") or (active(m)[0]["image"] if active(m) else None)
+                if source:
+                    copy_data(source, c["image"])
+                    c["state"] = "ACTIVE"
+        relink(store, st, node, name, m)
+
+
+def node_down(store, st: dict, node: str) -> None:
+    for name in list(mirrors(st, node)):
+        m = mirrors(st, node).pop(name)
+        flush(m)
+        unlink_device(device(store, node, name))
+
+
+# -- verbs ---------------------------------------------------------------------------------
+def do_label(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    balance = flags.get("b", "load")
+    if balance not in BALANCES:
+        raise CtlError("Invalid balance algorithm.")
+    name, provs = args[0], args[1:]
+    images = []
+    for prov in provs:
+        image = image_of(st, ctx.store, ctx.node, prov)
+        if image is None:
+            raise CtlError(f"Can't get informations about {prov}: No such file or directory.")
+        images.append(image)
+    for prov in provs:   # g_metadata_clear() opens for writing: fails on an open provider
+        if users(st, ctx.node, prov) or checks.usage(os.path.join(
+                ctx.store.dev_dir(ctx.node), strip_dev(prov)), (ctx.store.root,)):
+            raise CtlError(f"Can't store metadata on {prov}: Operation not permitted.")
+    mid = int.from_bytes(os.urandom(4), "big")
+    for i, (prov, image) in enumerate(zip(provs, images)):
+        new_meta(st, image, name, priority=i, autosync="n" not in flags, balance=balance,
+                 ndisks=len(provs), mid=mid)
+        if "v" in flags:
+            sys.stdout.write(f"Metadata value stored on {prov}.\n")
+    for prov in provs:
+        taste(ctx, st, prov)
+
+
+def do_insert(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    m = find(st, ctx.node, args[0])
+    name = args[0].removeprefix("mirror/")
+    if len(m["components"]) < m["ndisks"]:
+        raise CtlError("Not all disks connected.")
+    for prov in map(strip_dev, args[1:]):
+        if comp(m, prov):
+            raise CtlError(f"Provider {prov} already inserted.")
+        image = image_of(st, ctx.store, ctx.node, prov)
+        if image is None:
+            raise CtlError(f"Unknown provider {prov}.")
+        if size_of(image) - 512 < mediasize(m):
+            raise CtlError(f"Provider {prov} too small.")
+        if users(st, ctx.node, prov) or checks.usage(os.path.join(
+                ctx.store.dev_dir(ctx.node), prov), (ctx.store.root,)):
+            raise CtlError(f"Cannot access provider {prov}.")
+        m["ndisks"] += 1
+        new_meta(st, image, name, priority=int(flags.get("p", 0)), inactive="i" in flags,
+                 autosync=m["autosync"], balance=m["balance"], ndisks=m["ndisks"],
+                 mid=m["mid"])
+        if "i" not in flags:
+            c = {"prov": prov, "image": image, "priority": int(flags.get("p", 0)),
+                 "state": "SYNCHRONIZING" if m["autosync"] else "STALE",
+                 "sync_start": time.time()}
+            m["components"].append(c)
+
+
+def do_rebuild(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    m = find(st, ctx.node, args[0])
+    for prov in args[1:]:
+        c = comp(m, prov)
+        if c is None:
+            raise CtlError(f"No such provider: {prov}.")
+        if c["state"] == "ACTIVE" and len(active(m)) == 1:
+            raise CtlError(f"Provider {prov} is the last active provider in "
+                           f"{args[0].removeprefix('mirror/')}.")
+        if c["state"] == "ACTIVE":
+            flush(m)
+            if m.get("linked") == c["image"]:
+                m["linked"] = None
+        c["state"], c["sync_start"] = "SYNCHRONIZING", time.time()
+        relink(ctx.store, st, ctx.node, args[0].removeprefix("mirror/"), m)
+
+
+def do_deactivate(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    name = args[0].removeprefix("mirror/")
+    m = find(st, ctx.node, name)
+    for prov in args[1:]:
+        c = comp(m, prov)
+        if c is None:
+            raise CtlError(f"No such provider: {prov}.")
+        st["gmirror_meta"].setdefault(c["image"], {"name": name})["inactive"] = True
+        detach_component(ctx.store, st, ctx.node, name, c, f"deactivate {prov}")
+        if name not in mirrors(st, ctx.node):
+            break
+
+
+def do_activate(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    failed = False
+    for prov in args[1:]:
+        image = image_of(st, ctx.store, ctx.node, prov)
+        meta = st["gmirror_meta"].get(image) if image else None
+        if meta is None:
+            why = "Invalid argument" if image else "No such file or directory"
+            sys.stderr.write(f"Cannot read metadata from {prov}: {why}.\n")
+            failed = True
+            continue
+        if meta["name"] != args[0]:
+            sys.stderr.write(f"Provider {prov} is not the mirror {args[0]} component.\n")
+            failed = True
+            continue
+        meta["inactive"] = False
+        if "v" in flags:
+            sys.stdout.write(f"Provider {prov} activated.\n")
+        taste(ctx, st, prov)
+    if failed:
+        raise CtlError("Not fully done.")
+
+
+def do_remove(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if len(args) < 2:
+        raise CtlError("Too few arguments.")
+    name = args[0].removeprefix("mirror/")
+    m = find(st, ctx.node, name)
+    if len(m["components"]) < m["ndisks"]:
+        raise CtlError("Not all disks connected.")
+    for prov in args[1:]:
+        c = comp(m, prov)
+        if c is None:
+            raise CtlError(f"No such provider: {prov}.")
+        m["ndisks"] -= 1
+        st["gmirror_meta"].pop(c["image"], None)
+        detach_component(ctx.store, st, ctx.node, name, c, f"remove {prov}")
+        if name not in mirrors(st, ctx.node):
+            break
+
+
+def do_forget(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if not args:
+        raise CtlError("Missing device(s).")
+    for name in args:
+        m = find(st, ctx.node, name)
+        m["ndisks"] = len(m["components"])
+
+
+def do_stop(ctx, st: dict, flags: dict, args: list[str], clear: bool = False) -> None:
+    if not args:
+        raise CtlError("Missing device(s).")
+    for name in args:
+        short = name.removeprefix("mirror/")
+        m = find(st, ctx.node, short)
+        dev = device(ctx.store, ctx.node, short)
+        if "f" not in flags and os.path.lexists(dev) and checks.usage(dev, (ctx.store.root,)):
+            raise CtlError(f"Cannot destroy device {short} (error=16).")
+        if clear:
+            for c in m["components"]:
+                st["gmirror_meta"].pop(c["image"], None)
+        drop(ctx.store, st, ctx.node, short, "stop -f" if "f" in flags else "stop")
+
+
+def do_destroy(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    do_stop(ctx, st, flags, args, clear=True)
+
+
+def do_clear(ctx, st: dict, flags: dict, args: list[str]) -> None:
+    if not args:
+        raise CtlError("Too few arguments.")
+    failed = False
+    for prov in args:
+        image = image_of(st, ctx.store, ctx.node, prov)
+        if image is None or users(st, ctx.node, prov):
+            why = "No such file or directory" if image is None else "Operation not permitted"
+            sys.stderr.write(f"Can't clear metadata on {prov}: {why}.\n")
+            failed = True
+            continue
+        st["gmirror_meta"].pop(image, None)
+        if "v" in flags:
+            sys.stdout.write(f"Metadata cleared on {prov}.\n")
+    if failed:
+        raise CtlError("Not fully done.")
+
+
+def status(ctx, st: dict, names: list[str], script: bool) -> int:
+    """std_status(): "%*s  %*s  %s" with Name/Status widths from the longest value
+    (minimum 4 and 6); a component is "prov (STATE)" or "prov (SYNCHRONIZING, NN%)"."""
+    advance(ctx.store, st, ctx.node)
+    node_mirrors = mirrors(st, ctx.node)
+    chosen = []
+    for n in names or list(node_mirrors):
+        if n.removeprefix("mirror/") in node_mirrors:
+            chosen.append(n.removeprefix("mirror/"))
+        else:
+            sys.stderr.write(f"No such geom: {n}.\n")
+    if not chosen:
+        return 0
+    rows = []
+    rate = st["settings"].get("gmirror_sync_rate", 1 << 30)
+    for name in chosen:
+        m = node_mirrors[name]
+        parts = []
+        for c in m["components"]:
+            if c["state"] == "SYNCHRONIZING":
+                offset = int((time.time() - c["sync_start"]) * rate)
+                pct = min(99, offset * 100 // mediasize(m))
+                parts.append(f"{c['prov']} (SYNCHRONIZING, {pct}%)")
+            else:
+                parts.append(f"{c['prov']} ({c['state']})")
+        rows.append((f"mirror/{name}", mirror_state(m), parts or ["N/A"]))
+    nlen = max([4] + [len(r[0]) for r in rows])
+    slen = max([6] + [len(r[1]) for r in rows])
+    out = [] if script else [f"{'Name':>{nlen}}  {'Status':>{slen}}  Components\n"]
+    for name, state, parts in rows:
+        for i, part in enumerate(parts):
+            shown = (name, state) if i == 0 or script else ("", "")
+            out.append(f"{shown[0]:>{nlen}}  {shown[1]:>{slen}}  {part}\n")
+    sys.stdout.write("".join(out))
+    return 0

@@ -22,11 +22,10 @@ import subprocess
 import sys
 import time
 
-from hahooks.sim import faults
-from hahooks.sim.state import (Store, connected, link_device, node_state, unlink_device)
+from hahooks.sim import daemon, faults
+from hahooks.sim.state import Store, connected, link_device, node_state
 
 HOUSEKEEPING = 0.5
-READY_TIMEOUT = 10.0
 POLL = 0.002
 EX_TEMPFAIL = 75
 
@@ -74,49 +73,8 @@ def reachable(ctx) -> bool:
 
 
 def start(store: Store, node: str) -> bool:
-    """Double-fork a daemon for `node` in the caller's namespaces; True once it listens."""
-    os.makedirs(store.node_dir(node, "run"), exist_ok=True)
-    fifo = store.fifo(node, "hastd")
-    if not os.path.exists(fifo):
-        try:
-            os.mkfifo(fifo, 0o600)
-        except FileExistsError:
-            pass
-    pid = os.fork()
-    if pid == 0:   # child: new session, fork the daemon, exit
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                _daemonize_stdio(store, node)
-                code = 0
-                try:
-                    Daemon(store, node).serve()
-                except BaseException:  # noqa: BLE001 - a daemon logs and exits
-                    import traceback
-                    traceback.print_exc()
-                    code = 1
-                os._exit(code)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if store.alive(node, "hastd"):
-            return True
-        time.sleep(POLL)
-    return False
-
-
-def _daemonize_stdio(store: Store, node: str) -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log = os.open(store.node_dir(node, "run", "hastd.log"),
-                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.dup2(log, 2)
-    os.closerange(3, 65536)
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False, buffering=1)
+    """Start `node`'s daemon in the caller's namespaces; True once it listens."""
+    return daemon.spawn(store, node, "hastd", lambda: Daemon(store, node).serve())
 
 
 class Daemon:

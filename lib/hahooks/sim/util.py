@@ -44,10 +44,11 @@ def getopt(args: list[str], optstring: str, prog: str) -> tuple[list[tuple[str, 
 
 
 def humanize_number(value: int, length: int = 5, suffix: str = "", decimal: bool = True,
-                    nospace: bool = True, divisor: int = 1024) -> str:
-    """libutil humanize_number(buf, len, n, suffix, HN_AUTOSCALE, flags), 1024-based.
-    hastd prints "%NB" with len 5 and HN_NOSPACE|HN_DECIMAL: 0B, 2.0MB, 128MB."""
-    prefixes = ["", "K", "M", "G", "T", "P", "E"]
+                    nospace: bool = True, divisor: int = 1024, b: bool = False) -> str:
+    """libutil humanize_number(buf, len, n, suffix, HN_AUTOSCALE, flags), 1024-based; `b` is
+    HN_B ("B" at scale 0). hastd prints "%NB" with len 5 and HN_NOSPACE|HN_DECIMAL: 0B,
+    2.0MB, 128MB; mdconfig -lv uses len 6 with HN_B, ggatec list -v len 5 with HN_B."""
+    prefixes = ["B" if b else "", "K", "M", "G", "T", "P", "E"]
     deccut = 973 if divisor == 1024 else 950
     sign = -1 if value < 0 else 1
     quotient = abs(value)

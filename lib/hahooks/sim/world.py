@@ -132,6 +132,41 @@ class World:
             if replication is not None:
                 r["replication"] = replication
 
+    def add_drbd(self, name: str, size_mb: int = 64, nodes=("nodea", "nodeb"),
+                 primary: str | None = None, *, minor: int | None = None,
+                 up: bool = True) -> str:
+        """One DRBD resource (8.4 semantics, drbd.py) on both nodes, backed by ONE shared image
+        (protocol C: both disks hold the same bytes). Both up, connected, UpToDate; `primary`
+        gets Primary and /dev/drbdN. Returns the image path."""
+        for n in nodes:
+            self.add_node(n)
+        image = os.path.join("images", f"drbd-{name}.img")
+        make_image(self.store.path(image), size_mb * MB)
+        with self.store.locked(write=True) as st:
+            if minor is None:
+                minor = len(st["drbd"])
+            st["drbd"][name] = {
+                "nodes": list(nodes), "minor": minor, "image": image, "size": size_mb * MB,
+                "up": {n: up for n in nodes}, "standalone": {n: False for n in nodes},
+                "role": {n: "Primary" if n == primary else "Secondary" for n in nodes},
+                "disk": {n: "UpToDate" for n in nodes}, "ahead": {}, "sync": None}
+        if primary:
+            link_device(self.store.path(image), os.path.join(self.dev_dir(primary),
+                                                             f"drbd{minor}"))
+        return self.store.path(image)
+
+    def set_drbd(self, name: str, node: str, *, disk: str | None = None,
+                 up: bool | None = None, standalone: bool | None = None) -> None:
+        """Force a DRBD state, e.g. disk="Outdated" or "Inconsistent" (no UpToDate data)."""
+        with self.store.locked(write=True) as st:
+            r = st["drbd"][name]
+            if disk is not None:
+                r["disk"][node] = disk
+            if up is not None:
+                r["up"][node] = up
+            if standalone is not None:
+                r["standalone"][node] = standalone
+
     # -- nodes, daemons, failures ---------------------------------------------------------
     def node_env(self, node: str, base: dict | None = None) -> dict:
         env = dict(os.environ if base is None else base)
@@ -215,33 +250,35 @@ class World:
             self.store.kick(node, daemon)
 
     def _kill_recorded(self, node: str) -> None:
-        """End the node's daemon if it runs in our PID namespace (the drill kills its own)."""
+        """End the node's daemons if they run in our PID namespace (the drill kills its own)."""
         with self.store.locked() as st:
-            pid = st["nodes"].get(node, {}).get("hastd_pid")
-        if pid and _is_sim_daemon(pid, self.root):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            pids = [st["nodes"].get(node, {}).get("hastd_pid"),
+                    st.get("ggated_pids", {}).get(node)]
+        for pid in pids:
+            if pid and _is_sim_daemon(pid, self.root):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def close(self) -> None:
-        """Stop every node daemon this world started (tests call it in teardown)."""
+        """Stop every node daemon (hastd, ggated) of this world (tests call it in teardown)."""
         nodes = os.listdir(self.store.path("nodes"))
-        for node in nodes:
-            if os.path.exists(self.store.fifo(node, "hastd")):
-                try:
-                    fd = os.open(self.store.fifo(node, "hastd"), os.O_WRONLY | os.O_NONBLOCK)
-                except OSError:
-                    continue
-                try:
-                    os.write(fd, b"q")
-                finally:
-                    os.close(fd)
+        daemons = [(n, d) for n in nodes for d in ("hastd", "ggated")]
+        for node, daemon in daemons:
+            try:
+                fd = os.open(self.store.fifo(node, daemon), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                os.write(fd, b"q")
+            finally:
+                os.close(fd)
         deadline = time.monotonic() + CLOSE_TIMEOUT
-        while time.monotonic() < deadline and any(self.store.alive(n, "hastd") for n in nodes):
+        while time.monotonic() < deadline and any(self.store.alive(*d) for d in daemons):
             time.sleep(POLL)
         for node in nodes:
-            if self.store.alive(node, "hastd"):
+            if any(self.store.alive(node, d) for d in ("hastd", "ggated")):
                 self._kill_recorded(node)
 
     def __enter__(self) -> "World":
