@@ -33,8 +33,7 @@ class Scenario:
     wiring: str                        # how events arrive: devd | freevrrpd | heartbeat
     service: str                       # mariadb | nginx
     zfs: bool                          # nodes run zfs-fuse
-    resource_names: tuple[str, ...]    # the layers, bottom-up (for --inject and --list)
-    symmetric: bool = True             # False: the nodes run different stacks (seed 000)
+    add_service: str = ""              # the example ends below the service: add this layer
     why: str = ""
 
     @property
@@ -45,27 +44,39 @@ class Scenario:
     def example_path(self, index: int) -> str:
         return os.path.join(EXAMPLES, self.examples[index])
 
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        """The layers of both nodes' stacks, bottom-up (for --inject and --list)."""
+        names: list[str] = []
+        for i in (0, 1):
+            try:
+                layers = load_example(self.example_path(i)).get("resource", [])
+            except (OSError, ValueError):
+                continue
+            names += [r.get("name", "?") for r in layers if r.get("name") not in names]
+        if self.add_service and self.add_service not in names:
+            names.append(self.add_service)
+        return tuple(names)
+
 
 SCENARIOS = (
     Scenario("seed003", "seed 003: HAST x3 -> raidz pool (zfs-fuse) -> MariaDB, CARP via devd",
              ("seed003-hast-zfs.toml", "seed003-hast-zfs.toml"), "devd", "mariadb", True,
-             ("disks", "pool", "db"),
+             add_service="db",
              why="three HAST disks, one raidz pool imported with -f only because HAST "
                  "guarantees a single primary; the database's commits are fsynced into "
                  "the ZIL, so a crash keeps every acknowledged row"),
     Scenario("seed002", "seed 002: HAST -> ext4 (for UFS) -> MariaDB, CARP via devd",
              ("seed002-hast-ufs-mysql.toml", "seed002-hast-ufs-mysql.toml"), "devd",
-             "mariadb", False, ("disk", "data", "db"),
+             "mariadb", False,
              why="the handbook stack: fsck before mount, the database on the replicated "
                  "filesystem"),
     Scenario("seed000", "seed 000: gmirror over ggate + md -> ext4 -> nginx, freevrrpd",
              ("seed000-master.toml", "seed000-slave.toml"), "freevrrpd", "nginx", False,
-             ("export", "local", "remote", "mirror", "sites", "web"), symmetric=False,
              why="two different node roles: A mirrors its md0 with B's image over ggate; "
                  "B serves its own image when A is gone"),
-    Scenario("seed004", "seeds 001/004: DRBD -> ext4 -> links -> nginx, Heartbeat v1",
-             ("seed004-drbd-links.toml", "seed004-drbd-links.toml"), "heartbeat", "nginx",
-             False, ("drbd", "fs", "links", "web"),
+    Scenario("seed001", "seeds 001/004: DRBD -> ext4 -> links -> nginx, Heartbeat v1",
+             ("seed001-drbd.toml", "seed001-drbd.toml"), "heartbeat", "nginx", False,
              why="drbdlinks done right: the service's config and data live on the DRBD "
                  "filesystem and are linked into place only while this node holds it"),
 )
@@ -135,13 +146,13 @@ def _moved(field_type: str, value, place: NodePlace):
         return [move_path(v, place) for v in value]
     if field_type == "table name = path":
         return {k: move_path(v, place) for k, v in value.items()}
-    if field_type == "table path = path":
+    if field_type == 'table "/path" = "/target"':
         return {move_path(k, place): move_path(v, place) for k, v in value.items()}
     return value
 
 
 def overlay(example: dict, place: NodePlace, service: dict,
-            tweaks: dict[str, dict] | None = None) -> dict:
+            tweaks: dict[str, dict] | None = None, add_service: str = "") -> dict:
     """The example config as it runs on sandbox node `place` (see the module docstring).
     `service` is the sandbox service layer's parameters (name and kind are kept);
     `tweaks` = {kind: {param: value}} applied where the kind has that parameter."""
@@ -155,8 +166,8 @@ def overlay(example: dict, place: NodePlace, service: dict,
         if key in ex_node:
             node[key] = ex_node[key]
     out: dict = {"node": node}
-    if "wiring" in example:
-        out["wiring"] = dict(example["wiring"])
+    # the sandbox's CARP: vhid 1 on the nodes' eth0 unless the example says otherwise
+    out["wiring"] = {"vhid": 1, "interface": "eth0", **example.get("wiring", {})}
     layers = []
     for res in example.get("resource", []):
         res = dict(res)
@@ -172,6 +183,8 @@ def overlay(example: dict, place: NodePlace, service: dict,
             if key in cls.PARAMS:
                 res[key] = value(res, place) if callable(value) else value
         layers.append(res)
+    if add_service:
+        layers.append({"name": add_service, **service})
     out["resource"] = layers
     return out
 

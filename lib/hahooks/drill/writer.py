@@ -34,13 +34,14 @@ def insert(host: str, row: int, who: str) -> bool:
 
 
 def run(hosts: list[str], acked_path: str, stop_path: str, first: int, max_seconds: float,
-        who: str) -> int:
+        who: str, count: int | None = None) -> int:
     pause = threading.Event()
     end = time.monotonic() + max_seconds
     current, row, acked, failed = 0, first, 0, 0
     fd = os.open(acked_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        while time.monotonic() < end and not os.path.exists(stop_path):
+        while time.monotonic() < end and not os.path.exists(stop_path) and \
+                (count is None or row < first + count):
             host = hosts[current]
             if insert(host, row, who):
                 os.write(fd, f"{row} {host}\n".encode())
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--who", default="writer")
+    p.add_argument("--count", type=int, default=None, help="stop after this many rows")
     args = p.parse_args(argv)
     return run(args.hosts.split(","), args.acked, args.stop, args.first, args.max_seconds,
-               args.who)
+               args.who, args.count)
 
 
 if __name__ == "__main__":
