@@ -94,9 +94,14 @@ class Lab:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
-        for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        import psutil
+
+        for pid in self.pids:      # a daemon and its workers (they outlive a KILLed master)
+            with contextlib.suppress(psutil.Error):
+                tree = psutil.Process(pid)
+                for proc in [tree, *tree.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 proc.wait(timeout=5)
