@@ -3,6 +3,7 @@ with devd's grammar (tests/devd_matcher.py) for every event form of the referenc
 routed command lines run through `sh -c` as devd runs them, against a real command stack."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -213,6 +214,14 @@ def test_events_drive_the_stack_through_sh(write_config, tmp_path, wiring, seque
         expected_log += (["acquire replication", "acquire filesystem"] if held else
                          ["release filesystem", "release replication"])
         assert commands_log(tmp_path) == expected_log
+    # the JSON log keeps the argv devd's shell really passed, one record per call
+    calls = [r["argv"] for r in log_records(tmp_path) if r.get("event") == "hook"]
+    assert calls == [[v["system"], v["subsystem"], v["type"]]
+                     for v in (Devd.event_variables(e)[1] for e, _ in sequence)]
+
+
+def log_records(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "hahooks.jsonl").read_text().splitlines()]
 
 
 def test_boot_flap_master_then_backup_ends_released(write_config, tmp_path):

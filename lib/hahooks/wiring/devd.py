@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-import sys
 
 from hahooks.errors import ConfigError, UsageError
+from hahooks.wiring import hook
 
 # devd's own variable syntax is [A-Za-z][A-Za-z0-9_-]*; the kernel's values are narrower.
 SYSTEM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
@@ -108,31 +108,23 @@ def register(sub, common) -> None:
     p.add_argument("system", help="devd $system (CARP, IFNET)")
     p.add_argument("subsystem", help="devd $subsystem (<vhid>@<if>, carp0)")
     p.add_argument("type", help="devd $type (MASTER, BACKUP, INIT, LINK_UP, LINK_DOWN)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--detach", dest="detach", action="store_true", default=True,
-                      help="record the request and return at once (default)")
-    mode.add_argument("--wait", dest="detach", action="store_false",
-                      help="run the transition and return its outcome")
-    mode.add_argument("--explain", action="store_true",
-                      help="print the decision only; record nothing")
+    hook.add_mode(p, detach_default=True)
+    p.add_argument("--explain", action="store_true",
+                   help="print the decision only; record nothing")
     p.set_defaults(func=run_devd_event)
 
 
 def run_devd_event(args) -> int:
     validate(args.system, args.subsystem, args.type)
-    from hahooks.commands.transition import load
-
-    cfg = load(args)
+    argv = [args.system, args.subsystem, args.type]
+    cfg = hook.load(args)
     decision = decide(args.system, args.subsystem, args.type, cfg.wiring)
     if args.explain or decision.role is None:
+        if not args.explain:
+            hook.log_call("devd", argv, f"ignored: {decision.reason}")
         print(decision)
         return 0
-    from hahooks import transition
-
-    code, message = transition.request(cfg, decision.role, detach=args.detach,
-                                       source=f"devd {decision.reason}")
-    print(message, file=sys.stderr if code else sys.stdout)
-    return code
+    return hook.request(cfg, args, decision.role, caller="devd", argv=argv)
 
 
 # -- rendering the rules ---------------------------------------------------------------------
