@@ -118,10 +118,26 @@ def device_number(device: str) -> int | None:
     return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
+def loop_backing_file(source: str) -> str | None:
+    """/dev/loopN -> the file it was set up from: mount(8) of a regular file (an image, a
+    simulated device) makes a loop device, and mountinfo then names the loop device."""
+    name = os.path.basename(source)
+    if not (source.startswith("/dev/") and name.startswith("loop")):
+        return None
+    try:
+        with open(f"/sys/block/{name}/loop/backing_file") as fh:
+            return fh.read().strip().removesuffix(" (deleted)")
+    except OSError:
+        return None
+
+
 def same_device(mount: Mount, device: str) -> bool:
     """Is `device` (a path, maybe a symlink like /dev/disk/by-id/...) what `mount` mounts?"""
     if mount.source.startswith("/") and device.startswith("/"):
         if os.path.realpath(mount.source) == os.path.realpath(device):
+            return True
+        backing = loop_backing_file(mount.source)
+        if backing is not None and os.path.realpath(backing) == os.path.realpath(device):
             return True
         rdev = device_number(device)
         return rdev is not None and rdev == mount.dev

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 
-from hahooks import parsers
+from hahooks import mounts as mount_table, parsers
 from hahooks.errors import HahooksError, Refused
 
 log = logging.getLogger("hahooks.kinds")
+
 
 def dev_path(ctx, *parts: str) -> str:
     """<[node] dev_dir>/parts: /dev/hast/r0, /dev/ggate0, /dev/mirror/gm0, /dev/md0."""
@@ -21,39 +21,7 @@ def dev_path(ctx, *parts: str) -> str:
 def mounts(ctx) -> list:
     """The mount table of this process's namespace (hahooks.mounts: /proc/self/mountinfo
     where the kernel has it, else FreeBSD's `mount -p`)."""
-    from hahooks import mounts as mount_table
-
     return mount_table.read(lambda argv: ctx.run(argv, readonly=True).stdout)
-
-
-def _loop_backing_file(source: str) -> str | None:
-    """/dev/loopN -> the path it was set up from (mount(8) of a regular file makes one)."""
-    name = os.path.basename(source)
-    if not (source.startswith("/dev/") and name.startswith("loop")):
-        return None
-    try:
-        with open(f"/sys/block/{name}/loop/backing_file") as f:
-            return f.read().strip().removesuffix(" (deleted)")
-    except OSError:
-        return None
-
-
-def _same_block_device(a: str, b: str) -> bool:
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return stat.S_ISBLK(sa.st_mode) and stat.S_ISBLK(sb.st_mode) and sa.st_rdev == sb.st_rdev
-
-
-def _mounted_as(source: str, device: str) -> bool:
-    # Compare paths, not inodes: a simulated device is a hard link to an image that the
-    # peer's device of the same name links too.
-    if source == device:
-        return True
-    if _loop_backing_file(source) == device:
-        return True
-    return _same_block_device(source, device)
 
 
 def _pool_vdevs(ctx) -> dict[str, list[str]]:
@@ -83,7 +51,7 @@ def users_of(ctx, devices: list[str]) -> list[str]:
     reasons = []
     for m in mounts(ctx):
         for dev in devices:
-            if _mounted_as(m.source, dev):
+            if mount_table.same_device(m, dev):
                 reasons.append(f"{dev} is mounted at {m.mountpoint}")
     for pool, names in _pool_vdevs(ctx).items():
         for dev in devices:
