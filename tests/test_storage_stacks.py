@@ -102,3 +102,15 @@ def test_failed_service_start_rolls_the_whole_stack_back(lab, tmp_path, write_co
     assert out.returncode == 1 and "acquire web failed" in out.stderr and "rolled back" in out.stderr
     assert not is_mounted(s["mp"]) and not os.path.islink(s["etc"] / "nginx")
     assert (s["etc"] / "nginx" / "nginx.conf").read_text() == "# the local, inactive copy\n"
+
+
+@pytest.mark.parametrize("example", ["filesystem-links-service.toml", "zpool-service.toml"])
+def test_examples_are_valid(example, tmp_path):
+    from conftest import ROOT
+    import shutil
+
+    path = tmp_path / example
+    shutil.copy(os.path.join(ROOT, "examples", example), path)
+    path.chmod(0o600)
+    out = run_hahooks("check", "-c", path, check=0)
+    assert "ok: node" in out.stdout

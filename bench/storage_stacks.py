@@ -1,0 +1,226 @@
+"""Real storage stacks: wall time of `hahooks master` / `hahooks slave` against a bare shell
+script running the same commands with no checks (issue 3's note; issue 7 part 4).
+
+  fs        filesystem only: `hahooks mount DEV MP ext4 start|stop` vs mount / umount
+  fs-links-nginx   filesystem -> links -> nginx (loop ext4 on this host)
+  zpool-service    zpool -> daemon, in a sandbox node with its own zfs-fuse
+                   (needs hahooks.sandbox; skipped with a note without it)
+
+Run (root): python3 bench/storage_stacks.py [--runs N] [--json FILE]
+Each run does master then slave (bare: start then stop); figures are medians of N runs
+after one warm-up. The bare scripts still wait where the next command would otherwise fail
+(the daemon must have exited before umount / export), and nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import ROOT, env_with_lib, machine
+
+HAHOOKS = [sys.executable, "-m", "hahooks"]
+
+NODE = """\
+[node]
+name = "bench"
+state_dir = "{d}/state"
+log_file = "{d}/hahooks.jsonl"
+syslog = false
+"""
+
+NGINX_CONF = """\
+user root;
+pid {d}/run/nginx.pid;
+error_log {d}/run/error.log;
+worker_processes 2;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/run/tmp;
+    proxy_temp_path {d}/run/tmp;
+    fastcgi_temp_path {d}/run/tmp;
+    uwsgi_temp_path {d}/run/tmp;
+    scgi_temp_path {d}/run/tmp;
+    server {{ listen unix:{d}/run/nginx.sock; root {d}/www; }}
+}}
+"""
+
+FS_STACK = """
+[[resource]]
+name = "data"
+kind = "filesystem"
+device = "{dev}"
+mountpoint = "{d}/srv"
+fstype = "ext4"
+
+[[resource]]
+name = "links"
+kind = "links"
+links = {{ "{d}/etc/nginx" = "{d}/srv/etc/nginx", "{d}/www" = "{d}/srv/www" }}
+
+[[resource]]
+name = "web"
+kind = "service"
+start = ["nginx", "-e", "{d}/run/error.log", "-c", "{d}/etc/nginx/nginx.conf"]
+stop = ["nginx", "-e", "{d}/run/error.log", "-c", "{d}/etc/nginx/nginx.conf", "-s", "quit"]
+pidfile = "{d}/run/nginx.pid"
+"""
+
+# the same commands, no checks; the waits are the least that keeps the next command working
+BARE_FS_MASTER = """\
+set -e
+D={d}
+mount -t ext4 {dev} $D/srv
+mv $D/etc/nginx $D/etc/nginx.hahooks-orig
+ln -s $D/srv/etc/nginx $D/etc/nginx
+ln -s $D/srv/www $D/www
+nginx -e $D/run/error.log -c $D/etc/nginx/nginx.conf
+"""
+BARE_FS_SLAVE = """\
+set -e
+D={d}
+pid=$(cat $D/run/nginx.pid)
+nginx -e $D/run/error.log -c $D/etc/nginx/nginx.conf -s quit
+while [ -e /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status; do sleep 0.005; done
+rm $D/www $D/etc/nginx
+mv $D/etc/nginx.hahooks-orig $D/etc/nginx
+umount $D/srv
+"""
+
+
+def sh(*argv, **kw):
+    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True, **kw)
+
+
+def timed(argv, env=None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(map(str, argv))} exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-600:]}")
+    return took
+
+
+def measure(pairs: dict[str, tuple[list, list]], runs: int, env) -> dict[str, list[float]]:
+    """pairs: label -> (up argv, down argv); every run does up then down, interleaved."""
+    times: dict[str, list[float]] = {f"{k} {d}": [] for k in pairs for d in ("up", "down")}
+    for i in range(runs + 1):
+        for label, (up, down) in pairs.items():
+            t_up, t_down = timed(up, env), timed(down, env)
+            if i:
+                times[f"{label} up"].append(t_up)
+                times[f"{label} down"].append(t_down)
+    return times
+
+
+@contextlib.contextmanager
+def loop_ext4(d: str):
+    img = os.path.join(d, "st-bench.img")
+    with open(img, "wb") as fh:
+        fh.truncate(128 << 20)
+    sh("mkfs.ext4", "-q", "-F", img)
+    dev = sh("losetup", "-f", "--show", img).stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["umount", os.path.join(d, "srv")], capture_output=True)
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def bench_fs(runs: int) -> list[dict]:
+    env = env_with_lib()
+    with tempfile.TemporaryDirectory(prefix="st-bench-") as d, loop_ext4(d) as dev:
+        for sub in ("srv", "run/tmp", "etc/nginx"):
+            os.makedirs(os.path.join(d, sub))
+        sh("mount", dev, f"{d}/srv")
+        os.makedirs(f"{d}/srv/etc/nginx")
+        os.makedirs(f"{d}/srv/www")
+        with open(f"{d}/srv/etc/nginx/nginx.conf", "w") as fh:
+            fh.write(NGINX_CONF.format(d=d))
+        with open(f"{d}/srv/www/index.html", "w") as fh:
+            fh.write("bench\n")
+        sh("umount", f"{d}/srv")
+        cfg = os.path.join(d, "stack.toml")
+        with open(cfg, "w") as fh:
+            fh.write(NODE.format(d=d) + FS_STACK.format(d=d, dev=dev))
+        os.chmod(cfg, 0o600)
+        for name, text in (("bare-master.sh", BARE_FS_MASTER), ("bare-slave.sh", BARE_FS_SLAVE)):
+            with open(os.path.join(d, name), "w") as fh:
+                fh.write(text.format(d=d, dev=dev))
+        mount = [*HAHOOKS, "mount", dev, f"{d}/srv", "ext4"]
+        times = measure({
+            "fs hahooks": ([*mount, "start"], [*mount, "stop"]),
+            "fs bare": (["mount", "-t", "ext4", dev, f"{d}/srv"], ["umount", f"{d}/srv"]),
+            "fs-links-nginx hahooks": ([*HAHOOKS, "master", "-c", cfg],
+                                       [*HAHOOKS, "slave", "-c", cfg]),
+            "fs-links-nginx bare": (["sh", f"{d}/bare-master.sh"], ["sh", f"{d}/bare-slave.sh"]),
+        }, runs, env)
+    return rows(times, (("fs", "mount start / stop"), ("fs-links-nginx", "master / slave")))
+
+
+def bench_zpool(runs: int) -> list[dict]:
+    try:
+        from zpool_stack import run_zpool_bench   # needs hahooks.sandbox
+    except ImportError as exc:
+        print(f"zpool stack skipped: {exc}", file=sys.stderr)
+        return []
+    return rows(run_zpool_bench(runs), (("zpool-service", "master / slave"),))
+
+
+def rows(times: dict[str, list[float]], stacks) -> list[dict]:
+    out = []
+    for stack, what in stacks:
+        for direction, label in (("up", what.split(" / ")[0]), ("down", what.split(" / ")[1])):
+            h = statistics.median(times[f"{stack} hahooks {direction}"])
+            b = statistics.median(times[f"{stack} bare {direction}"])
+            out.append({"stack": stack, "action": label, "hahooks_s": h, "bare_s": b,
+                        "ratio": h / b, "extra_ms": (h - b) * 1000,
+                        "runs": len(times[f"{stack} hahooks {direction}"])})
+    return out
+
+
+def table(results: list[dict]) -> str:
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()} (median of "
+             f"{results[0]['runs'] if results else 0} runs).", "",
+             "| stack | action | hahooks | bare shell | ratio | hahooks extra |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['stack']} | {r['action']} | {r['hahooks_s'] * 1000:.0f} ms | "
+                     f"{r['bare_s'] * 1000:.0f} ms | {r['ratio']:.1f}x | "
+                     f"+{r['extra_ms']:.0f} ms |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--json")
+    ap.add_argument("--only", choices=("fs", "zpool"))
+    args = ap.parse_args()
+    if os.geteuid() != 0 or not shutil.which("nginx"):
+        print("needs root and nginx", file=sys.stderr)
+        return 1
+    results = []
+    if args.only in (None, "fs"):
+        results += bench_fs(args.runs)
+    if args.only in (None, "zpool"):
+        results += bench_zpool(args.runs)
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                       "results": results}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
