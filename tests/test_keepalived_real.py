@@ -1,0 +1,129 @@
+"""The real keepalived (2.2.7) as a two-node VRRP cluster in network namespaces, calling
+`hahooks keepalived-notify` through the generic `notify` line of examples/keepalived.conf.
+
+Stack on each node: lease on shared storage (kernel-held flock: gone with its node, held
+while it lives; acquire waits up to 10 s for the peer) -> ext4 on a loop device of a shared
+image -> data (ownership marker + timestamped hold log on shared storage).
+
+Crash the master node (every process SIGKILLed: `kill -9` of keepalived's parent alone is a
+graceful stop) -> the backup's notify MASTER moves the stack. Restart it (preemption): the
+returning node's MASTER and the other's BACKUP race; the hold log proves no overlap. Then a
+graceful stop (SIGTERM: notify STOP, not BACKUP) hands the stack over again.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from conftest import require_root, require_tool
+import pair_support as ps
+
+SUBNET = "10.99.32.0/24"
+VIP = "10.99.32.100"
+NODES = {"nodea": ("10.99.32.1", 200), "nodeb": ("10.99.32.2", 100)}
+
+
+def keepalived_conf(path: str, name: str, prio: int, hahooks: str) -> str:
+    with open(path, "w") as fh:
+        fh.write(f"""global_defs {{
+    router_id {name}
+    script_user root
+    enable_script_security
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 52
+    priority {prio}
+    advert_int 1
+    authentication {{
+        auth_type PASS
+        auth_pass hhka
+    }}
+    virtual_ipaddress {{
+        {VIP}/24 dev eth0
+    }}
+    notify "{hahooks} keepalived-notify"
+}}
+""")
+    return path
+
+
+def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
+    require_root()
+    require_tool("keepalived", "ip", "losetup", "mkfs.ext4")
+    with ps.PairLab("hhka", SUBNET, shared_fs=True) as lab:
+        for name, (ip, prio) in NODES.items():
+            lab.add_node(name, ip, wiring='[wiring]\ninstance = "VI_1"\n', lease=True)
+
+        def start(name):
+            d = lab.workdir(name)
+            conf = keepalived_conf(os.path.join(d, "keepalived.conf"), name,
+                                   NODES[name][1], lab.hahooks)
+            # -n: stay in the foreground; pid files in the node's own /run (a stale one
+            # surviving a crash would make keepalived say "daemon is already running")
+            return lab.start_daemon(name, ["keepalived", "-n", "-l", "-D", "-P", "-f", conf,
+                                           "-p", "/run/ka.pid", "-r", "/run/ka-vrrp.pid"],
+                                    log="keepalived")
+
+        fig = ps.Figures("keepalived 2.2.7, advert_int 1, priority 200/100, preempt")
+        t0 = ps.note(lab.shared, "test", "start")
+        start("nodea")
+        start("nodeb")
+        ps.wait_event(lab.shared, "nodea", "data-start", t0, 30)
+        lab.wait_converged(["nodea"], "master")
+        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
+
+        # -- crash: SIGKILL of everything on nodea (keepalived, workers, lease holder) ----
+        t_crash = ps.note(lab.shared, "nodea", "crash")
+        lab.crash("nodea")
+        started = ps.wait_event(lab.shared, "nodeb", "data-start", t_crash, 30)
+        master_b = lab.first_call("nodeb", "keepalived", after=t_crash)
+        fig.add("crash of nodea -> notify MASTER on nodeb (VRRP detection)",
+                master_b - t_crash)
+        fig.add("notify MASTER -> stack held on nodeb (hahooks transition)",
+                started.t - master_b)
+        fig.add("crash -> stack held on nodeb (failover)", started.t - t_crash)
+        lab.wait_converged(["nodeb"], "master")
+        fig.note(f"nodeb's steps: {ps.steps(lab.workdir('nodeb'), t_crash)}")
+        assert lab.holder() == "nodeb" and lab.mounted("nodeb")
+
+        # -- nodea returns and preempts (priority 200 > 100) -----------------------------
+        lab.restart_node("nodea")
+        t_back = ps.note(lab.shared, "nodea", "restart")
+        start("nodea")
+        back = ps.wait_event(lab.shared, "nodea", "data-start", t_back, 40)
+        lab.wait_converged(["nodea"], "master")
+        lab.wait_converged(["nodeb"], "slave")
+        fig.add("restart of nodea -> stack held on nodea (preemption)", back.t - t_back)
+        fig.add("both VRRP masters (notify MASTER on a .. notify BACKUP on b)",
+                lab.first_call("nodeb", "keepalived", after=t_back, state="BACKUP")
+                - lab.first_call("nodea", "keepalived", after=t_back, state="MASTER"))
+        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
+
+        # -- graceful stop of nodea's keepalived: notify STOP (not BACKUP) releases ------
+        t_stop = ps.note(lab.shared, "nodea", "sigterm-keepalived")
+        lab.signal_pidfile("nodea", "/run/ka.pid", signal.SIGTERM)
+        handed = ps.wait_event(lab.shared, "nodeb", "data-start", t_stop, 30)
+        fig.add("SIGTERM keepalived on nodea -> stack held on nodeb (graceful)",
+                handed.t - t_stop)
+        lab.wait_converged(["nodea"], "slave")
+        lab.wait_converged(["nodeb"], "master")
+        fig.note(f"steps: nodea {ps.steps(lab.workdir('nodea'), t_stop)}; "
+                 f"nodeb {ps.steps(lab.workdir('nodeb'), t_stop)}")
+        assert lab.holder() == "nodeb" and lab.mounted("nodeb") and not lab.mounted("nodea")
+
+        evs = ps.events(lab.shared)
+        assert ps.overlaps(evs, "data") == [], ps.overlaps(evs, "data")
+        assert ps.overlaps(evs, "lease") == []
+
+        # -- the exact argv keepalived passed (generic notify appends 4 words) ------------
+        calls = {n: [c["argv"] for c in ps.hook_calls(lab.workdir(n))] for n in NODES}
+        assert calls["nodea"][:2] == [["INSTANCE", "VI_1", "BACKUP", "200"],
+                                      ["INSTANCE", "VI_1", "MASTER", "200"]]
+        assert ["INSTANCE", "VI_1", "STOP", "200"] in calls["nodea"]
+        assert ["INSTANCE", "VI_1", "MASTER", "100"] in calls["nodeb"]
+        after_back = [c["argv"] for c in ps.hook_calls(lab.workdir("nodeb"))
+                      if ps.record_time(c) > t_back]
+        assert ["INSTANCE", "VI_1", "BACKUP", "100"] in after_back
+        fig.report([f"argv {n}: {c}" for n, c in calls.items()])
