@@ -53,11 +53,14 @@ def _subnet() -> tuple[str, int]:
 
 class Cluster:
     def __init__(self, scenario: scenarios.Scenario, *, workdir: str | None = None,
-                 keep: bool = False, progress: TextIO | None = None, fast: bool = True):
+                 keep: bool = False, progress: TextIO | None = None, fast: bool = True,
+                 faults: bool = False, command_timeout: str = "30s"):
         self.sc = scenario
         self.keep = keep
         self.progress = progress
         self.fast = fast
+        self.faults = faults                  # fault shims on the nodes' PATH
+        self.command_timeout = command_timeout
         self.workdir = os.path.abspath(workdir) if workdir else \
             tempfile.mkdtemp(prefix=f"hahooks-drill-{scenario.name}-", dir="/var/tmp")
         os.makedirs(self.workdir, exist_ok=True)
@@ -69,6 +72,7 @@ class Cluster:
         self.nodes = NODES
         self.root = os.path.join(self.workdir, "root")
         self.bin = os.path.join(self.workdir, "bin")
+        self.shims = os.path.join(self.workdir, "shims")
         self.timeline = Timeline()
         self.places: dict[str, scenarios.NodePlace] = {}
         self.lab = None
@@ -154,14 +158,25 @@ class Cluster:
         return place
 
     def _write_bin(self) -> None:
-        """`hahooks` and `hahooks-sandbox-fence` that run this checkout inside the nodes."""
+        """`hahooks`, `hahooks-sandbox-fence` and the MariaDB rc command, running this
+        checkout inside the nodes; the fault shims when asked for."""
         for name, module in (("hahooks", "hahooks"),
-                             ("hahooks-sandbox-fence", "hahooks.drill.fence")):
+                             ("hahooks-sandbox-fence", "hahooks.drill.fence"),
+                             ("mariadb-drill", "hahooks.drill.mariadb")):
             path = os.path.join(self.bin, name)
             with open(path, "w") as fh:
                 fh.write(f"#!/bin/sh\nPYTHONPATH={LIB} exec {sys.executable} -m {module} "
                          "\"$@\"\n")
             os.chmod(path, 0o755)
+        if self.faults:
+            from hahooks.drill import shim
+
+            shim.install(self.shims, self._path())
+
+    def _path(self) -> str:
+        dirs = [self.bin, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
+                "/sbin", "/bin"]
+        return os.pathsep.join(([self.shims] if self.faults else []) + dirs)
 
     def _write_config(self, node: str) -> None:
         place = self.places[node]
@@ -169,11 +184,11 @@ class Cluster:
         example = scenarios.load_example(self.sc.example_path(index))
         data = scenarios.overlay(example, place, self.service.layer(self, node),
                                  stacks.tweaks(self), self.sc.add_service)
+        data["node"]["command_timeout"] = self.command_timeout
         scenarios.write_config(data, place.config_path)
 
     def env(self, node: str) -> dict:
-        env = {"PATH": os.pathsep.join([self.bin, "/usr/local/sbin", "/usr/local/bin",
-                                        "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
+        env = {"PATH": self._path(),
                "PYTHONPATH": LIB, "HOME": "/root", "LANG": "C.UTF-8",
                "HAHOOKS_CONFIG": self.places[node].config_path}
         return self.world.node_env(node, base=env) if self.world else env
@@ -200,12 +215,13 @@ class Cluster:
                                self.places[node].config_path], timeout=timeout)
 
     # -- events -------------------------------------------------------------------------
-    def event(self, node: str, state: str) -> Result:
+    def event(self, node: str, state: str, quiet: bool = False) -> Result:
         """Deliver a CARP/VRRP state change as the scenario's daemon would (serial per
         node, like devd): run the exact command line it runs, inside the node."""
         argv = stacks.event_argv(self, node, state)
-        self.mark(f"{self.sc.wiring}: {state} -> {' '.join(argv[-1:] if argv[0] == 'sh' else argv[:2])}",
-                  node, event=state)
+        if not quiet:
+            shown = argv[-1] if argv[0] == "sh" else " ".join(argv)
+            self.mark(f"{self.sc.wiring} {state}: {shown}", node, event=state)
         with self._queues[node]:
             r = self.run(node, argv, timeout=120)
         if not r.ok:
@@ -222,6 +238,21 @@ class Cluster:
         t.join()
         self.converge(loser)
         self.converge(winner)
+
+    def background_event(self, node: str, state: str) -> threading.Thread:
+        t = threading.Thread(target=self.event, args=(node, state))
+        t.start()
+        return t
+
+    def background_elect(self, winner: str) -> threading.Thread:
+        """elect() without waiting for convergence (the caller joins, then converges)."""
+        def both():
+            t = self.background_event(self.peer(winner), "BACKUP")
+            self.event(winner, "MASTER")
+            t.join()
+        t = threading.Thread(target=both)
+        t.start()
+        return t
 
     def converge(self, node: str, timeout: float = CONVERGE_TIMEOUT) -> dict:
         """Wait until the node's newest desire is done and no worker holds the lock."""
@@ -303,6 +334,19 @@ class Cluster:
     # -- checks -------------------------------------------------------------------------
     def violations(self) -> list[dict]:
         return self.world.violations() if self.world else []
+
+    def __enter__(self) -> "Cluster":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        kept = self.close()
+        if kept and self.progress:
+            print(kept, file=self.progress)
 
     # -- teardown -----------------------------------------------------------------------
     def close(self) -> str:

@@ -16,8 +16,8 @@ class MariaDB:
         return os.path.join(cluster.places[node].private, "etc", "my.cnf")
 
     def _ctl(self, cluster, node: str, action: str) -> list[str]:
-        return [sys.executable, "-m", "hahooks.drill.mariadb", "--defaults-file",
-                self.cnf(cluster, node), action]
+        """The rc.d-style command (cluster.bin/mariadb-drill runs hahooks.drill.mariadb)."""
+        return ["mariadb-drill", "--defaults-file", self.cnf(cluster, node), action]
 
     def layer(self, cluster, node: str) -> dict:
         """The `service` layer of the node's config (manager = "command", rc.d-like)."""

@@ -44,7 +44,7 @@ def run(hosts: list[str], acked_path: str, stop_path: str, first: int, max_secon
                 (count is None or row < first + count):
             host = hosts[current]
             if insert(host, row, who):
-                os.write(fd, f"{row} {host}\n".encode())
+                os.write(fd, f"{row} {host} {time.time():.3f}\n".encode())
                 acked += 1
             else:
                 failed += 1
@@ -58,11 +58,21 @@ def run(hosts: list[str], acked_path: str, stop_path: str, first: int, max_secon
 
 
 def read_acked(path: str) -> list[int]:
+    return [row for row, _host, _t in read_acks(path)]
+
+
+def read_acks(path: str) -> list[tuple[int, str, float]]:
+    """(row, host, time) of every acknowledged insert so far (a torn last line skipped)."""
+    out = []
     try:
         with open(path) as fh:
-            return [int(line.split()[0]) for line in fh if line.strip()]
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 3:
+                    out.append((int(parts[0]), parts[1], float(parts[2])))
     except FileNotFoundError:
-        return []
+        pass
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
