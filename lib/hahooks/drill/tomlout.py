@@ -5,7 +5,6 @@ tables, arrays of tables, strings, integers, floats, booleans, lists and inline 
 """
 from __future__ import annotations
 
-import json
 
 
 def _scalar(value) -> str:
@@ -14,8 +13,7 @@ def _scalar(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        # JSON string escapes are valid TOML basic-string escapes for what configs hold
-        return json.dumps(value, ensure_ascii=False)
+        return _string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -23,10 +21,23 @@ def _scalar(value) -> str:
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
 
 
+def _string(value: str) -> str:
+    """A TOML basic string: quote, backslash and every control character escaped."""
+    out = []
+    for c in value:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04X}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def _key(key: str) -> str:
-    if key and all(c.isalnum() or c in "_-" for c in key):
+    if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key):
         return key
-    return json.dumps(key)
+    return _string(key)
 
 
 def _is_table_array(value) -> bool:

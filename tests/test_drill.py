@@ -1,0 +1,251 @@
+"""`hahooks drill`: the parts that need no sandbox (argument checks, preflight, fence desk,
+timeline, wiring delivery, example overlay) and the drill itself on the two-node sandbox
+(root, namespaces, zfs-fuse, MariaDB: a missing component fails in CI)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import LIB, ROOT, hahooks_env, require_root, require_tool, run_hahooks
+
+sys.path.insert(0, LIB)
+
+from hahooks.commands.drill import parse_inject  # noqa: E402
+from hahooks.drill import events, fence, scenarios, timeline, tomlout  # noqa: E402
+from hahooks.errors import ExitCode, UsageError  # noqa: E402
+
+
+# -- arguments and preflight ---------------------------------------------------------------
+def test_list_names_every_scenario_and_its_steps():
+    r = run_hahooks("drill", "--list", check=0)
+    for sc in scenarios.all_scenarios():
+        assert sc.name in r.stdout
+        assert ", ".join(sc.resource_names) in r.stdout
+    assert f"{scenarios.DEFAULT} " in r.stdout and "(default)" in r.stdout
+
+
+@pytest.mark.parametrize("text,want", [
+    ("zhast:hang", ("zhast", "acquire", "hang")),
+    ("hast/release:kill", ("hast", "release", "kill")),
+    ("db/acquire:fail", ("db", "acquire", "fail")),
+])
+def test_inject_parses(text, want):
+    assert parse_inject(text) == want
+
+
+@pytest.mark.parametrize("text", ["zhast", "zhast:explode", "../x:fail", "a;b:hang",
+                                  "hast/sideways:fail", ":fail", "hast:fail:fail"])
+def test_inject_refuses_malformed(text):
+    with pytest.raises(UsageError):
+        parse_inject(text)
+
+
+@pytest.mark.parametrize("args,culprit", [
+    (["--inject", "nosuchlayer:fail"], "nosuchlayer"),
+    (["--scenario", "seed999"], "seed999"),
+    (["--inject", "zhast:melt"], "zhast:melt"),
+])
+def test_bad_arguments_exit_2_in_one_line_before_anything(args, culprit):
+    r = run_hahooks("drill", *args)
+    assert r.returncode == ExitCode.ARGS, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and culprit in lines[0]
+
+
+def test_without_root_exit_4_and_say_so():
+    require_root()            # to run the drill as "nobody" we need root first
+    # the interpreter lives under /root: start it as root, drop to nobody before hahooks
+    code = ("import os, sys, shutil, tomllib\n"
+            "from hahooks import cli\n"
+            "import hahooks.drill.scenarios, hahooks.drill.preflight\n"
+            "cli.build_parser()\n"
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            "sys.exit(cli.main(['drill']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=hahooks_env(), cwd="/", timeout=60)
+    assert r.returncode == ExitCode.PERM, (r.returncode, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "root" in r.stderr
+
+
+def test_missing_package_exit_5_naming_the_debian_package(tmp_path):
+    """mariadbd hidden (a private mount namespace binds /dev/null over it): the drill names
+    the package to install and builds nothing."""
+    require_root()
+    require_tool("unshare", "mariadbd")
+    mariadbd = subprocess.run(["sh", "-c", "command -v mariadbd"], capture_output=True,
+                              text=True).stdout.strip()
+    before = set(os.listdir("/var/tmp"))
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        f'mount --bind /dev/null {mariadbd} && exec "$@"', "sh",
+                        sys.executable, "-m", "hahooks", "drill"],
+                       capture_output=True, text=True, env=hahooks_env(), timeout=60)
+    assert r.returncode == ExitCode.NOT_INSTALLED, (r.returncode, r.stderr)
+    assert "mariadb-server" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not [d for d in set(os.listdir("/var/tmp")) - before if d.startswith("hahooks-drill")]
+
+
+# -- the fence desk -----------------------------------------------------------------------
+def test_fence_desk_powers_off_the_peer_and_answers_after(tmp_path):
+    crashed, up = [], {"nodea", "nodeb"}
+
+    def crash(target, why):
+        crashed.append(target)
+        up.discard(target)
+
+    desk = fence.FenceDesk(str(tmp_path / "desk"), ("nodea", "nodeb"), crash,
+                           lambda n: n in up).start()
+    try:
+        ok, detail = fence.request(desk.desk, "nodeb", "nodea", "test", timeout=10)
+        assert ok and crashed == ["nodea"], detail
+        # the dead node cannot fence the survivor (a fencing race has one winner)
+        ok, detail = fence.request(desk.desk, "nodea", "nodeb", "late", timeout=10)
+        assert not ok and "down" in detail and crashed == ["nodea"]
+        ok, detail = fence.request(desk.desk, "nodeb", "nodeb", "self", timeout=10)
+        assert not ok and "itself" in detail
+        ok, detail = fence.request(desk.desk, "nodeb", "nodez", "stranger", timeout=10)
+        assert not ok and "unknown" in detail
+        desk.refuse = "injected: the power switch does not answer"
+        up.add("nodea")
+        ok, detail = fence.request(desk.desk, "nodeb", "nodea", "refused", timeout=10)
+        assert not ok and "power switch" in detail and crashed == ["nodea"]
+    finally:
+        desk.stop()
+
+
+def test_fence_command_exit_codes(tmp_path):
+    desk = fence.FenceDesk(str(tmp_path / "desk"), ("nodea", "nodeb"), lambda t, w: None,
+                           lambda n: True).start()
+    try:
+        cmd = [sys.executable, "-m", "hahooks.drill.fence", "--desk", desk.desk]
+        r = subprocess.run(cmd + ["--node", "nodeb", "--target", "nodea"],
+                           capture_output=True, text=True, env=hahooks_env(), timeout=30)
+        assert r.returncode == 0 and "fenced" in r.stdout
+        r = subprocess.run(cmd + ["--node", "nodeb", "--target", "nodeb"],
+                           capture_output=True, text=True, env=hahooks_env(), timeout=30)
+        assert r.returncode == 1 and "NOT fenced" in r.stderr
+    finally:
+        desk.stop()
+    r = subprocess.run([sys.executable, "-m", "hahooks.drill.fence", "--desk",
+                        str(tmp_path / "nodesk"), "--node", "a", "--target", "b",
+                        "--timeout", "1"], capture_output=True, text=True, env=hahooks_env())
+    assert r.returncode == 1 and "no such fence desk" in r.stderr
+
+
+# -- timeline from real JSON logs ----------------------------------------------------------
+def test_timeline_shows_each_step_with_its_duration(write_config, tmp_path):
+    cfg = write_config(f"""
+        [[resource]]
+        name = "first"
+        kind = "command"
+        state_file = "{tmp_path}/first"
+        acquire = ["true"]
+        release = ["true"]
+
+        [[resource]]
+        name = "second"
+        kind = "command"
+        state_file = "{tmp_path}/second"
+        acquire = ["true"]
+        release = ["false"]
+        """)
+    tl = timeline.Timeline()
+    tl.mark("start", event="MASTER")
+    tl.logs["nodea"] = str(tmp_path / "hahooks.jsonl")
+    run_hahooks("master", "-c", cfg, check=0)
+    run_hahooks("slave", "-c", cfg, check=ExitCode.GENERIC)
+    text = tl.render()
+    assert "transition #1 -> master" in text
+    assert "acquire  first (command)" in text and "acquire  second (command)" in text
+    assert "release  second (command)" in text and "FAILED" in text
+    steps = [e for e in tl.as_json() if e.get("event") == "step"]
+    assert [(s["step"], s["resource"], s["ok"]) for s in steps] == [
+        ("acquire", "first", True), ("acquire", "second", True), ("release", "second", False)]
+    assert all(s["duration"] >= 0 for s in steps)
+    trans = tl.transitions()
+    assert [t["ok"] for t in trans] == [True, False] and not timeline.overlapping(trans)
+
+
+def test_overlap_detection():
+    a = {"node": "n", "start": 0.0, "end": 2.0}
+    b = {"node": "n", "start": 1.0, "end": 3.0}
+    c = {"node": "m", "start": 1.0, "end": 3.0}
+    assert timeline.overlapping([a, b, c]) == [(a, b)]
+    assert timeline.overlapping([a, c]) == []
+
+
+# -- wiring delivery and example overlay -----------------------------------------------------
+def test_devd_delivery_uses_the_rendered_rules(write_config, tmp_path):
+    cfg = write_config(f"""
+        [wiring]
+        vhid = 3
+        interface = "eth0"
+
+        [[resource]]
+        name = "only"
+        kind = "command"
+        state_file = "{tmp_path}/s"
+        acquire = ["true"]
+        release = ["true"]
+        """)
+    r = run_hahooks("render", "--only", "devd", "--hahooks", "/x/hahooks", "-c", cfg, check=0)
+    rules = events.parse_devd(r.stdout)
+    assert len(rules) == 3
+    for state, role_word in (("MASTER", "MASTER"), ("BACKUP", "BACKUP"), ("INIT", "INIT")):
+        action = events.devd_action(rules, events.carp_event(3, "eth0", state))
+        assert action.startswith("/x/hahooks devd-event --detach") and action.endswith(
+            f"CARP 3@eth0 {role_word}")
+    assert events.devd_action(rules, events.carp_event(4, "eth0", "MASTER")) is None
+    assert events.devd_action(rules, {"system": "IFNET", "subsystem": "eth0",
+                                      "type": "LINK_UP"}) is None
+
+
+def test_every_scenario_example_overlays_into_a_valid_config(tmp_path):
+    """The drill runs examples/: each, moved into a sandbox, passes `hahooks check`."""
+    from hahooks.drill import stacks
+
+    class Fake:
+        root = str(tmp_path / "root")
+
+    for sc in scenarios.all_scenarios():
+        for i, node in enumerate(("nodea", "nodeb")):
+            place = scenarios.NodePlace(node, "nodeb" if i == 0 else "nodea", "10.99.40.1",
+                                        "10.99.40.2", str(tmp_path / "dev" / node),
+                                        Fake.root, str(tmp_path / node), ["/bin/true"],
+                                        "/x/hahooks")
+            svc = {"kind": "service", "manager": "command", "start": ["true"],
+                   "stop": ["true"], "status": ["true"]}
+            data = scenarios.overlay(scenarios.load_example(sc.example_path(i)), place, svc,
+                                     stacks.tweaks(Fake()), sc.add_service)
+            path = scenarios.write_config(data, str(tmp_path / f"{sc.name}-{node}.toml"))
+            r = run_hahooks("check", "-c", path)
+            assert r.returncode == 0, (sc.name, node, r.stderr)
+            assert all(v.startswith((str(tmp_path), "/x", "/bin")) or not v.startswith("/")
+                       for layer in data["resource"] for v in layer.values()
+                       if isinstance(v, str)), (sc.name, data["resource"])
+
+
+def test_toml_writer_round_trips():
+    import tomllib
+    from hypothesis import given, strategies as st
+
+    keys = st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True)
+    scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6),
+                        st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+                        st.lists(st.text(max_size=5), max_size=3))
+
+    @given(st.dictionaries(keys, scalars, max_size=5),
+           st.lists(st.dictionaries(keys, scalars, min_size=1, max_size=4), min_size=1,
+                    max_size=3))
+    def check(node, resources):
+        data = {"node": node, "resource": resources}
+        assert tomllib.loads(tomlout.dumps(data)) == data
+
+    check()
