@@ -44,6 +44,15 @@ class Result:
         return text[-1] if text else f"exit {self.returncode}"
 
 
+def _heartbeat_running(stdout: str) -> bool:
+    """Heartbeat's own reading of status output (linux-ha.md §4)."""
+    import re
+
+    if re.search(r"[Nn][Oo][Tt] .*[Rr]unning", stdout):
+        return False
+    return bool(re.search(r"[Rr]unning|OK", stdout))
+
+
 def _subnet() -> tuple[str, int]:
     """10.99.(40..239).0/24, picked from the pid so concurrent drills do not collide on
     names (addresses live in our own namespaces anyway)."""
@@ -218,12 +227,16 @@ class Cluster:
     def event(self, node: str, state: str, quiet: bool = False) -> Result:
         """Deliver a CARP/VRRP state change as the scenario's daemon would (serial per
         node, like devd): run the exact command line it runs, inside the node."""
-        argv = stacks.event_argv(self, node, state)
+        calls = stacks.event_calls(self, node, state)
+        argv = calls[-1]
         if not quiet:
             shown = argv[-1] if argv[0] == "sh" else " ".join(argv)
             self.mark(f"{self.sc.wiring} {state}: {shown}", node, event=state)
         with self._queues[node]:
-            r = self.run(node, argv, timeout=120)
+            for call in calls:
+                r = self.run(node, call, timeout=180)
+                if call[-1] == "status" and _heartbeat_running(r.stdout):
+                    break          # ResourceManager: "running" means owned, skip start
         if not r.ok:
             self.mark(f"hook exited {r.returncode}: {r.tail()}", node)
         return r

@@ -79,6 +79,10 @@ SCENARIOS = (
              ("seed001-drbd.toml", "seed001-drbd.toml"), "heartbeat", "nginx", False,
              why="drbdlinks done right: the service's config and data live on the DRBD "
                  "filesystem and are linked into place only while this node holds it"),
+    Scenario("seed004", "seed 004: DRBD -> ext4 -> mail links -> nginx (for Sendmail), "
+             "Heartbeat v1", ("seed004-drbd-sendmail.toml", "seed004-drbd-sendmail.toml"),
+             "heartbeat", "nginx", False,
+             why="the article's hand-made symlinks, made and undone with the stack"),
 )
 DEFAULT = "seed003"
 

@@ -94,8 +94,10 @@ class Nginx:
         from hahooks.drill import stacks
 
         for layer in stacks.layers(cluster, node):
-            if layer["kind"] == "links":
-                return sorted(layer["links"])[-1]     # e.g. /var/www -> /drbd/var/www
+            if layer["kind"] == "links":      # served through a link: /var/www -> /drbd/...
+                paths = sorted(layer["links"])
+                return next((p for p in paths if p.endswith("/www")),
+                            next((p for p in paths if p.endswith("/mail")), paths[0]))
         return os.path.join(stacks.data_dir(cluster, node), "www")
 
     def layer(self, cluster, node: str) -> dict:

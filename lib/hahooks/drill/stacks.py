@@ -187,6 +187,17 @@ def wiring_text(cluster, node: str) -> str:
         return fh.read()
 
 
+def event_calls(cluster, node: str, state: str) -> list[list[str]]:
+    """The command lines the daemon runs, in order. Heartbeat v1 (linux-ha.md §4) calls
+    `status` twice before `start` and skips the start when status printed "running"
+    (cluster.event applies that rule); devd and freevrrpd run one command."""
+    argv = event_argv(cluster, node, state)
+    if cluster.sc.wiring == "heartbeat" and argv[-1] == "start":
+        status = argv[:-1] + ["status"]
+        return [status, status, argv]
+    return [argv]
+
+
 def event_argv(cluster, node: str, state: str) -> list[str]:
     """The command line the scenario's daemon runs on `node` for a state change."""
     from hahooks.drill import events
