@@ -459,6 +459,9 @@ class PairLab:
             result = state.done()
             assert result["exit_code"] == 0, result
 
+    def clear_stub_calls(self) -> None:
+        open(os.path.join(self.root, "stub.log"), "w").close()
+
     def stub_calls(self) -> list[str]:
         try:
             with open(os.path.join(self.root, "stub.log")) as fh:

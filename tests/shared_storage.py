@@ -17,6 +17,9 @@ exit 1 naming the holder.
 `data`: what the service would write. acquire makes SHARED/data.owner name this node (noting
 a stale owner left by a crashed node); release removes it (only if ours).
 
+A release of `lease` or `data` fails while SHARED/fail-<lease|data>-release.NODE exists (a
+fault the tests inject).
+
 Every change is a line `<epoch> <node> <event> [detail]` in SHARED/holds.log, written while
 the state it describes is true (start after taking, end before letting go), so the tests
 can check that two nodes' hold intervals never overlap (the tests add `crash` lines).
@@ -115,7 +118,18 @@ def lease_holder(shared: str, node: str, pidfile: str, wait: float, wfd: int) ->
         signal.pause()
 
 
+def injected_failure(shared: str, node: str, op: str) -> bool:
+    """A test makes NODE's release of OP fail by creating SHARED/fail-OP-release.NODE."""
+    if os.path.exists(os.path.join(shared, f"fail-{op}-release.{node}")):
+        print(f"shared storage: {node} cannot release the {op} (injected fault)",
+              file=sys.stderr)
+        return True
+    return False
+
+
 def lease_release(shared: str, node: str, pidfile: str) -> int:
+    if injected_failure(shared, node, "lease"):
+        return 1
     pid = holder_pid(pidfile)
     if pid:
         note(shared, node, "lease-end")
@@ -149,6 +163,8 @@ def data_acquire(shared: str, node: str) -> int:
 
 def data_release(shared: str, node: str) -> int:
     owner_file = os.path.join(shared, "data.owner")
+    if injected_failure(shared, node, "data"):
+        return 1
     if read(owner_file) == node:
         note(shared, node, "data-end")
         os.unlink(owner_file)

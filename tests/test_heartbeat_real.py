@@ -1,0 +1,187 @@
+"""The real Heartbeat 3.0.6 (v1, `crm off`) as a two-node cluster: each node in its own
+network, mount, UTS **and PID** namespace, with stubs over systemctl (= /sbin/reboot) and
+pgrep (= pkill): Heartbeat's failed-stop path runs `pkill -9 heartbeat` and `reboot -nf`
+(lab-recipes.md §3), which must never reach this machine.
+
+haresources: `nodea hahooks::/etc/ha.d/hahooks.toml` — the shipped
+heartbeat-resource.d/hahooks script, which finds `hahooks` through the PATH it extends
+(/usr/local/sbin is this checkout's command inside the nodes). Stack on each node: lease on
+shared storage (kernel-held flock) -> ext4 on a loop device of a shared image -> data
+(ownership marker + timestamped hold log on shared storage).
+
+Node death (kill -9 of the master control process, then the rest of the node) -> the peer
+runs our start. The node returns -> auto_failback: the peer's stop, then our status and
+start. Graceful stop -> handover. Assertions on the mounts and the hold log, on the calls
+Heartbeat made (from our JSON logs) and on the stubs never being called. Last, a stop that
+cannot finish (the lease's release fails): Heartbeat retries it 10 times, our status then
+says running (half a stack after an unfinished stop) and Heartbeat's failed-stop path fences
+the node (the stubs record its pkill/reboot).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+from conftest import ROOT, require, require_root, require_tool
+from hahooks import waits
+import pair_support as ps
+
+SUBNET = "10.99.31.0/24"
+NODES = {"nodea": "10.99.31.1", "nodeb": "10.99.31.2"}
+HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+CONFIG_IN_NODE = "/etc/ha.d/hahooks.toml"
+HA_CF = """logfile {work}/ha-log
+debugfile {work}/ha-debug
+logfacility none
+use_logd no
+udpport 694
+keepalive 500ms
+warntime 1
+deadtime 2
+initdead 6
+bcast eth0
+auto_failback on
+node nodea
+node nodeb
+crm off
+"""
+
+
+def ha_dirs(lab: "ps.PairLab", name: str) -> dict[str, str]:
+    """The node's copies of /etc/ha.d (with our config and scripts) and /var/lib/heartbeat."""
+    work = lab.workdir(name)
+    had, varlib = os.path.join(work, "ha.d"), os.path.join(work, "varlib")
+    shutil.copytree("/etc/ha.d", had, symlinks=True)
+    shutil.copytree("/var/lib/heartbeat", varlib, symlinks=True)
+    for item in ("/etc/ha.d", "/var/lib/heartbeat"):
+        st = os.stat(item)
+        os.chown(had if item == "/etc/ha.d" else varlib, st.st_uid, st.st_gid)
+    with open(os.path.join(had, "ha.cf"), "w") as fh:
+        fh.write(HA_CF.format(work=work))
+    with open(os.path.join(had, "authkeys"), "w") as fh:
+        fh.write("auth 1\n1 sha1 hahooks-lab\n")
+    os.chmod(os.path.join(had, "authkeys"), 0o600)
+    with open(os.path.join(had, "haresources"), "w") as fh:
+        fh.write(f"nodea hahooks::{CONFIG_IN_NODE}\n")
+    for script in ("hahooks", "hahooks-mount", "hahooks-import-pool"):
+        shutil.copy2(os.path.join(ROOT, "heartbeat-resource.d", script),
+                     os.path.join(had, "resource.d", script))
+    return {"/etc/ha.d": had, "/var/lib/heartbeat": varlib}
+
+
+def start_heartbeat(lab: "ps.PairLab", name: str) -> None:
+    node = lab.node(name)
+    node.run(["sh", "-c", "mkdir -p /run/heartbeat/ccm /run/heartbeat/crm /run/heartbeat/dopd"
+              " /run/heartbeat/rsctmp /run/lock /run/resource-agents && "
+              "chown -R hacluster:haclient /run/heartbeat && chmod 750 /run/heartbeat"],
+             check=True)
+    # heartbeat daemonizes; its processes stay in the node's PID namespace
+    lab.start_daemon(name, ["sh", "-c", f"ulimit -l unlimited; exec {HEARTBEAT}"],
+                     log="heartbeat")
+
+
+def master_control(lab: "ps.PairLab", name: str) -> int:
+    pids = lab.node_pids_matching(name, "master control process")
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def calls(lab, name: str, after: float = 0.0) -> list[list[str]]:
+    return [c["argv"] for c in ps.hook_calls(lab.workdir(name)) if ps.record_time(c) > after]
+
+
+def test_heartbeat_pair_takeover_failback_and_graceful_handover():
+    require_root()
+    require_tool("losetup", "mkfs.ext4")
+    require(os.access(HEARTBEAT, os.X_OK), "heartbeat (Debian package heartbeat)")
+    with ps.PairLab("hhhb", SUBNET, shared_fs=True) as lab:
+        for name, ip in NODES.items():
+            work = lab.workdir(name)
+            os.makedirs(work, exist_ok=True)
+            binds = ha_dirs(lab, name)
+            lab.add_node(name, ip, lease=True, binds=binds, heartbeat=True,
+                         config_path=os.path.join(binds["/etc/ha.d"], "hahooks.toml"))
+        # the safety net is in place: what Heartbeat's failed-stop path runs hits the stubs
+        for argv in (["/sbin/reboot", "-nf"], ["pkill", "-9", "heartbeat"]):
+            assert lab.run("nodea", argv).returncode == 1
+        assert [c.split()[2:] for c in lab.stub_calls()] == [
+            ["/sbin/reboot", "-nf"], ["/usr/bin/pkill", "-9", "heartbeat"]]
+        lab.clear_stub_calls()
+        fig = ps.Figures("Heartbeat 3.0.6 v1, bcast, keepalive 500ms, deadtime 2")
+        t0 = ps.note(lab.shared, "test", "start")
+        for name in NODES:
+            start_heartbeat(lab, name)
+        first = ps.wait_event(lab.shared, "nodea", "data-start", t0, 60)
+        fig.add("both nodes started -> stack held on nodea (initial acquisition)",
+                first.t - t0)
+        lab.wait_converged(["nodea"], "master")
+        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
+        cfg = CONFIG_IN_NODE
+        # ResourceManager: status twice (we_own_resource), then start
+        assert calls(lab, "nodea") == [[cfg, "status"], [cfg, "status"], [cfg, "start"]]
+        assert calls(lab, "nodeb") == []
+
+        # -- node death: kill -9 the master control process, then the rest of the node ----
+        mcp = master_control(lab, "nodea")
+        t_crash = ps.note(lab.shared, "nodea", "crash")
+        os.kill(mcp, signal.SIGKILL)
+        lab.crash("nodea")
+        took = ps.wait_event(lab.shared, "nodeb", "data-start", t_crash, 30)
+        start_b = lab.first_call("nodeb", "heartbeat", after=t_crash, last_word="start")
+        fig.add("kill -9 of nodea's heartbeat -> start on nodeb (detection, deadtime 2)",
+                start_b - t_crash)
+        fig.add("start on nodeb -> stack held (hahooks transition)", took.t - start_b)
+        fig.add("kill -9 -> stack held on nodeb (failover)", took.t - t_crash)
+        lab.wait_converged(["nodeb"], "master")
+        assert lab.holder() == "nodeb" and lab.mounted("nodeb")
+        assert calls(lab, "nodeb", t_crash) == [[cfg, "status"], [cfg, "start"]]
+
+        # -- nodea comes back: auto_failback = stop on b, then status + start on a --------
+        lab.restart_node("nodea")
+        t_back = ps.note(lab.shared, "nodea", "restart")
+        start_heartbeat(lab, "nodea")
+        back = ps.wait_event(lab.shared, "nodea", "data-start", t_back, 60)
+        fig.add("restart of nodea -> stack held on nodea (auto_failback)", back.t - t_back)
+        lab.wait_converged(["nodea"], "master")
+        lab.wait_converged(["nodeb"], "slave")
+        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
+        assert calls(lab, "nodeb", t_back)[0] == [cfg, "stop"]
+        assert calls(lab, "nodea", t_back)[-1] == [cfg, "start"]
+        assert [cfg, "status"] in calls(lab, "nodea", t_back)
+
+        # -- graceful: SIGTERM nodea's heartbeat -> our stop on a, then start on b -------
+        t_term = ps.note(lab.shared, "nodea", "sigterm-heartbeat")
+        os.kill(master_control(lab, "nodea"), signal.SIGTERM)
+        handed = ps.wait_event(lab.shared, "nodeb", "data-start", t_term, 30)
+        fig.add("SIGTERM nodea's heartbeat -> stack held on nodeb (graceful)",
+                handed.t - t_term)
+        lab.wait_converged(["nodea"], "slave")
+        lab.wait_converged(["nodeb"], "master")
+        assert lab.holder() == "nodeb" and lab.mounted("nodeb") and not lab.mounted("nodea")
+        assert calls(lab, "nodea", t_term) == [[cfg, "stop"]]
+
+        evs = ps.events(lab.shared)
+        assert ps.overlaps(evs, "data") == [], ps.overlaps(evs, "data")
+        # our status and stop never made Heartbeat reach for reboot or pkill
+        assert lab.stub_calls() == [], lab.stub_calls()
+        argv_seen = [f"argv {n}: {calls(lab, n)}" for n in NODES]
+
+        # -- a stop that cannot finish: Heartbeat retries it, our status then says running
+        #    and Heartbeat fences its own node (the stubs record the reboot it attempted) --
+        open(os.path.join(lab.shared, "fail-lease-release.nodeb"), "w").close()
+        t_fail = ps.note(lab.shared, "nodeb", "sigterm-heartbeat-failing-stop")
+        os.kill(master_control(lab, "nodeb"), signal.SIGTERM)
+        waits.wait_for(lambda: any("/sbin/reboot -nf" in c for c in lab.stub_calls()), 60,
+                       "Heartbeat's failed-stop path on nodeb")
+        seen = calls(lab, "nodeb", t_fail)
+        assert seen[:-1] == [[cfg, "stop"]] * (1 + 10)      # HA_STOPRETRYMAX = 10 retries
+        assert seen[-1] == [cfg, "status"]
+        last = ps.hook_calls(lab.workdir("nodeb"))[-1]
+        # data and fs were released, the lease was not: half a stack after a stop that did
+        # not finish reads "running", so Heartbeat fences instead of handing it over
+        assert last["decision"].startswith("running (release incomplete"), last
+        assert not lab.mounted("nodeb") and lab.holder() == ""
+        fig.add("SIGTERM with a failing stop -> Heartbeat's reboot attempt",
+                ps.record_time(last) - t_fail)
+        fig.report(argv_seen + [f"stubs: {[c.split(None, 2)[2] for c in lab.stub_calls()]}"])
