@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("hahooks").debug("error", exc_info=True)
         print(f"hahooks: error: {exc.one_line()}", file=sys.stderr)
         return int(exc.exit_code)
+    except BrokenPipeError:  # `hahooks status | head`: the reader went away
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except KeyboardInterrupt:
         print("hahooks: interrupted", file=sys.stderr)
         return ExitCode.GENERIC

@@ -3,10 +3,8 @@ value, with a "did you mean" hint for unknown keys (exit 6 via ConfigError)."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
-import socket
 import stat
 from typing import Any
 
@@ -31,8 +29,10 @@ NODE_FIELDS: dict[str, Field] = {
                          "gates forced steps"),
     "dev_dir": schema.Path("/dev", "where device nodes appear (/dev/hast/NAME, /dev/ggateN, "
                            "/dev/mirror/NAME, /dev/mdN, /dev/drbdN); the simulator uses its own"),
-    "command_timeout": schema.Duration("30s", "timeout of one command unless a resource sets less"),
-    "wait_timeout": schema.Duration("15m", "how long --wait waits for a running transition"),
+    "command_timeout": schema.Duration("30s", "timeout of one command (a layer's remaining "
+                                       "`timeout` budget caps it)", minimum=0.001),
+    "wait_timeout": schema.Duration("15m", "how long --wait (and a worker) waits for the "
+                                    "transition lock", minimum=0.001),
     "paths": schema.PathMap({}, "tool = \"/absolute/path\" overrides for command lookup"),
     "search_path": schema.PathList([], "extra dirs searched for tools after PATH"),
 }
@@ -40,7 +40,8 @@ NODE_FIELDS: dict[str, Field] = {
 RESOURCE_COMMON: dict[str, Field] = {
     "name": schema.Name(doc="unique name of this layer"),
     "kind": schema.Str(doc="resource kind"),
-    "timeout": schema.Duration("60s", "budget for one acquire or release of this layer"),
+    "timeout": schema.Duration("60s", "budget for one acquire or release of this layer",
+                               minimum=0.001),
 }
 
 # [wiring]: what the daemon wiring matches on and what `hahooks render` prints. Optional;
@@ -138,6 +139,8 @@ class _Lines:
 
 
 def _hint(key: str, known) -> str:
+    import difflib
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else \
         f" (known keys: {', '.join(sorted(known))})"
@@ -155,6 +158,9 @@ def _check_permissions(path: str) -> None:
     if st.st_mode & 0o022:
         raise ConfigError(f"{path}: config is writable by group or others (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}); run chmod go-w {path}")
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"{path}: config is owned by uid {st.st_uid}, who could make "
+                          f"hahooks run anything; run chown root {path}")
 
 
 def load(path: str | None = None, *, check_permissions: bool = True) -> Config:
@@ -200,7 +206,7 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
     node_vals = _fields(node_raw, NODE_FIELDS, ("node",), fail, "[node]")
     plat = platforms.get(node_vals["platform"])
     node = Node(
-        name=node_vals["name"] or socket.gethostname().split(".")[0],
+        name=node_vals["name"] or _hostname(),
         peer=node_vals["peer"], platform=plat,
         state_dir=node_vals["state_dir"] or plat.default_state_dir,
         log_file=node_vals["log_file"] or os.path.join(plat.default_log_dir, "hahooks.jsonl"),
@@ -275,3 +281,7 @@ def _fields(raw: dict, fields: dict[str, Field], where: tuple, fail, label: str)
         else:
             out[key] = field.default
     return out
+
+
+def _hostname() -> str:
+    return os.uname().nodename.split(".")[0]

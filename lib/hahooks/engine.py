@@ -31,6 +31,8 @@ class Step:
     action: str          # "acquire" | "release" | "skip" | "refuse"
     reason: str
 
+    commands: list[str] = dataclasses.field(default_factory=list)  # plan: "would run: ..."
+
     def __str__(self) -> str:
         return f"{self.action:8} {self.resource} ({self.kind}): {self.reason}"
 
@@ -88,15 +90,35 @@ class Engine:
                 obs = self.resource(i).status()
             except HahooksError as exc:
                 from hahooks.kinds.base import broken
-                obs = broken(f"status failed: {exc.one_line()}")
+                # status_error: `hahooks status` grades a probe that could not run at all
+                # (tool missing, permission) UNKNOWN rather than CRITICAL
+                obs = broken(f"status failed: {exc.one_line()}",
+                             status_error=int(exc.exit_code))
             out.append((spec, obs))
         return out
 
     def plan(self, role: str) -> list[Step]:
-        """What `role` would do given the state observed now (read-only)."""
+        """What `role` would do given the state observed now (read-only). With a dry-run
+        runner each acquire/release step also lists the commands and effects it would run
+        (a kind may stop its preview where it depends on a layer below really being held)."""
         observed = self.observe()
         order = observed if role == "master" else list(reversed(observed))
-        return [Step(spec.name, spec.kind, *decide(role, obs)) for spec, obs in order]
+        steps = []
+        for spec, obs in order:
+            step = Step(spec.name, spec.kind, *decide(role, obs))
+            if step.action != "skip" and self.runner.dry_run:
+                step.commands = self._preview(spec.index, step.action)
+            steps.append(step)
+        return steps
+
+    def _preview(self, index: int, action: str) -> list[str]:
+        res = self.resource(index)
+        mark = len(self.runner.planned)
+        try:
+            res.acquire() if action == "acquire" else res.release()
+        except HahooksError as exc:
+            return self.runner.planned[mark:] + [f"(preview stops: {exc.one_line()})"]
+        return self.runner.planned[mark:]
 
     # -- transitions -------------------------------------------------------
     def run(self, role: str) -> Outcome:
@@ -105,10 +127,13 @@ class Engine:
         outcome = Outcome(role, True, "")
         if role == "master":
             self._acquire_all(outcome)
-            outcome.message = f"master: {len(self.config.resources)} layer(s) held"
         else:
             self._release_all(outcome)
-            outcome.message = f"slave: {len(self.config.resources)} layer(s) released"
+        changed = sum(1 for s in outcome.steps if s.action != "skip")
+        n = len(self.config.resources)
+        outcome.message = (f"{role}: {n} layer(s) {'held' if role == 'master' else 'released'}"
+                           f" ({changed} {'acquired' if role == 'master' else 'released'} now, "
+                           f"{n - changed} already)")
         return outcome
 
     def _checkpoint(self) -> None:
@@ -124,8 +149,8 @@ class Engine:
             res = self.resource(i)
             try:
                 self._step(res, "master", outcome)
-            except HahooksError as exc:
-                reason = exc.one_line()
+            except Exception as exc:  # a bug in a kind too: never leave half a stack
+                reason = _reason(exc)
                 log.error("acquire of %s failed: %s", res.name, reason,
                           extra={"event": "step_failed", "resource": res.name, "step": "acquire"})
                 rolled = self._rollback(i, outcome)
@@ -140,12 +165,12 @@ class Engine:
             res = self.resource(i)
             try:
                 self._step(res, "slave", outcome)
-            except HahooksError as exc:
+            except Exception as exc:
                 log.critical("release of %s failed: %s; lower layers left as they are so "
-                             "nothing is pulled from under it", res.name, exc.one_line(),
+                             "nothing is pulled from under it", res.name, _reason(exc),
                              extra={"event": "step_failed", "resource": res.name,
                                     "step": "release"})
-                raise UnsafeToRelease(f"release {res.name} failed: {exc.one_line()}; "
+                raise UnsafeToRelease(f"release {res.name} failed: {_reason(exc)}; "
                                       "stopped there, lower layers untouched") from exc
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
@@ -188,9 +213,9 @@ class Engine:
             res = self.resource(i)
             try:
                 self._step(res, "slave", outcome)
-            except HahooksError as exc:
+            except Exception as exc:
                 log.critical("rollback: release of %s failed: %s; stopping rollback so "
-                             "nothing is pulled from under it", res.name, exc.one_line(),
+                             "nothing is pulled from under it", res.name, _reason(exc),
                              extra={"event": "rollback_failed", "resource": res.name})
                 return False
         return True
@@ -247,3 +272,10 @@ class Engine:
                             what="demote")
         except HahooksError as exc:
             log.error("demotion command failed: %s", exc.one_line(), extra={"event": "demote"})
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, HahooksError):
+        return exc.one_line()
+    log.error("unexpected error in a kind", exc_info=exc)
+    return f"internal error: {type(exc).__name__}: {exc}"

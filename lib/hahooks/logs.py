@@ -96,6 +96,21 @@ def setup(*, node: str | None = None, log_file: str | None = None,
         root.addHandler(sl)
 
 
+def records(path: str):
+    """The JSON records of a hahooks log file, in order; torn or foreign lines are skipped.
+    Raises FileNotFoundError when there is no log yet."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
 def setup_from_config(cfg, stderr_level: int = logging.INFO) -> None:
     node = cfg.node
     setup(node=node.name, log_file=node.log_file,

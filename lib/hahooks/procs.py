@@ -34,6 +34,20 @@ def find_by_title(fragment: str) -> list:
     return found
 
 
+def group_members(pgid: int, started_after: float = 0.0) -> list:
+    """Processes of process group `pgid` started after `started_after` (epoch seconds):
+    the creation time guards against a group id reused since it was recorded."""
+    psutil = _psutil()
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= started_after:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, TypeError):
+            continue
+    return found
+
+
 def protected_pids() -> set[int]:
     """This process and its ancestors: a release never kills the hook that runs it."""
     psutil = _psutil()

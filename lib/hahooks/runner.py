@@ -43,7 +43,10 @@ class Result:
         return self.exit_code == 0 and not self.timed_out
 
     def display(self) -> str:
-        return " ".join(self.argv)
+        """The argv as a shell would need it typed (quoted only where needed)."""
+        import shlex
+
+        return shlex.join(self.argv)
 
 
 class Runner:
@@ -59,14 +62,22 @@ class Runner:
         self.default_timeout = default_timeout
         self.env = env
         self.history: list[Result] = []   # what this process ran (read by dry-run output and tests)
+        # Dry-run: every "would run ..." / "would <effect>" line in order (printed by
+        # `master --dry-run` and `plan`); Context.effect adds the effects.
+        self.planned: list[str] = []
+        # Told the process group of each command before it is waited for and after it ended
+        # (transition.py records it in the state dir so a killed transition's orphans are
+        # found by the next one).
+        self.tracker = None
         self._resolved: dict[str, str] = {}
 
     # -- tool lookup -------------------------------------------------------
     def which(self, tool: str) -> str | None:
         if "/" in tool:
             return tool if os.access(tool, os.X_OK) else None
-        if tool in self.tool_paths:
-            return self.tool_paths[tool]
+        if tool in self.tool_paths:   # [node] paths: exactly there or nowhere
+            path = self.tool_paths[tool]
+            return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
         if tool in self._resolved:
             return self._resolved[tool]
         path = os.pathsep.join([os.environ.get("PATH", ""), *self.search_dirs,
@@ -78,6 +89,11 @@ class Runner:
 
     def resolve(self, tool: str) -> str:
         found = self.which(tool)
+        if not found and tool in self.tool_paths:
+            raise NotInstalled(f"command not found: {tool}: [node] paths sets "
+                               f"{self.tool_paths[tool]}, which is not an executable file")
+        if not found and "/" in tool:
+            raise NotInstalled(f"command not found: {tool} is not an executable file")
         if not found:
             raise NotInstalled(f"command not found: {tool} (searched PATH and "
                                f"{':'.join(self.platform.sbin_dirs)}; set [paths] {tool} = ... "
@@ -101,8 +117,10 @@ class Runner:
         if self.dry_run and not readonly:
             result = Result(argv, 0, dry_run=True, timeout=timeout)
             self.history.append(result)
+            self.planned.append(f"would run: {result.display()}")
             log.info("would run: %s", result.display(),
-                     extra={"event": "command", "argv": argv, "dry_run": True})
+                     extra={"event": "command", "argv": argv, "dry_run": True,
+                            "readonly": False})
             return result
         exe = self.resolve(argv[0])
         result = self._execute(exe, argv, timeout, input, env)
@@ -111,7 +129,8 @@ class Runner:
         level = logging.DEBUG if quiet else logging.INFO
         log.log(level, "ran %s -> %s in %.3fs", result.display(),
                 "timeout" if result.timed_out else result.exit_code, result.duration,
-                extra={"event": "command", "argv": argv, "exit_code": result.exit_code,
+                extra={"event": "command", "argv": argv, "exe": exe, "what": what,
+                       "exit_code": result.exit_code,
                        "duration": round(result.duration, 4), "timed_out": result.timed_out,
                        "readonly": readonly, "stderr_tail": result.stderr[-TAIL:]})
         if result.timed_out:
@@ -134,7 +153,10 @@ class Runner:
         # Our own timer kills the whole process group: sh's `_timeout` signals only the child
         # and costs ~100 ms per call (its timer polls), and `wait(timeout=)` polls every
         # 100 ms and can return before the output has been read.
-        proc = sh.Command(exe)(*argv[1:], **kwargs)
+        try:
+            proc = sh.Command(exe)(*argv[1:], **kwargs)
+        except (sh.CommandNotFound, OSError) as exc:  # vanished or not executable since which()
+            raise NotInstalled(f"cannot run {exe}: {exc}") from None
         expired = threading.Event()
 
         def expire() -> None:
@@ -144,12 +166,14 @@ class Runner:
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
+        self._track("command_started", proc.pid, argv)
         try:
             proc.wait()
         except (sh.ErrorReturnCode, sh.SignalException):
             pass
         finally:
             timer.cancel()
+            self._track("command_finished", proc.pid)
         timed_out = expired.is_set()
         duration = time.monotonic() - started
         code = proc.exit_code
@@ -159,6 +183,15 @@ class Runner:
             code = 128 - code
         return Result(argv, code, _text(proc.stdout), _text(proc.stderr), duration, timeout,
                       timed_out)
+
+
+    def _track(self, event: str, *args) -> None:
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, event)(*args)
+        except Exception as exc:  # bookkeeping must never leave a command un-waited
+            log.warning("cannot record %s: %s", event, exc)
 
 
 def _kill_group(pgid: int) -> None:

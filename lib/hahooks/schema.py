@@ -20,8 +20,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise Invalid(f"expected a duration like \"500ms\" or \"30s\", got {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise Invalid(f"duration must not be negative, got {value!r}")
+        if not 0 <= value < float("inf"):   # also refuses nan
+            raise Invalid(f"expected a duration like \"500ms\" or \"30s\", got {value!r}")
         return float(value)
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
@@ -106,10 +106,18 @@ def Int(default=REQUIRED, doc="", minimum: int | None = None, maximum: int | Non
     return Field(conv, default, doc, "integer")
 
 
-def Duration(default=REQUIRED, doc="") -> Field:
+def Duration(default=REQUIRED, doc="", minimum: float | None = None) -> Field:
+    """Seconds as a float, written "500ms", "30s", "2m", "1h" (a bare number is seconds).
+    minimum: refuse shorter ones (a zero timeout would fail every command)."""
     if default is not REQUIRED and default is not None:
         default = parse_duration(default)
-    return Field(parse_duration, default, doc, 'duration ("500ms", "30s", "2m")')
+
+    def conv(v):
+        seconds = parse_duration(v)
+        if minimum is not None and seconds < minimum:
+            raise Invalid(f"{v!r} is too short (at least {minimum:g}s)")
+        return seconds
+    return Field(conv, default, doc, 'duration ("500ms", "30s", "2m")')
 
 
 def absolute_path(v) -> str:

@@ -1,7 +1,19 @@
-"""The state dir: the transition lock, the desire file (latest wins) and the last result.
+"""The state dir: the transition lock, the desire file (latest wins), the last result, and
+the record of the command running right now (so a killed transition's orphans are found).
 
 The dir must be a real directory owned by us and not writable by group/other; files are
 opened with O_NOFOLLOW so a planted symlink cannot redirect a root write.
+
+Files (all JSON written by rename, so a crash leaves the old or the new content):
+  desire.json      {"seq", "role", "source", "at", "pid"}: the newest request
+  done.json        {"seq", "role", "exit_code", "message", "at"}: the newest finished one
+  inflight.json    {"pgid", "pid", "argv", "started"}: the command running now, if any
+Locks (flock):
+  transition.lock  exclusive while a process walks the stack (only convergers take it)
+  active.lock      shared while a converger holds transition.lock; probes (status, drill)
+                   test it with an exclusive non-blocking flock, so a probe never holds
+                   transition.lock and never makes a converger's hand-over check fail
+  desire.lock      serialises the read-increment-write of the desire sequence number
 """
 from __future__ import annotations
 
@@ -10,6 +22,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import logging
 import os
 import stat
 import time
@@ -18,9 +31,14 @@ from hahooks.errors import PermissionProblem
 from hahooks import waits
 
 LOCK = "transition.lock"
+ACTIVE = "active.lock"
 DESIRE_LOCK = "desire.lock"
 DESIRE = "desire.json"
 DONE = "done.json"
+INFLIGHT = "inflight.json"
+FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT)
+
+log = logging.getLogger("hahooks.state")
 
 
 @dataclasses.dataclass
@@ -37,6 +55,7 @@ class StateDir:
         self.path = path
 
     def prepare(self) -> "StateDir":
+        """Create the dir (0700) if needed and refuse an unsafe one. Call before writing."""
         try:
             os.makedirs(self.path, mode=0o700, exist_ok=True)
         except OSError as exc:
@@ -55,7 +74,7 @@ class StateDir:
                                     f"(mode {stat.S_IMODE(st.st_mode):04o})")
         # Refuse before anything is written: a planted symlink found only when the lock is
         # opened would come after the desire was already recorded.
-        for name in (LOCK, DESIRE_LOCK, DESIRE, DONE):
+        for name in FILES:
             path = os.path.join(self.path, name)
             if os.path.islink(path):
                 raise PermissionProblem(f"{path} is a symlink; refusing")
@@ -71,8 +90,8 @@ class StateDir:
             raise PermissionProblem(f"{path}: {exc.strerror}") from None
 
     # -- locks ---------------------------------------------------------------
-    def lock_fd(self) -> int:
-        return self._open(LOCK, os.O_RDWR | os.O_CREAT)
+    def lock_fd(self, name: str = LOCK) -> int:
+        return self._open(name, os.O_RDWR | os.O_CREAT)
 
     @contextlib.contextmanager
     def _short_lock(self):
@@ -93,9 +112,10 @@ class StateDir:
             raise
         with os.fdopen(fd) as fh:
             try:
-                return json.load(fh)
+                data = json.load(fh)
             except ValueError:
-                return None  # torn by a crash before rename: treated as absent
+                return None  # cannot happen with rename, but never crash on a bad file
+        return data if isinstance(data, dict) else None
 
     def _write(self, name: str, data: dict) -> None:
         tmp = f"{name}.{os.getpid()}.tmp"
@@ -103,6 +123,12 @@ class StateDir:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
         os.replace(os.path.join(self.path, tmp), os.path.join(self.path, name))
+
+    def _remove(self, name: str) -> None:
+        try:
+            os.unlink(os.path.join(self.path, name))
+        except FileNotFoundError:
+            pass
 
     # -- desire and result ---------------------------------------------------
     def record_desire(self, role: str, source: str = "") -> Desire:
@@ -115,7 +141,10 @@ class StateDir:
 
     def desire(self) -> Desire | None:
         data = self._read(DESIRE)
-        return Desire(**data) if data else None
+        if not data:
+            return None
+        return Desire(**{f.name: data[f.name] for f in dataclasses.fields(Desire)
+                         if f.name in data})
 
     def done(self) -> dict | None:
         return self._read(DONE)
@@ -124,13 +153,57 @@ class StateDir:
         self._write(DONE, {"seq": seq, "role": role, "exit_code": exit_code,
                            "message": message, "at": time.time()})
 
+    def pending(self) -> Desire | None:
+        """The newest desire if no finished transition covers it yet."""
+        desire, done = self.desire(), self.done()
+        if desire is None or (done and done.get("seq", 0) >= desire.seq):
+            return None
+        return desire
+
+    # -- the command running now (a runner tracker) ------------------------------
+    def command_started(self, pgid: int, argv: list[str]) -> None:
+        self._write(INFLIGHT, {"pgid": pgid, "argv": argv, "started": time.time()})
+
+    def command_finished(self, pgid: int) -> None:
+        self._remove(INFLIGHT)
+
+    def reap_orphans(self, grace: float = 2.0) -> list[int]:
+        """Called with the transition lock held, before walking the stack. A transition
+        killed mid-command (SIGKILL, OOM) leaves that command's process group running: it
+        could still be acquiring while a new transition releases. End those processes
+        (TERM, then KILL after `grace`) so the new walk starts from a quiet stack.
+        Returns the PIDs that were signalled."""
+        record = self._read(INFLIGHT)
+        if not record:
+            self._remove(INFLIGHT)   # a torn or empty record: nothing to reap
+            return []
+        pgid, started = int(record.get("pgid", 0)), float(record.get("started", 0))
+        from hahooks import procs
+
+        orphans = procs.group_members(pgid, started_after=started - 1.0) if pgid > 1 else []
+        if orphans:
+            log.warning("a killed transition left %s (process group %d: pids %s) running: "
+                        "ending it before converging", " ".join(record.get("argv", [])),
+                        pgid, " ".join(str(p.pid) for p in orphans),
+                        extra={"event": "orphans", "pgid": pgid})
+            procs.terminate_then_kill(orphans, grace)
+        self._remove(INFLIGHT)
+        return [p.pid for p in orphans]
+
 
 class TransitionLock:
-    """flock on transition.lock: transitions never overlap."""
+    """flock on transition.lock: transitions never overlap.
+
+    A holder also holds active.lock shared, which is what `held_elsewhere()` probes: a
+    probe must never take transition.lock itself, or a converger that just finished and
+    checks for a desire recorded meanwhile could find the lock taken by the probe and
+    leave that desire to nobody.
+    """
 
     def __init__(self, state: StateDir):
         self.state = state
         self.fd: int | None = None
+        self.active_fd: int | None = None
 
     def try_acquire(self) -> bool:
         fd = self.state.lock_fd()
@@ -140,6 +213,9 @@ class TransitionLock:
             os.close(fd)
             return False
         self.fd = fd
+        active = self.state.lock_fd(ACTIVE)
+        fcntl.flock(active, fcntl.LOCK_SH)   # a probe holds it exclusively for microseconds
+        self.active_fd = active
         return True
 
     def acquire(self, timeout: float) -> None:
@@ -147,12 +223,29 @@ class TransitionLock:
                        ceiling=0.05)
 
     def release(self) -> None:
+        if self.active_fd is not None:
+            os.close(self.active_fd)
+            self.active_fd = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
+    def __enter__(self) -> "TransitionLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def held_elsewhere(self) -> bool:
-        if self.try_acquire():
-            self.release()
+        """True while another process holds the transition lock (read-only probe)."""
+        path = os.path.join(self.state.path, ACTIVE)
+        if not os.path.lexists(path):
             return False
-        return True
+        fd = self.state._open(ACTIVE, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False

@@ -1,37 +1,53 @@
 """Turning a desire into a converged stack: record, lock, converge (latest wins), detach.
 
-Every `master`/`slave` call records its desire with a sequence number. Whoever holds the
-transition lock converges to the *newest* desire, checking between steps whether a newer
-one with another role arrived. `--detach` records and makes sure a worker will see it:
-if the lock is free it starts one; if not, the lock holder re-reads the desire after it
-unlocks (the desire was written before our lock test), so nothing is lost and a storm of
-events never starts a storm of workers.
+The protocol (state.py names the files):
+1. Every `master`/`slave` call records its desire with the next sequence number *before*
+   it looks at the lock.
+2. Whoever holds the transition lock converges to the *newest* desire, re-reading it
+   between steps: a desire for the other role stops the walk at the next safe point and the
+   walk restarts towards the newest one. A desire of the same role that arrives meanwhile is
+   satisfied by the walk under way (done.json records the highest such seq).
+3. A converger that unlocks checks once more for a desire recorded while it held the lock
+   and converges again if the lock is free; if it is not, the new holder is a converger
+   that will do the same check (probes such as `status` never take the lock: state.py).
+4. `--detach` records, then tries the lock: taken -> the holder will see the desire (step
+   2 or 3); free -> it starts one background worker and returns at once. A storm of events
+   therefore starts at most a few workers, never one per event.
+5. `--wait` takes the lock (waiting up to node.wait_timeout), converges, and reports the
+   outcome of its own desire: done, failed, or superseded by a newer one of the other role.
+6. A transition killed mid-way leaves the lock free (the kernel drops flocks), the desire
+   pending and maybe one command's process group running (inflight.json): the next
+   converger ends those processes and walks the stack again from what it observes.
 """
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
+import time
 import uuid
 
 from hahooks import logs
 from hahooks.config import Config
 from hahooks.errors import ExitCode, HahooksError, Superseded
-from hahooks.state import StateDir, TransitionLock
+from hahooks.state import Desire, StateDir, TransitionLock
 
 log = logging.getLogger("hahooks.transition")
 
 
 def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[int, str]:
+    """Record `role` and converge (now, or in a worker with detach). Returns (exit code,
+    one-line message); with detach the code is 0 once the desire is recorded."""
     state = StateDir(cfg.node.state_dir).prepare()
     desire = state.record_desire(role, source)
-    log.debug("recorded desire %s #%d", role, desire.seq,
-              extra={"event": "desire", "seq": desire.seq, "role": role, "source": source})
+    log.info("recorded desire %s #%d%s", role, desire.seq, f" from {source}" if source else "",
+             extra={"event": "desire", "seq": desire.seq, "role": role, "source": source,
+                    "detach": detach})
     lock = TransitionLock(state)
     if detach:
-        if lock.held_elsewhere():
+        if not lock.try_acquire():
             return 0, f"{role} #{desire.seq} recorded; the running transition will converge to it"
+        lock.release()   # a worker takes it from here (if another converger is first, fine)
         spawn_worker(cfg.path)
         return 0, f"{role} #{desire.seq} recorded; worker started"
     lock.acquire(cfg.node.wait_timeout)
@@ -39,25 +55,30 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
         converge(cfg, state)
     finally:
         lock.release()
+    code, message = outcome_of(desire, state.done())
     follow_up(cfg, state)
-    done = state.done() or {}
+    return code, message
+
+
+def outcome_of(desire: Desire, done: dict | None) -> tuple[int, str]:
+    """The answer for one --wait caller, from done.json after its converge."""
+    done = done or {}
     if done.get("seq", 0) < desire.seq:
-        return ExitCode.GENERIC, f"{role} #{desire.seq} not converged"
-    if done.get("role") != role:
-        return ExitCode.GENERIC, (f"{role} #{desire.seq} superseded by a newer "
+        return ExitCode.GENERIC, f"{desire.role} #{desire.seq} not converged"
+    if done.get("role") != desire.role:
+        return ExitCode.GENERIC, (f"{desire.role} #{desire.seq} superseded by a newer "
                                   f"{done.get('role')} request #{done.get('seq')}")
-    return done["exit_code"], done["message"]
+    return int(done.get("exit_code", ExitCode.GENERIC)), str(done.get("message", ""))
 
 
 def converge(cfg: Config, state: StateDir) -> None:
     """Run while holding the lock: converge to the newest desire until none is pending."""
     from hahooks.engine import Engine
-    from hahooks.runner import Runner
 
+    state.reap_orphans()
     while True:
-        desire = state.desire()
-        done = state.done()
-        if desire is None or (done and done.get("seq", 0) >= desire.seq):
+        desire = state.pending()
+        if desire is None:
             return
         role = desire.role
 
@@ -66,17 +87,20 @@ def converge(cfg: Config, state: StateDir) -> None:
             return newest is not None and newest.role != role
 
         runner = make_runner(cfg)
+        runner.tracker = state
         engine = Engine(cfg, runner, superseded=superseded)
         tid = f"{desire.seq}-{uuid.uuid4().hex[:6]}"
         with logs.context(transition=tid, role=role):
             log.info("transition to %s (desire #%d) started", role, desire.seq,
                      extra={"event": "transition_start", "seq": desire.seq})
+            started = time.monotonic()
             try:
                 outcome = engine.run(role)
                 code, message = ExitCode.OK, outcome.message
             except Superseded:
-                log.info("transition to %s superseded", role, extra={"event": "transition_end",
-                                                                     "ok": False})
+                log.info("transition to %s superseded by a newer desire", role,
+                         extra={"event": "transition_end", "ok": False, "superseded": True,
+                                "duration": round(time.monotonic() - started, 4)})
                 continue
             except HahooksError as exc:
                 code, message = exc.exit_code, exc.one_line()
@@ -86,19 +110,18 @@ def converge(cfg: Config, state: StateDir) -> None:
             state.record_done(seq, role, int(code), message)
             log.log(logging.INFO if code == 0 else logging.ERROR,
                     "transition to %s %s: %s", role, "done" if code == 0 else "FAILED", message,
-                    extra={"event": "transition_end", "ok": code == 0, "exit_code": int(code)})
+                    extra={"event": "transition_end", "ok": code == 0, "exit_code": int(code),
+                           "seq": seq, "summary": message,
+                           "duration": round(time.monotonic() - started, 4)})
 
 
 def follow_up(cfg: Config, state: StateDir) -> None:
     """After unlocking: a desire written while we held the lock may have found the lock
     taken and relied on us. Converge again if so."""
-    while True:
-        desire, done = state.desire(), state.done()
-        if desire is None or (done and done.get("seq", 0) >= desire.seq):
-            return
+    while state.pending() is not None:
         lock = TransitionLock(state)
         if not lock.try_acquire():
-            return  # someone else holds it now and will do the same check after unlocking
+            return  # the holder converges, or (a --detach caller) starts a worker that does
         try:
             converge(cfg, state)
         finally:
@@ -106,6 +129,7 @@ def follow_up(cfg: Config, state: StateDir) -> None:
 
 
 def worker(cfg: Config) -> int:
+    """The detached converger: wait for the lock, converge, follow up, exit."""
     state = StateDir(cfg.node.state_dir).prepare()
     lock = TransitionLock(state)
     lock.acquire(cfg.node.wait_timeout)
@@ -114,18 +138,25 @@ def worker(cfg: Config) -> int:
     finally:
         lock.release()
     follow_up(cfg, state)
-    return 0
+    done = state.done() or {}
+    return int(done.get("exit_code", 0))
 
 
-def spawn_worker(config_path: str) -> None:
-    """A detached worker in its own session: devd/freevrrpd/ucarp wait for the hook, not it."""
+def spawn_worker(config_path: str) -> int:
+    """A detached worker in its own session: devd/freevrrpd/ucarp wait for the hook, not for
+    it, and it must outlive the hook. Returns its PID."""
+    import subprocess
+
     env = dict(os.environ)
     lib = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = lib + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    subprocess.Popen([sys.executable, "-m", "hahooks", "worker", "-c", config_path],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                     env=env, cwd="/")
+    proc = subprocess.Popen([sys.executable, "-m", "hahooks", "worker", "-q",
+                             "-c", os.path.abspath(config_path)],   # the worker runs in /
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                            env=env, cwd="/")
+    log.debug("started worker pid %d", proc.pid, extra={"event": "worker", "pid": proc.pid})
+    return proc.pid
 
 
 def make_runner(cfg: Config, dry_run: bool = False):

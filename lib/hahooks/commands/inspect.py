@@ -1,22 +1,36 @@
-"""Read-only subcommands: status, check, plan, history. None of them changes anything."""
+"""Read-only subcommands: status, check, plan, history. None of them changes anything: they
+take no lock and record no desire; `plan` runs the kinds with a dry-run runner."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from hahooks import config as config_mod
-from hahooks.errors import ExitCode
+from hahooks.errors import ExitCode, HahooksError
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABEL = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 
+STATUS_EPILOG = """\
+exit codes (monitoring-plugin style):
+  0 OK        the stack is wholly held (master) or wholly released (slave), as desired
+  1 WARNING   a layer is degraded, or a transition towards the desired role is running
+  2 CRITICAL  a layer is broken, half the stack is held, or the desired role was not reached
+  3 UNKNOWN   the config cannot be read, or a layer cannot be observed (tool missing)
+"""
+
 
 def register(sub, common) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("status", parents=[common], help="observe the stack (exit 0 OK, "
-                       "1 WARNING, 2 CRITICAL, 3 UNKNOWN)")
+                       "1 WARNING, 2 CRITICAL, 3 UNKNOWN)", epilog=STATUS_EPILOG,
+                       formatter_class=raw)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_status)
-    p = sub.add_parser("check", parents=[common], help="validate the config (exit 6 if bad)")
+    p = sub.add_parser("check", parents=[common], help="validate the config (exit 6 if bad)",
+                       epilog="exit codes: 0 valid, 6 invalid or missing (one line on stderr: "
+                       "file:line: what is wrong)")
     p.set_defaults(func=run_check)
     p = sub.add_parser("plan", parents=[common], help="what master or slave would do now")
     p.add_argument("role", choices=("master", "slave"))
@@ -24,39 +38,35 @@ def register(sub, common) -> None:
     p = sub.add_parser("history", parents=[common], help="last transitions with step timings")
     p.add_argument("-n", type=int, default=5, help="how many transitions (default 5)")
     p.add_argument("--log", help="JSON-lines log to read (default: node.log_file)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_history)
 
 
 def _quiet_logging(cfg, args) -> None:
+    import logging
+
     from hahooks import logs
     from hahooks.cli import stderr_level
 
-    import logging
     logs.setup(node=cfg.node.name, stderr_level=max(stderr_level(args), logging.WARNING))
 
 
-def evaluate(cfg) -> dict:
-    """Observe every layer and grade the whole like a monitoring plugin."""
-    from hahooks.engine import Engine
+def grade(observed, desire=None, in_progress: bool = False, done: dict | None = None) -> tuple:
+    """(code, summary, role) for observed [(spec, Observation)]. Pure: tests feed it."""
     from hahooks.kinds.base import State
-    from hahooks.state import StateDir, TransitionLock
-    from hahooks.transition import make_runner
 
-    observed = Engine(cfg, make_runner(cfg)).observe()
-    layers = [{"name": s.name, "kind": s.kind, "state": o.state.value, "reason": o.reason,
-               "warning": o.warning, **({"details": o.details} if o.details else {})}
-              for s, o in observed]
     states = {o.state for _, o in observed}
-    desire, in_progress = None, False
-    try:
-        state = StateDir(cfg.node.state_dir)
-        desire = state.desire()
-        in_progress = TransitionLock(state).held_elsewhere()
-    except Exception:
-        pass
-    if State.BROKEN in states:
+    unobservable = [s.name for s, o in observed
+                    if o.details.get("status_error") in (ExitCode.NOT_INSTALLED, ExitCode.PERM)]
+    broken = [s.name for s, o in observed
+              if o.state is State.BROKEN and s.name not in unobservable]
+    role = None
+    if broken:
         code, summary = CRITICAL, "broken layer(s): " + ", ".join(
-            s.name for s, o in observed if o.state is State.BROKEN)
+            f"{s.name} ({o.reason})" for s, o in observed if s.name in broken)
+    elif unobservable:
+        code, summary = UNKNOWN, "cannot observe: " + ", ".join(
+            f"{s.name} ({o.reason})" for s, o in observed if s.name in unobservable)
     elif states == {State.HELD}:
         role = "master"
         code, summary = OK, f"master: all {len(observed)} layer(s) held"
@@ -67,34 +77,57 @@ def evaluate(cfg) -> dict:
         role = "slave"
         code, summary = OK, f"slave: nothing held ({len(observed)} layer(s) released)"
     else:
-        role = None
         code, summary = CRITICAL, "half a stack held: " + ", ".join(
             f"{s.name}={o.state.value}" for s, o in observed)
-    if code != CRITICAL and desire and desire.role != role:
+    if code in (OK, WARNING) and desire and desire.role != role:
         code = WARNING if in_progress else CRITICAL
-        summary += f"; desired role is {desire.role} (#{desire.seq})" + \
-            (", transition in progress" if in_progress else ", not converged")
+        summary += f"; desired role is {desire.role} (#{desire.seq})"
+        if in_progress:
+            summary += ", transition in progress"
+        elif done and done.get("seq", 0) >= desire.seq and done.get("exit_code"):
+            summary += f", last transition failed: {done.get('message')}"
+        else:
+            summary += ", not converged"
+    return code, summary, role
+
+
+def evaluate(cfg) -> dict:
+    """Observe every layer and grade the whole like a monitoring plugin."""
+    from hahooks.engine import Engine
+    from hahooks.state import StateDir, TransitionLock
+    from hahooks.transition import make_runner
+
+    observed = Engine(cfg, make_runner(cfg, dry_run=True)).observe()
+    layers = [{"name": s.name, "kind": s.kind, "state": o.state.value, "reason": o.reason,
+               "warning": o.warning, **({"details": o.details} if o.details else {})}
+              for s, o in observed]
+    desire, done, in_progress = None, None, False
+    try:
+        state = StateDir(cfg.node.state_dir)
+        desire, done = state.desire(), state.done()
+        in_progress = TransitionLock(state).held_elsewhere()
+    except HahooksError:
+        pass  # no readable state dir yet: judge the stack alone
+    code, summary, _ = grade(observed, desire, in_progress, done)
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
-            "desired": desire.role if desire else None, "in_progress": in_progress,
-            "layers": layers}
+            "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
+            else None, "in_progress": in_progress, "last": done, "layers": layers}
 
 
 def run_status(args) -> int:
     try:
         cfg = config_mod.load(args.config)
-    except Exception as exc:
-        from hahooks.errors import HahooksError
-        msg = exc.one_line() if isinstance(exc, HahooksError) else str(exc)
-        print(f"UNKNOWN: {msg}")
+    except HahooksError as exc:
+        print(f"UNKNOWN: {exc.one_line()}")
         return UNKNOWN
     _quiet_logging(cfg, args)
     try:
         report = evaluate(cfg)
     except Exception as exc:
-        print(f"UNKNOWN: {exc}")
+        print(f"UNKNOWN: {type(exc).__name__}: {exc}")
         return UNKNOWN
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=str))
     else:
         print(f"{report['status']}: {report['node']}: {report['summary']}")
         width = max(len(layer["name"]) for layer in report["layers"])
@@ -124,38 +157,54 @@ def run_plan(args) -> int:
           f"({'in order' if args.role == 'master' else 'in reverse order'}):")
     for i, step in enumerate(steps, 1):
         print(f"  {i}. {step}")
+        for line in step.commands:
+            print(f"       {line}")
     return ExitCode.OK
+
+
+def read_history(path: str) -> list[dict]:
+    """Transitions in log order, each with its steps, from the JSON-lines log."""
+    from hahooks import logs
+
+    transitions: dict[str, dict] = {}
+    for rec in logs.records(path):
+        tid = rec.get("transition")
+        if not tid:
+            continue
+        t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
+                                         "node": rec.get("node"), "start": rec.get("ts"),
+                                         "steps": [], "end": None, "ok": None})
+        event = rec.get("event")
+        if event == "step" or (event == "decision" and rec.get("step") == "skip"):
+            t["steps"].append({"resource": rec.get("resource"), "step": rec.get("step"),
+                               "ok": rec.get("ok", True), "duration": rec.get("duration", 0.0)})
+        elif event == "transition_end":
+            t["end"] = rec.get("summary") or rec.get("message")
+            t["ok"] = rec.get("ok")
+            t["duration"] = rec.get("duration")
+            if rec.get("superseded"):
+                t["end"], t["ok"] = "superseded by a newer desire", False
+    return list(transitions.values())
 
 
 def run_history(args) -> int:
     cfg = config_mod.load(args.config)
     path = args.log or cfg.node.log_file
-    transitions: dict[str, dict] = {}
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                tid = rec.get("transition")
-                if not tid:
-                    continue
-                t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
-                                                 "start": rec.get("time"), "steps": [],
-                                                 "end": None})
-                event = rec.get("event")
-                if event == "step":
-                    t["steps"].append(f"{rec.get('step')} {rec.get('resource')} "
-                                      f"{'ok' if rec.get('ok') else 'FAILED'} "
-                                      f"{rec.get('duration', 0):.3f}s")
-                elif event == "transition_end":
-                    t["end"] = rec.get("message")
+        transitions = read_history(path)[-args.n:] if args.n > 0 else []
     except FileNotFoundError:
-        print(f"no log yet at {path}")
+        print(f"no log yet at {path}", file=sys.stderr)
         return ExitCode.OK
-    for t in list(transitions.values())[-args.n:]:
-        print(f"{t['start']}  #{t['id']}  {t['role']}: {t['end'] or 'unfinished'}")
+    if args.json:
+        print(json.dumps(transitions, indent=2))
+        return ExitCode.OK
+    for t in transitions:
+        took = t.get("duration")
+        took = f"{took:.3f}s" if isinstance(took, (int, float)) else "-"
+        verdict = "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
+        print(f"{t['start']}  {t['id']}  {t['role']}  {verdict}  {took}: "
+              f"{t['end'] or '(no end record: killed?)'}")
         for s in t["steps"]:
-            print(f"    {s}")
+            print(f"    {s['step']:<8} {s['resource']:<20} {'ok' if s['ok'] else 'FAILED':<6} "
+                  f"{s['duration']:.3f}s")
     return ExitCode.OK

@@ -1,16 +1,27 @@
 """`hahooks master|slave` and the hidden `worker`."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from hahooks import config as config_mod, logs
 from hahooks.errors import ExitCode
 
+EPILOG = """\
+exit codes (OCF numbers):
+  0 the stack is held (master) / released (slave); with --detach: the request is recorded
+  1 a step failed: the stack was rolled back (master) or left safe (slave), or the request
+    was superseded by a newer one for the other role
+  2 bad arguments   4 permission problem or unsafe state dir   5 a tool is not installed
+  6 the config is missing or invalid (nothing was run)
+"""
+
 
 def register(sub, common) -> None:
     for role, text in (("master", "acquire the stack in order"),
                        ("slave", "release the stack in reverse order")):
-        p = sub.add_parser(role, parents=[common], help=text, description=text + ".")
+        p = sub.add_parser(role, parents=[common], help=text, description=text + ".",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         mode = p.add_mutually_exclusive_group()
         mode.add_argument("--wait", dest="detach", action="store_false", default=False,
                           help="return the outcome (default; for Heartbeat, OCF, people)")
@@ -18,10 +29,12 @@ def register(sub, common) -> None:
                           help="record the request, make sure a worker converges, return at "
                           "once (for devd, freevrrpd, ucarp, keepalived)")
         mode.add_argument("--dry-run", action="store_true",
-                          help="run read-only queries, print the mutating commands")
+                          help="run read-only queries, print the mutating commands in order "
+                          "and run none of them (no lock, no desire recorded)")
         p.add_argument("--source", default="", help="who asked (recorded in the log)")
         p.set_defaults(func=run_transition, role=role)
-    w = sub.add_parser("worker", parents=[common])
+    w = sub.add_parser("worker", parents=[common], description="converge to the newest "
+                       "desire (started by --detach; harmless to run by hand)")
     w.set_defaults(func=run_worker)
 
 
@@ -29,7 +42,10 @@ def load(args):
     cfg = config_mod.load(args.config)
     from hahooks.cli import stderr_level
 
-    logs.setup_from_config(cfg, stderr_level(args))
+    level = stderr_level(args)
+    if getattr(args, "dry_run", False) and not args.verbose:
+        level = max(level, 30)   # WARNING: stdout already lists what would run
+    logs.setup_from_config(cfg, level)
     return cfg
 
 
@@ -45,6 +61,7 @@ def run_transition(args) -> int:
 
 
 def dry_run(cfg, role: str) -> int:
+    """The walk as it would go now: read-only probes run, everything else is printed."""
     from hahooks.engine import Engine
     from hahooks.errors import HahooksError
     from hahooks.transition import make_runner
@@ -53,13 +70,15 @@ def dry_run(cfg, role: str) -> int:
     try:
         Engine(cfg, runner).run(role)
     except HahooksError as exc:
-        print(f"dry-run stopped: {exc.one_line()}", file=sys.stderr)
-        code = exc.exit_code
+        code, stopped = exc.exit_code, exc.one_line()
     else:
-        code = ExitCode.OK
-    for r in runner.history:
-        if r.dry_run:
-            print("would run:", r.display())
+        code, stopped = ExitCode.OK, ""
+    for line in runner.planned:
+        print(line)
+    if not runner.planned:
+        print(f"nothing to do: every layer is already {'held' if role == 'master' else 'released'}")
+    if stopped:
+        print(f"dry-run stopped: {stopped}", file=sys.stderr)
     return code
 
 

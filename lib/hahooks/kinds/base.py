@@ -62,7 +62,6 @@ class Context:
     deadline: waits.Deadline = dataclasses.field(default_factory=lambda: waits.Deadline(60))
     fencer: Callable[[str], bool] | None = None   # engine-provided: runs node.fence once
 
-
     @property
     def dry_run(self) -> bool:
         return self.runner.dry_run
@@ -95,6 +94,7 @@ class Context:
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
         if self.dry_run:
+            self.runner.planned.append(f"would {description}")
             log.info("would %s", description, extra={"event": "effect", "dry_run": True})
             return None
         log.info("%s", description, extra={"event": "effect"})
