@@ -7,30 +7,17 @@ import subprocess
 import pytest
 
 from hahooks import waits
-from hahooks.sim import World
+from test_sim_support import make_world, titles
 
 REF = "freebsd-tools.md"
 
 
 @pytest.fixture
 def world(tmp_path):
-    w = World(str(tmp_path / "world"))
-    w.add_node("nodea", addr="10.0.0.1")
-    w.add_node("nodeb", addr="10.0.0.2")
+    w = make_world(tmp_path, nodea="10.0.0.1", nodeb="10.0.0.2")
     yield w
     w.close()
 
-
-def titles() -> list[str]:
-    out = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    out.append(f.read().rstrip(b"\0").replace(b"\0", b" ").decode())
-            except OSError:
-                pass
-    return out
 
 
 def test_status_format_matches_reference_2_hastctl_status(world):

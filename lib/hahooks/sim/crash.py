@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def node_down(store, st: dict, node: str) -> None:
     """Called under the world lock by World.crash after HAST roles were dropped."""
-    from hahooks.sim import drbd, ggate, gmirror, md
+    from hahooks.sim import drbd, ggate, md, mirror_model
 
-    for module in (gmirror, ggate, md, drbd):
+    for module in (mirror_model, ggate, md, drbd):
         module.node_down(store, st, node)

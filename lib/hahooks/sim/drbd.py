@@ -83,6 +83,11 @@ def refresh(st: dict, r: dict, name: str, store=None) -> None:
         r["sync"] = None
 
 
+def refresh_all(st: dict, store=None) -> None:
+    for name, r in st["drbd"].items():
+        refresh(st, r, name, store)
+
+
 def cstate(st: dict, r: dict, node: str) -> str:
     if r["standalone"].get(node):
         return "StandAlone"
@@ -121,6 +126,8 @@ def primary(ctx, st: dict, r: dict, name: str, force: bool) -> None:
                       f"DRBD {name}: {ctx.node} promoted while {peer} is Primary "
                       "(disconnected: split brain)", resource=name)
     r["role"][ctx.node] = "Primary"
+    if not linked(st, r, ctx.node):
+        r["ahead"][ctx.node] = True        # writes from now on exist only here
     link_device(ctx.store.path(r["image"]), ctx.dev(f"drbd{obj}"))
 
 

@@ -82,12 +82,25 @@ def take(root: str, cmdline: str, node: str) -> dict | None:
 class Outcome:
     """What the fault layer decided before the tool runs."""
 
-    def __init__(self, fail: dict | None = None):
-        self.fail = fail                       # rule to apply after the tool acted (apply=True)
+    def __init__(self, rule: dict | None = None, latency: float = 0.0):
+        self.rule = rule                       # the injected rule that fired, if any
+        self.latency = latency                 # seconds slept before the tool ran
+
+    @property
+    def hang(self) -> bool:
+        return bool(self.rule and self.rule.get("hang"))
+
+    @property
+    def fail_before(self) -> bool:
+        return bool(self.rule and self.rule.get("fail") is not None and not self.rule.get("apply"))
+
+    @property
+    def fail_after(self) -> bool:
+        return bool(self.rule and self.rule.get("fail") is not None and self.rule.get("apply"))
 
 
 def before(root: str, cmdline: str, node: str) -> Outcome:
-    """Apply latency, hang or failure for this command. May not return (exit or hang)."""
+    """Sleep the command's latency and pick the injected fault that applies, if any."""
     data = load(root)
     delay = latency_for(data, cmdline, node)
     rule = take(root, cmdline, node) if data.get("rules") else None
@@ -95,15 +108,7 @@ def before(root: str, cmdline: str, node: str) -> Outcome:
         delay += float(rule.get("latency") or 0.0)
     if delay > 0:
         time.sleep(delay)
-    if not rule:
-        return Outcome()
-    if rule.get("hang"):
-        hang()
-    if rule.get("fail") is not None:
-        if rule.get("apply"):
-            return Outcome(fail=rule)
-        emit_failure(rule)
-    return Outcome()
+    return Outcome(rule, delay)
 
 
 def emit_failure(rule: dict) -> None:

@@ -102,7 +102,7 @@ def find_server(st: dict, host: str) -> str | None:
 
 
 def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
-    from hahooks.sim import gmirror
+    from hahooks.sim import mirror_model
 
     verbose = "v" in o
     port = int(o.get("p", DEFAULT_PORT))
@@ -128,7 +128,7 @@ def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
                               "timeout": int(o.get("t", 0)), "queue_size": int(o.get("q", 1024)),
                               "sectorsize": int(o.get("s", 512))}
         link_device(export["image"], ctx.dev(f"ggate{chosen}"))
-        gmirror.taste(ctx, st, f"ggate{chosen}")
+        mirror_model.taste(ctx, st, f"ggate{chosen}")
     if unit is None:
         sys.stdout.write(f"ggate{chosen}\n")
     return 0
@@ -153,7 +153,7 @@ def mode_allowed(exported: str, requested: str) -> bool:
 
 
 def ggatec_destroy(ctx, unit: int, force: bool) -> int:
-    from hahooks.sim import gmirror
+    from hahooks.sim import mirror_model
 
     with ctx.store.locked(write=True) as st:
         units = st["ggate"].get(ctx.node, {})
@@ -161,13 +161,13 @@ def ggatec_destroy(ctx, unit: int, force: bool) -> int:
             return xlog(ctx, True, "ggatec: ioctl(/dev/ggctl): Device not configured.")
         device = ctx.dev(f"ggate{unit}")
         used = checks.usage(device, (ctx.store.root,))
-        if (used or gmirror.users(st, ctx.node, f"ggate{unit}")) and not force:
+        if (used or mirror_model.users(st, ctx.node, f"ggate{unit}")) and not force:
             return xlog(ctx, True, "ggatec: ioctl(/dev/ggctl): Device busy.")
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/ggate{unit} destroyed with -f while in use: {', '.join(used)}",
                           device=device)
-        gmirror.provider_gone(ctx, st, f"ggate{unit}")
+        mirror_model.provider_gone(ctx, st, f"ggate{unit}")
         del units[str(unit)]
         unlink_device(device)
     return 0
@@ -319,12 +319,12 @@ def clients_lose_server(store, st: dict, server: str) -> None:
     """The server's ggated is gone: every client mirror drops its ggate component (after
     the data it had mirrored reached the server's file). The ggate unit itself stays, as
     ggatec keeps reconnecting."""
-    from hahooks.sim import gmirror
+    from hahooks.sim import mirror_model
 
     for client, units in st["ggate"].items():
         for n, u in units.items():
             if u["server"] == server:
-                gmirror.provider_gone(None, st, f"ggate{n}", node=client, store=store)
+                mirror_model.provider_gone(None, st, f"ggate{n}", node=client, store=store)
 
 
 def node_down(store, st: dict, node: str) -> None:

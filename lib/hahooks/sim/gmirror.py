@@ -1,15 +1,6 @@
 """Simulated gmirror (freebsd-tools.md §4; sbin/geom/core/geom.c std_status,
-lib/geom/mirror/geom_mirror.c, sys/geom/mirror/g_mirror_ctl.c).
-
-Model: metadata lives per backing image (st["gmirror_meta"], keyed by the image's path) as
-it lives in a component's last sector, so it follows the data (a ggate export labelled on
-one node tastes into a mirror on the other). A running mirror is per node
-(st["gmirror"][node]); a provider with active metadata appearing on a node joins/starts its
-mirror ("tasting"). Data: /dev/mirror/NAME is a link to ONE component's image (a local one
-when ACTIVE, else the first ACTIVE); the other ACTIVE components receive those bytes
-whenever they could be observed apart (deactivate, remove, stop, a provider vanishing,
-node crash), which is what synchronous mirroring guarantees. A rebuild copies the data
-when its simulated progress (gmirror_sync_rate) reaches 100%.
+lib/geom/mirror/geom_mirror.c, sys/geom/mirror/g_mirror_ctl.c). The model (metadata,
+tasting, data links) is in mirror_model.py.
 """
 from __future__ import annotations
 
@@ -18,8 +9,10 @@ import sys
 import time
 
 from hahooks.sim import checks
-from hahooks.sim.providers import copy_data, equal_data, image_of, size_of, strip_dev
-from hahooks.sim.state import link_device, unlink_device
+from hahooks.sim.mirror_model import (CtlError, active, advance, comp, detach_component,
+                                      device, drop, find, flush, mediasize, mirror_state,
+                                      mirrors, new_meta, relink, taste, update_meta, users)
+from hahooks.sim.providers import image_of, size_of, strip_dev
 from hahooks.sim.util import Usage, getopt
 
 BALANCES = ("load", "prefer", "round-robin", "split")
@@ -36,10 +29,6 @@ VERBS = {  # verb -> (optstring, usage)
     "status": ("ags", "[-ags] [name ...]"),
     "stop": ("fv", "[-fv] name ..."),
 }
-
-
-class CtlError(Exception):
-    """gctl_error(): geom(8) prints "gmirror: <msg>" and exits 1 (first error wins)."""
 
 
 def usage() -> int:
@@ -70,160 +59,6 @@ def main(ctx, args: list[str]) -> int:
         sys.stderr.write(f"gmirror: {exc}\n")
         return 1
     return 0
-
-
-# -- helpers -------------------------------------------------------------------------------
-def mirrors(st: dict, node: str) -> dict:
-    return st.setdefault("gmirror", {}).setdefault(node, {})
-
-
-def find(st: dict, node: str, name: str) -> dict:
-    m = mirrors(st, node).get(name.removeprefix("mirror/"))
-    if m is None:
-        raise CtlError(f"No such device: {name}.")
-    return m
-
-
-def comp(m: dict, prov: str) -> dict | None:
-    return next((c for c in m["components"] if c["prov"] == strip_dev(prov)), None)
-
-
-def active(m: dict) -> list[dict]:
-    return [c for c in m["components"] if c["state"] == "ACTIVE"]
-
-
-def mirror_state(m: dict) -> str:
-    return "COMPLETE" if len(active(m)) == m["ndisks"] else "DEGRADED"
-
-
-def mediasize(m: dict) -> int:
-    sizes = [size_of(c["image"]) for c in m["components"]]
-    return max(1, min(sizes) - 512) if sizes else 1
-
-
-def device(store, node: str, name: str) -> str:
-    return os.path.join(store.dev_dir(node), "mirror", name)
-
-
-def users(st: dict, node: str, prov: str) -> list[str]:
-    """Why `prov` is busy on `node` because of a mirror (GEOM exclusive open)."""
-    return [f"component of mirror/{name}" for name, m in mirrors(st, node).items()
-            if comp(m, prov)]
-
-
-def flush(m: dict) -> None:
-    """Bring every ACTIVE component to the mirror's bytes (the writes were mirrored)."""
-    if m.get("linked"):
-        for c in active(m):
-            copy_data(m["linked"], c["image"])
-
-
-def relink(store, st: dict, node: str, name: str, m: dict) -> None:
-    """Point /dev/mirror/NAME at the preferred ACTIVE component (local before ggate),
-    unless it is in use (a mounted loop keeps the old inode: then stay)."""
-    dev = device(store, node, name)
-    act = active(m)
-    if not act:
-        return
-    preferred = next((c for c in act if not c["prov"].startswith("ggate")), act[0])["image"]
-    if m.get("linked") == preferred and os.path.lexists(dev):
-        return
-    if os.path.lexists(dev) and checks.usage(dev, (store.root,)):
-        return
-    flush(m)
-    link_device(preferred, dev)
-    m["linked"] = preferred
-
-
-def drop(store, st: dict, node: str, name: str, why: str) -> None:
-    """The mirror has no component left, or is stopped: its provider goes away."""
-    m = mirrors(st, node).pop(name)
-    dev = device(store, node, name)
-    used = checks.usage(dev, (store.root,)) if os.path.lexists(dev) else []
-    if used:
-        store.violation("device_removed_in_use",
-                        f"/dev/mirror/{name} removed ({why}) while in use: {', '.join(used)}",
-                        node=node, device=dev)
-    flush(m)
-    unlink_device(dev)
-
-
-def detach_component(store, st: dict, node: str, name: str, c: dict, why: str) -> None:
-    m = mirrors(st, node)[name]
-    if c["state"] == "ACTIVE":
-        flush(m)
-    m["components"].remove(c)
-    if m.get("linked") == c["image"]:
-        m["linked"] = None if not active(m) else m["linked"]
-    if not m["components"]:
-        drop(store, st, node, name, why)
-    else:
-        relink(store, st, node, name, m)
-
-
-def new_meta(st: dict, image: str, name: str, **fields) -> dict:
-    meta = {"name": name, "priority": 0, "inactive": False, "autosync": True,
-            "balance": "load", "ndisks": 1, "mid": 0}
-    meta.update(fields)
-    st["gmirror_meta"][image] = meta
-    return meta
-
-
-def taste(ctx, st: dict, prov: str) -> None:
-    """A provider appeared on ctx.node: join or start its mirror if it carries active
-    metadata (GEOM tastes every new provider)."""
-    st.setdefault("gmirror_meta", {})
-    image = image_of(st, ctx.store, ctx.node, prov)
-    meta = st["gmirror_meta"].get(image) if image else None
-    if not meta or meta["inactive"]:
-        return
-    node_mirrors = mirrors(st, ctx.node)
-    m = node_mirrors.get(meta["name"])
-    if m is None:
-        m = node_mirrors[meta["name"]] = {
-            "ndisks": meta["ndisks"], "balance": meta["balance"], "autosync": meta["autosync"],
-            "mid": meta["mid"], "components": [], "linked": None}
-        state = "ACTIVE"
-    elif m["mid"] != meta["mid"] or comp(m, prov):
-        return   # kernel: "Device already configured" / already connected
-    elif active(m) and equal_data(m["linked"] or active(m)[0]["image"], image):
-        state = "ACTIVE"   # not resynced when nothing was written meanwhile (§4)
-    else:
-        state = "SYNCHRONIZING" if m["autosync"] else "STALE"
-    m["components"].append({"prov": strip_dev(prov), "image": image, "state": state,
-                            "priority": meta["priority"], "sync_start": time.time()})
-    relink(ctx.store, st, ctx.node, meta["name"], m)
-
-
-def provider_gone(ctx, st: dict, prov: str, node: str | None = None, store=None) -> None:
-    """A provider vanishes (md detach, ggate destroy, server lost): its mirror loses it."""
-    node = node or ctx.node
-    store = store or ctx.store
-    for name, m in list(mirrors(st, node).items()):
-        c = comp(m, prov)
-        if c:
-            detach_component(store, st, node, name, c, f"{prov} went away")
-
-
-def advance(store, st: dict, node: str) -> None:
-    """Finish rebuilds whose simulated progress reached 100% (copying the data)."""
-    rate = st["settings"].get("gmirror_sync_rate", 1 << 30)
-    now = time.time()
-    for name, m in mirrors(st, node).items():
-        for c in m["components"]:
-            if c["state"] == "SYNCHRONIZING" and (now - c["sync_start"]) * rate >= mediasize(m):
-                source = m.get("linked") or (active(m)[0]["image"] if active(m) else None)
-                if source:
-                    copy_data(source, c["image"])
-                    c["state"] = "ACTIVE"
-        relink(store, st, node, name, m)
-
-
-def node_down(store, st: dict, node: str) -> None:
-    for name in list(mirrors(st, node)):
-        m = mirrors(st, node).pop(name)
-        flush(m)
-        unlink_device(device(store, node, name))
 
 
 # -- verbs ---------------------------------------------------------------------------------
@@ -281,6 +116,7 @@ def do_insert(ctx, st: dict, flags: dict, args: list[str]) -> None:
                  "state": "SYNCHRONIZING" if m["autosync"] else "STALE",
                  "sync_start": time.time()}
             m["components"].append(c)
+    update_meta(st, m)
 
 
 def do_rebuild(ctx, st: dict, flags: dict, args: list[str]) -> None:
@@ -357,6 +193,7 @@ def do_remove(ctx, st: dict, flags: dict, args: list[str]) -> None:
         detach_component(ctx.store, st, ctx.node, name, c, f"remove {prov}")
         if name not in mirrors(st, ctx.node):
             break
+        update_meta(st, m)
 
 
 def do_forget(ctx, st: dict, flags: dict, args: list[str]) -> None:
@@ -365,6 +202,7 @@ def do_forget(ctx, st: dict, flags: dict, args: list[str]) -> None:
     for name in args:
         m = find(st, ctx.node, name)
         m["ndisks"] = len(m["components"])
+        update_meta(st, m)
 
 
 def do_stop(ctx, st: dict, flags: dict, args: list[str], clear: bool = False) -> None:

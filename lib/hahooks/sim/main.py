@@ -64,17 +64,27 @@ def run(tool: str, args: list[str] | None = None) -> None:
     ctx = Ctx(tool, args, root, node)
     started = time.time()
     outcome = faults.before(root, ctx.cmdline, node)
+    record = {"node": node, "argv": [tool, *args], "start": started, "rc": None,
+              "pid": os.getpid(), "latency": outcome.latency,
+              "fault": outcome.rule["id"] if outcome.rule else None}
+    if outcome.hang:
+        ctx.store.append(COMMANDS, {**record, "end": None, "hang": True})
+        faults.hang()
+    if outcome.fail_before:
+        ctx.store.append(COMMANDS, {**record, "end": time.time(),
+                                    "rc": int(outcome.rule["fail"])})
+        faults.emit_failure(outcome.rule)
     module = importlib.import_module(TOOLS[tool])
     try:
         rc = module.main(ctx, args)
     except BrokenPipeError:
         rc = 1
-    if outcome.fail is not None:
-        ctx.out.flush()
-        faults.emit_failure(outcome.fail)
     ctx.out.flush()
-    ctx.store.append(COMMANDS, {"node": node, "argv": [tool, *args], "start": started,
-                                "end": time.time(), "rc": rc, "pid": os.getpid()})
+    if outcome.fail_after:
+        rc = int(outcome.rule["fail"])
+    ctx.store.append(COMMANDS, {**record, "end": time.time(), "rc": rc})
+    if outcome.fail_after:
+        faults.emit_failure(outcome.rule)
     sys.exit(rc)
 
 

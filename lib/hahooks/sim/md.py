@@ -117,7 +117,7 @@ def _realfile(path: str) -> str:
 
 
 def attach(ctx, file: str, unit: int | None, nflag: bool) -> int:
-    from hahooks.sim import gmirror
+    from hahooks.sim import mirror_model
 
     with ctx.store.locked(write=True) as st:
         units = st["md"].setdefault(ctx.node, {})
@@ -131,28 +131,28 @@ def attach(ctx, file: str, unit: int | None, nflag: bool) -> int:
             chosen = unit
         units[str(chosen)] = {"file": file, "size": os.path.getsize(file)}
         link_device(file, ctx.dev(f"md{chosen}"))
-        gmirror.taste(ctx, st, f"md{chosen}")
+        mirror_model.taste(ctx, st, f"md{chosen}")
     if unit is None:
         sys.stdout.write(f"{'' if nflag else 'md'}{chosen}\n")
     return 0
 
 
 def detach(ctx, unit: int, force: bool) -> int:
-    from hahooks.sim import gmirror
+    from hahooks.sim import mirror_model
 
     with ctx.store.locked(write=True) as st:
         units = st["md"].get(ctx.node, {})
         if str(unit) not in units:
             raise Fail("ioctl(/dev/mdctl): No such file or directory")
         device = ctx.dev(f"md{unit}")
-        used = gmirror.users(st, ctx.node, f"md{unit}") + checks.usage(device, (ctx.store.root,))
+        used = mirror_model.users(st, ctx.node, f"md{unit}") + checks.usage(device, (ctx.store.root,))
         if used and not force:
             raise Fail("ioctl(/dev/mdctl): Device busy")
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/md{unit} detached with -o force while in use: {', '.join(used)}",
                           device=device)
-        gmirror.provider_gone(ctx, st, f"md{unit}")
+        mirror_model.provider_gone(ctx, st, f"md{unit}")
         del units[str(unit)]
         unlink_device(device)
     return 0

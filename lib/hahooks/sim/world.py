@@ -167,6 +167,17 @@ class World:
             if standalone is not None:
                 r["standalone"][node] = standalone
 
+    def set_gmirror_progress(self, node: str, mirror: str, prov: str, percent: int) -> None:
+        """Put a SYNCHRONIZING component at `percent` (for format tests): the progress then
+        advances at gmirror_sync_rate, so set that low to hold it."""
+        with self.store.locked(write=True) as st:
+            m = st["gmirror"][node][mirror]
+            c = next(c for c in m["components"] if c["prov"] == prov)
+            from hahooks.sim.mirror_model import mediasize
+            rate = st["settings"]["gmirror_sync_rate"]
+            c["state"] = "SYNCHRONIZING"
+            c["sync_start"] = time.time() - (mediasize(m) * percent / 100 + 1) / rate
+
     # -- nodes, daemons, failures ---------------------------------------------------------
     def node_env(self, node: str, base: dict | None = None) -> dict:
         env = dict(os.environ if base is None else base)
@@ -206,12 +217,14 @@ class World:
         its devices vanish (its kernel is gone) and, when it boots again (restart()), every
         HAST resource is back in init (§2), DRBD down, md/ggate units gone."""
         from hahooks.sim import crash as crash_mod
+        from hahooks.sim import drbd
         with self.store.locked(write=True) as st:
             me = node_state(st, node)
             me["up"] = False
             me["boot"] = me.get("boot", 0) + 1
             self._drop_hast_roles(st, node)
             crash_mod.node_down(self.store, st, node)
+            drbd.refresh_all(st, self.store)
         self._kick("hastd")
         self._kill_recorded(node)
 
@@ -227,14 +240,20 @@ class World:
         self._kick("hastd")
 
     def partition(self, a: str, b: str) -> None:
+        """Cut the replication link between two nodes (both stay up)."""
+        from hahooks.sim import drbd
         with self.store.locked(write=True) as st:
             if sorted((a, b)) not in [sorted(p) for p in st["partitions"]]:
                 st["partitions"].append(sorted((a, b)))
+            drbd.refresh_all(st, self.store)
         self._kick("hastd")
 
     def heal(self, a: str, b: str) -> None:
+        """Restore the link (DRBD reconnects: resync, or split brain when both wrote)."""
+        from hahooks.sim import drbd
         with self.store.locked(write=True) as st:
             st["partitions"] = [p for p in st["partitions"] if sorted(p) != sorted((a, b))]
+            drbd.refresh_all(st, self.store)
         self._kick("hastd")
 
     def _drop_hast_roles(self, st: dict, node: str) -> None:

@@ -1,0 +1,275 @@
+"""Simulated gmirror, ggatec/ggated and mdconfig against freebsd-tools.md §4."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import require_root, require_tool
+from hahooks import waits
+from test_sim_support import make_world
+
+USAGE_GGATEC = (
+    "usage: ggatec create [-nv] [-o <ro|wo|rw>] [-p port] [-q queue_size] [-R rcvbuf] "
+    "[-S sndbuf] [-s sectorsize] [-t timeout] [-u unit] <host> <path>\n"
+    "       ggatec rescue [-nv] [-o <ro|wo|rw>] [-p port] [-R rcvbuf] [-S sndbuf] "
+    "<-u unit> <host> <path>\n"
+    "       ggatec destroy [-f] <-u unit>\n"
+    "       ggatec list [-v] [-u unit]\n")
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = make_world(tmp_path, servera="192.168.1.101", serverb="192.168.1.102")
+    yield w
+    w.close()
+
+
+def export(world, tmp_path, node="serverb", size_mb=8, name="sitesbackup.img") -> str:
+    """ggated on `node` exporting one image to 192.168.1.0/24; returns the image path."""
+    image = world.image(name, size_mb)
+    exports = tmp_path / f"gg.exports.{node}"
+    exports.write_text(f"# seed 000\n192.168.1.0/24 RW {image}\n")
+    r = world.run(node, "ggated", str(exports))
+    assert r.returncode == 0, r.stderr
+    return image
+
+
+def plain_disk(world, node: str, name: str, size_mb: int = 8) -> str:
+    """A provider that is just a file in the node's dev dir (like ada0)."""
+    path = os.path.join(world.dev_dir(node), name)
+    with open(path, "wb") as f:
+        f.truncate(size_mb << 20)
+    return path
+
+
+def test_gmirror_status_format_reference_4(world, tmp_path):
+    """§4 `gmirror status`: "%*s  %*s  %s" widths from the longest Name/Status, components
+    `prov (ACTIVE)` and `prov (SYNCHRONIZING, NN%)`, continuation lines blank-padded."""
+    world.configure(gmirror_sync_rate=1)          # hold the rebuild where we put it
+    plain_disk(world, "servera", "ada0")
+    image = export(world, tmp_path)
+    assert world.run("servera", "ggatec", "create", "192.168.1.102", image).stdout == "ggate0\n"
+    assert world.run("servera", "gmirror", "label", "gm0", "ada0").returncode == 0
+    assert world.run("servera", "gmirror", "insert", "gm0", "ggate0").returncode == 0
+    world.set_gmirror_progress("servera", "gm0", "ggate0", 42)
+    r = world.run("servera", "gmirror", "status")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == ("      Name    Status  Components\n"
+                        "mirror/gm0  DEGRADED  ada0 (ACTIVE)\n"
+                        "                      ggate0 (SYNCHRONIZING, 42%)\n")
+    # -s drops the header and repeats name and status on every line
+    assert world.run("servera", "gmirror", "status", "-s").stdout == (
+        "mirror/gm0  DEGRADED  ada0 (ACTIVE)\n"
+        "mirror/gm0  DEGRADED  ggate0 (SYNCHRONIZING, 42%)\n")
+
+
+def test_gmirror_complete_and_minimum_widths_reference_4(world):
+    """§4: COMPLETE when all disks are ACTIVE; label stores metadata (-v prints it); a
+    synchronisation starts at 0% and ends ACTIVE; no mirror at all prints nothing."""
+    assert world.run("servera", "gmirror", "status").stdout == ""
+    plain_disk(world, "servera", "ada0")
+    plain_disk(world, "servera", "ada1")
+    r = world.run("servera", "gmirror", "label", "-v", "m", "ada0")
+    assert (r.returncode, r.stdout) == (0, "Metadata value stored on ada0.\n")
+    assert world.run("servera", "gmirror", "status").stdout == (
+        "    Name    Status  Components\n"
+        "mirror/m  COMPLETE  ada0 (ACTIVE)\n")
+    world.configure(gmirror_sync_rate=1)
+    world.run("servera", "gmirror", "insert", "m", "ada1")
+    assert "ada1 (SYNCHRONIZING, 0%)" in world.run("servera", "gmirror", "status").stdout
+    world.configure(gmirror_sync_rate=1 << 40)    # let it finish
+    assert world.run("servera", "gmirror", "status").stdout.splitlines()[1:] == [
+        "mirror/m  COMPLETE  ada0 (ACTIVE)", " " * 20 + "ada1 (ACTIVE)"]
+
+
+def test_gmirror_errors_reference_4_verbs(world):
+    """gmirror verbs exit 1 with geom's "gmirror: <kernel message>" (g_mirror_ctl.c)."""
+    plain_disk(world, "servera", "ada0")
+    cases = [
+        (["insert", "nosuch", "ada0"], "gmirror: No such device: nosuch.\n"),
+        (["label", "m"], "gmirror: Too few arguments.\n"),
+        (["label", "m", "ada9"], "gmirror: Can't get informations about ada9: "
+                                 "No such file or directory.\n"),
+        (["label", "-b", "fastest", "m", "ada0"], "gmirror: Invalid balance algorithm.\n"),
+    ]
+    for argv, err in cases:
+        r = world.run("servera", "gmirror", *argv)
+        assert (r.returncode, r.stderr) == (1, err), argv
+    world.run("servera", "gmirror", "label", "m", "ada0")
+    r = world.run("servera", "gmirror", "rebuild", "m", "ada0")
+    assert r.stderr == "gmirror: Provider ada0 is the last active provider in m.\n"
+    r = world.run("servera", "gmirror", "label", "other", "ada0")
+    assert r.stderr == "gmirror: Can't store metadata on ada0: Operation not permitted.\n"
+    r = world.run("servera", "gmirror", "rebuild", "m", "ada7")
+    assert r.stderr == "gmirror: No such provider: ada7.\n"
+
+
+def test_ggatec_create_prints_unit_and_list_reference_4(world, tmp_path):
+    """§4 ggatec: create without -u prints `ggate0`; list prints one name per line; list -v
+    the right-aligned block; destroy without -u: `Required unit number.` + usage."""
+    image = export(world, tmp_path)
+    r = world.run("servera", "ggatec", "create", "192.168.1.102", image)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ggate0\n", "")
+    assert os.path.samefile(os.path.join(world.dev_dir("servera"), "ggate0"), image)
+    r = world.run("servera", "ggatec", "create", "-u", "5", "192.168.1.102", image)
+    assert (r.returncode, r.stdout) == (0, "")      # with -u nothing is printed
+    assert world.run("servera", "ggatec", "list").stdout == "ggate0\nggate5\n"
+    assert world.run("servera", "ggatec", "list", "-v", "-u", "0").stdout == (
+        "       NAME: ggate0\n"
+        f"       info: 192.168.1.102:3080 {image}\n"
+        "     access: read-write\n"
+        "    timeout: 0\n"
+        "queue_count: 0\n"
+        " queue_size: 1024\n"
+        " references: 0\n"
+        "  mediasize: 8388608 (8.0M)\n"
+        " sectorsize: 512\n"
+        "       mode: r0w0e0\n"
+        "\n")
+    r = world.run("servera", "ggatec", "destroy")
+    assert (r.returncode, r.stderr) == (1, "Required unit number.\n" + USAGE_GGATEC)
+    assert world.run("servera", "ggatec", "destroy", "-u", "5").returncode == 0
+
+
+def test_ggatec_destroy_busy_goes_to_stdout_reference_4(world, tmp_path):
+    """§4: destroy is verbose, so `error: ggatec: ioctl(/dev/ggctl): Device busy.` and
+    `error: Exiting.` go to stdout, exit 1 (here: ggate0 is a mirror component)."""
+    image = export(world, tmp_path)
+    world.run("servera", "ggatec", "create", "192.168.1.102", image)
+    world.run("servera", "gmirror", "label", "remotemirror", "ggate0")
+    r = world.run("servera", "ggatec", "destroy", "-u", "0")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "error: ggatec: ioctl(/dev/ggctl): Device busy.\nerror: Exiting.\n", "")
+    r = world.run("servera", "ggatec", "destroy", "-u", "3")
+    assert r.stdout == "error: ggatec: ioctl(/dev/ggctl): Device not configured.\nerror: Exiting.\n"
+
+
+def test_ggatec_refused_without_export(world, tmp_path):
+    """No ggated: create fails, silently (syslog) unless -v, exit 1; path must match the
+    exports line exactly."""
+    image = world.image("x.img", 4)
+    r = world.run("servera", "ggatec", "create", "192.168.1.102", image)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "")
+    r = world.run("servera", "ggatec", "create", "-v", "192.168.1.102", image)
+    assert r.stdout == "error: Cannot connect: Connection refused.\nerror: Exiting.\n"
+    export(world, tmp_path)
+    r = world.run("servera", "ggatec", "create", "-v", "192.168.1.102", image)
+    assert r.stdout == "error: Cannot connect: Operation not permitted.\nerror: Exiting.\n"
+
+
+def test_mdconfig_list_trailing_space_reference_4(world):
+    """§4 mdconfig: -a prints `md0`; -l prints each name followed by a space, then one
+    newline (`md0 md1 \\n`), nothing at all without units; -lv one line per unit."""
+    assert world.run("servera", "mdconfig", "-l").stdout == ""
+    a, b = world.image("a.img", 64), world.image("b.img", 8)
+    assert world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", a).stdout == "md0\n"
+    assert world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", b).stdout == "md1\n"
+    assert world.run("servera", "mdconfig", "-l").stdout == "md0 md1 \n"
+    assert world.run("servera", "mdconfig", "-lv").stdout == (
+        f"md0\tvnode\t   64M\t{a}\nmd1\tvnode\t 8192K\t{b}\n")  # humanize_number len 6
+    r = world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", a, "-u", "1")
+    assert (r.returncode, r.stderr) == (1, "mdconfig: ioctl(/dev/mdctl): Device busy\n")
+    assert world.run("servera", "mdconfig", "-d", "-u", "0").returncode == 0
+    assert world.run("servera", "mdconfig", "-l").stdout == "md1 \n"
+    r = world.run("servera", "mdconfig", "-d", "-u", "0")
+    assert r.stderr == "mdconfig: ioctl(/dev/mdctl): No such file or directory\n"
+    assert world.run("servera", "mdconfig", "-d").returncode == 1     # usage
+
+
+def test_mdconfig_detach_busy_while_mirrored(world):
+    """A unit GEOM holds open (mirror component) cannot be detached without -o force."""
+    a = world.image("a.img", 8)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", a)
+    world.run("servera", "gmirror", "label", "m", "md0")
+    r = world.run("servera", "mdconfig", "-d", "-u", "0")
+    assert (r.returncode, r.stderr) == (1, "mdconfig: ioctl(/dev/mdctl): Device busy\n")
+
+
+def test_seed000_mirror_data_reaches_the_remote_image(world, tmp_path):
+    """Seed 000's master: label on ggate0 (serverb's image), insert + rebuild md0 (local),
+    write through /dev/mirror/remotemirror. The writes a synchronous mirror sent to ggate0
+    are in serverb's image after deactivate, so serverb serves them after failover."""
+    backup = export(world, tmp_path)
+    primary = world.image("sitesprimary.img", 8)
+    world.run("servera", "ggatec", "create", "192.168.1.102", backup)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", primary)
+    assert world.run("servera", "gmirror", "label", "-v", "-n", "-b", "prefer",
+                     "remotemirror", "ggate0").returncode == 0
+    world.run("servera", "gmirror", "insert", "remotemirror", "md0")
+    assert "md0 (STALE)" in world.run("servera", "gmirror", "status").stdout   # -n: no autosync
+    world.run("servera", "gmirror", "rebuild", "remotemirror", "md0")
+    waits.wait_for(lambda: "COMPLETE" in world.run("servera", "gmirror", "status").stdout,
+                   10, "rebuild")
+    mirror = os.path.join(world.dev_dir("servera"), "mirror", "remotemirror")
+    with open(mirror, "r+b") as f:
+        f.seek(4096)
+        f.write(b"written on servera")
+    world.run("servera", "gmirror", "deactivate", "remotemirror", "ggate0")
+    world.run("servera", "gmirror", "deactivate", "remotemirror", "md0")
+    for image in (backup, primary):
+        with open(image, "rb") as f:
+            f.seek(4096)
+            assert f.read(18) == b"written on servera", image
+    assert world.violations() == []
+
+
+def test_seed000_crash_keeps_mirrored_writes_and_tastes_on_the_peer(world, tmp_path):
+    """servera dies with the mirror active: its writes were mirrored, so serverb's image has
+    them; attaching that image on serverb tastes the metadata and starts the mirror there
+    (seed 000's slave script checks for /dev/mirror/remotemirror for this reason)."""
+    backup = export(world, tmp_path)
+    primary = world.image("sitesprimary.img", 8)
+    world.run("servera", "ggatec", "create", "192.168.1.102", backup)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", primary)
+    world.run("servera", "gmirror", "label", "remotemirror", "ggate0")
+    world.run("servera", "gmirror", "insert", "remotemirror", "md0")
+    waits.wait_for(lambda: "COMPLETE" in world.run("servera", "gmirror", "status").stdout,
+                   10, "rebuild")
+    with open(os.path.join(world.dev_dir("servera"), "mirror", "remotemirror"), "r+b") as f:
+        f.write(b"last write before the crash")
+    world.crash("servera")
+    assert not os.path.exists(os.path.join(world.dev_dir("servera"), "mirror", "remotemirror"))
+    with open(backup, "rb") as f:
+        assert f.read(27) == b"last write before the crash"
+    os.kill(world.state()["ggated"]["serverb"]["pid"], 15)   # seed 000 slave: pkill ggated
+    assert world.run("serverb", "mdconfig", "-a", "-t", "vnode", "-f", backup).stdout == "md0\n"
+    st = world.run("serverb", "gmirror", "status").stdout
+    assert st.splitlines()[1] == "mirror/remotemirror  DEGRADED  md0 (ACTIVE)"
+
+
+def test_pkill_ggated_degrades_the_client_mirror(world, tmp_path):
+    """ggated is a real process named ggated (seed 000 stops it with `pkill ggated`); when
+    it goes, the client's mirror loses the ggate component."""
+    backup = export(world, tmp_path)
+    plain_disk(world, "servera", "ada0")
+    world.run("servera", "ggatec", "create", "192.168.1.102", backup)
+    world.run("servera", "gmirror", "label", "m", "ada0", "ggate0")
+    assert "COMPLETE" in world.run("servera", "gmirror", "status").stdout
+    pid = world.state()["ggated"]["serverb"]["pid"]
+    with open(f"/proc/{pid}/comm") as f:
+        assert f.read().strip() == "ggated"
+    os.kill(pid, 15)
+    waits.wait_for(lambda: "ggate0" not in world.run("servera", "gmirror", "status").stdout,
+                   10, "ggate0 dropped from the mirror")
+    assert world.run("servera", "gmirror", "status").stdout.splitlines()[1] == \
+        "mirror/m  DEGRADED  ada0 (ACTIVE)"
+
+
+def test_ggated_export_mounted_locally_is_a_violation(world, tmp_path):
+    """Invariant: ggated never serves an image its own node has mounted."""
+    require_root()
+    require_tool("mkfs.ext4")
+    image = world.image("sitesbackup.img", 16)
+    subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", image, str(mnt)], check=True)
+    try:
+        export(world, tmp_path, size_mb=16)
+        waits.wait_for(lambda: world.violations(), 10, "violation")
+        v = world.violations()[0]
+        assert v["kind"] == "ggated_export_mounted_locally" and str(mnt) in v["detail"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
