@@ -6,6 +6,8 @@ import itertools
 import os
 import textwrap
 
+import pytest
+
 from conftest import hahooks_env, run_hahooks
 
 _seq = itertools.count()
@@ -61,3 +63,20 @@ class SimCluster:
 
     def assert_no_violations(self) -> None:
         assert self.world.violations() == [], self.world.violations()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A fresh simulated world per test (import this fixture into the test module)."""
+    from hahooks.sim import World
+
+    w = World(str(tmp_path / "world"))
+    yield w
+    w.close()
+
+
+def layer(name: str, kind: str, **params) -> str:
+    """One [[resource]] table."""
+    from hahooks.drill.tomlout import dumps
+
+    return "\n" + dumps({"resource": [{"name": name, "kind": kind, **params}]})

@@ -85,29 +85,7 @@ def test_ggatec_list_plain_and_verbose():
 
 import os  # noqa: E402
 
-from replication_helpers import SimCluster, unique  # noqa: E402
-
-
-@pytest.fixture
-def world(tmp_path):
-    from hahooks.sim import World
-
-    w = World(str(tmp_path / "world"))
-    yield w
-    w.close()
-
-
-def layer(name: str, kind: str, **params) -> str:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return f'"{v}"'
-    return f'\n[[resource]]\nname = "{name}"\nkind = "{kind}"\n' + \
-        "".join(f"{k} = {value(v)}\n" for k, v in params.items())
+from replication_helpers import SimCluster, layer, unique, world  # noqa: E402,F401
 
 
 def md_units(c: SimCluster, node: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import require_root, require_tool
 from hahooks import parsers
-from replication_helpers import SimCluster, unique
+from replication_helpers import SimCluster, unique, world  # noqa: F401
 
 # -- parsers: the exact reference texts ----------------------------------------------------
 
@@ -93,15 +93,6 @@ def test_human_bytes_like_hastd(n, text):
 
 
 # -- through the CLI on the simulator ----------------------------------------------------
-
-@pytest.fixture
-def world(tmp_path):
-    from hahooks.sim import World
-
-    w = World(str(tmp_path / "world"))
-    yield w
-    w.close()
-
 
 def hast_stack(res, **params) -> str:
     names = res if isinstance(res, str) else "[" + ", ".join(f'"{r}"' for r in res) + "]"

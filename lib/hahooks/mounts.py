@@ -118,17 +118,36 @@ def device_number(device: str) -> int | None:
     return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
-def loop_backing_file(source: str) -> str | None:
-    """/dev/loopN -> the file it was set up from: mount(8) of a regular file (an image, a
-    simulated device) makes a loop device, and mountinfo then names the loop device."""
+LOOP_GET_STATUS64 = 0x4C05
+# struct loop_info64: lo_device, lo_inode, lo_rdevice, lo_offset, lo_sizelimit (u64 each),
+# lo_number, lo_encrypt_type, lo_encrypt_key_size, lo_flags (u32 each), names and keys
+_LOOP_INFO64 = "=QQQQQIIII64s64s32s2Q"
+
+
+def loop_backing(source: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file behind /dev/loopN. mount(8) of a regular file (an
+    image, a simulated device) makes a loop device, and mountinfo names the loop device.
+    By inode, not by /sys's backing_file name: mount reuses a loop device already set up
+    on the same inode under another name, and the name may be deleted."""
+    import fcntl
+    import struct
+
     name = os.path.basename(source)
     if not (source.startswith("/dev/") and name.startswith("loop")):
         return None
     try:
-        with open(f"/sys/block/{name}/loop/backing_file") as fh:
-            return fh.read().strip().removesuffix(" (deleted)")
+        fd = os.open(source, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        buf = bytearray(struct.calcsize(_LOOP_INFO64))
+        fcntl.ioctl(fd, LOOP_GET_STATUS64, buf)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    device, inode = struct.unpack(_LOOP_INFO64, bytes(buf))[:2]
+    return os.makedev(os.major(device), os.minor(device)), inode
 
 
 def same_device(mount: Mount, device: str) -> bool:
@@ -136,9 +155,13 @@ def same_device(mount: Mount, device: str) -> bool:
     if mount.source.startswith("/") and device.startswith("/"):
         if os.path.realpath(mount.source) == os.path.realpath(device):
             return True
-        backing = loop_backing_file(mount.source)
-        if backing is not None and os.path.realpath(backing) == os.path.realpath(device):
-            return True
+        backing = loop_backing(mount.source)
+        if backing is not None:
+            try:
+                st = os.stat(device)
+            except OSError:
+                return False
+            return backing == (st.st_dev, st.st_ino)
         rdev = device_number(device)
         return rdev is not None and rdev == mount.dev
     return mount.source == device

@@ -4,11 +4,12 @@ of an imported pool) before a release pulls it away (freebsd-tools.md §7.8: `ha
 secondary` destroys /dev/hast/X even when it is mounted)."""
 from __future__ import annotations
 
+import glob
 import logging
 import os
 
 from hahooks import mounts as mount_table, parsers
-from hahooks.errors import HahooksError, Refused
+from hahooks.errors import HahooksError, Refused, WaitTimeout
 
 log = logging.getLogger("hahooks.kinds")
 
@@ -47,9 +48,11 @@ def _vdev_is(name: str, device: str) -> bool:
 
 
 def users_of(ctx, devices: list[str]) -> list[str]:
-    """Why any of `devices` is still in use: "<dev> mounted at <dir>", "<dev> in pool <p>"."""
+    """Why any of `devices` is still in use: "<dev> is mounted at <dir>", "<dev> is a vdev
+    of imported pool <p>", "<dev> is attached to /dev/loopN"."""
     reasons = []
-    for m in mounts(ctx):
+    table = mounts(ctx)
+    for m in table:
         for dev in devices:
             if mount_table.same_device(m, dev):
                 reasons.append(f"{dev} is mounted at {m.mountpoint}")
@@ -57,15 +60,45 @@ def users_of(ctx, devices: list[str]) -> list[str]:
         for dev in devices:
             if any(_vdev_is(n, dev) for n in names):
                 reasons.append(f"{dev} is a vdev of imported pool {pool}")
-    return reasons
+    return reasons + _loop_users(devices, {m.source for m in table})
+
+
+LOOP_ATTACHED = " is attached to /dev/loop"
+LOOP_SETTLE = 5.0   # a loop device made by mount(8) detaches itself shortly after umount
+
+
+def _loop_users(devices: list[str], mounted: set[str]) -> list[str]:
+    """Linux only: loop devices set up on one of `devices` (by inode) and not mounted."""
+    idents = {}
+    for dev in devices:
+        try:
+            st = os.stat(dev)
+        except OSError:
+            continue
+        idents[(st.st_dev, st.st_ino)] = dev
+    found = []
+    for entry in glob.glob("/sys/block/loop*/loop") if idents else ():
+        loop = "/dev/" + entry.split("/")[3]
+        if loop not in mounted and mount_table.loop_backing(loop) in idents:
+            found.append(f"{idents[mount_table.loop_backing(loop)]}{LOOP_ATTACHED}"
+                         f"{loop.removeprefix('/dev/loop')}")
+    return found
 
 
 def refuse_if_used(ctx, devices: list[str], action: str) -> None:
     """Refuse `action` while a layer above still uses one of `devices` (the engine releases
-    top-down; this double-check protects against a stack edited or a manual mount)."""
+    top-down; this double-check protects against a stack edited or a manual mount). A loop
+    device left by an unmount gets LOOP_SETTLE seconds to detach itself."""
     if ctx.dry_run:
         return
     reasons = users_of(ctx, devices)
+    if reasons and all(LOOP_ATTACHED in r for r in reasons):
+        try:
+            ctx.wait_for(lambda: not users_of(ctx, devices), "loop devices to detach",
+                         timeout=LOOP_SETTLE)
+            return
+        except WaitTimeout:
+            reasons = users_of(ctx, devices)
     if reasons:
         raise Refused(f"refusing to {action}: " + "; ".join(reasons) +
                       " (release the layers above first)")
