@@ -249,3 +249,45 @@ def test_toml_writer_round_trips():
         assert tomllib.loads(tomlout.dumps(data)) == data
 
     check()
+
+
+# -- a flip during a long wait (found by the flap storm) -------------------------------------
+def test_a_flip_ends_a_waiting_transition_without_fencing(tmp_path):
+    """nodeb is told master while nodea is primary: its hast layer waits (up to 30 s) for
+    nodea to leave primary and would then fence nodea. CARP flips back before that: the
+    wait must end at once and the stale transition must never power off the peer."""
+    from hahooks.sim import World
+    from replication_helpers import SimCluster, unique
+
+    world = World(str(tmp_path / "world"))
+    try:
+        r = unique("dr")
+        world.add_hast(r, size_mb=8, primary="nodea")
+        c = SimCluster(tmp_path, world)
+        marker = tmp_path / "fenced"
+        c.write("nodeb", f"""
+[[resource]]
+name = "disks"
+kind = "hast"
+resources = ["{r}"]
+secondary_wait = "30s"
+""", f'fence = ["touch", "{marker}"]\n')
+        c.hh("nodeb", "master", "--detach", check=0)
+        log = tmp_path / "nodeb.jsonl"
+
+        def waiting():
+            return log.exists() and any('"event": "decision"' in line and '"disks"' in line
+                                        for line in log.read_text().splitlines())
+        from hahooks import waits
+        waits.wait_for(waiting, 30, "nodeb's hast layer to start waiting")
+        p = c.hh("nodeb", "slave")            # the flip: waits for the lock, then converges
+        assert p.returncode == 0, p.stderr
+        text = log.read_text()
+        assert "superseded" in text
+        assert not marker.exists(), "a stale transition fenced the peer"
+        assert world.hast_role(r, "nodea") == "primary"
+        assert world.hast_role(r, "nodeb") == "secondary"
+        assert not any(a[1:3] == ["role", "primary"] for a in c.commands("nodeb", "hastctl"))
+        c.assert_no_violations()
+    finally:
+        world.close()

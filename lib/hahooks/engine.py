@@ -80,7 +80,8 @@ class Engine:
         spec = self.config.resources[index]
         ctx = Context(runner=self.runner, node=self.config.node, config=self.config,
                       below=self.config.resources[:index],
-                      deadline=waits.Deadline(spec.timeout), fencer=self.fence)
+                      deadline=waits.Deadline(spec.timeout), fencer=self.fence,
+                      superseded=self.superseded)
         return kinds.get(spec.kind)(spec, ctx)
 
     def observe(self) -> list[tuple[ResourceSpec, Observation]]:
@@ -149,6 +150,8 @@ class Engine:
             res = self.resource(i)
             try:
                 self._step(res, "master", outcome)
+            except Superseded:       # a wait ended by a newer desire: the next one converges
+                raise
             except Exception as exc:  # a bug in a kind too: never leave half a stack
                 reason = _reason(exc)
                 log.error("acquire of %s failed: %s", res.name, reason,
@@ -165,6 +168,8 @@ class Engine:
             res = self.resource(i)
             try:
                 self._step(res, "slave", outcome)
+            except Superseded:
+                raise
             except Exception as exc:
                 log.critical("release of %s failed: %s; lower layers left as they are so "
                              "nothing is pulled from under it", res.name, _reason(exc),
@@ -248,6 +253,11 @@ class Engine:
         succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
         if self.fenced is not None:
             return self.fenced
+        if self.superseded():
+            # a stale transition (the desire flipped meanwhile) never powers off the peer
+            log.warning("not fencing (%s): a newer request with the other role arrived", why,
+                        extra={"event": "fence"})
+            return False
         argv = self.config.node.fence
         if not argv:
             log.warning("forced step wanted (%s) but no [node] fence command is configured",

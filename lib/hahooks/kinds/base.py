@@ -61,6 +61,8 @@ class Context:
     below: list["ResourceSpec"] = dataclasses.field(default_factory=list)  # layers under this one
     deadline: waits.Deadline = dataclasses.field(default_factory=lambda: waits.Deadline(60))
     fencer: Callable[[str], bool] | None = None   # engine-provided: runs node.fence once
+    # engine-provided: True once a newer desire with the other role arrived
+    superseded: Callable[[], bool] | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -83,7 +85,17 @@ class Context:
             return True
         limit = self.deadline.remaining() if timeout is None else min(timeout,
                                                                       self.deadline.remaining())
-        return waits.wait_for(predicate, limit, what)
+        if self.superseded is None:
+            return waits.wait_for(predicate, limit, what)
+
+        def check():
+            # A long wait (the peer leaving primary, a device) ends as soon as the desire
+            # flips: a CARP flap must not leave a stale transition waiting, then fencing.
+            if self.superseded():
+                from hahooks.errors import Superseded
+                raise Superseded()
+            return predicate()
+        return waits.wait_for(check, limit, what)
 
     def fence_peer(self, why: str) -> bool:
         """Before a forced step the peer may still be alive for (forced import, primary while
