@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable
 
 READY_TIMEOUT = 10.0
 POLL = 0.002
 
 
-def spawn(store, node: str, name: str, serve: Callable[[], None]) -> bool:
+def spawn(store, node: str, name: str, serve) -> bool:
     os.makedirs(store.node_dir(node, "run"), exist_ok=True)
     fifo = store.fifo(node, name)
     try:

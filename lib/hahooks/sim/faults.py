@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import fnmatch
 import json
 import os
 import signal
@@ -27,6 +26,8 @@ def _path(root: str, name: str = FAULTS) -> str:
 
 
 def load(root: str) -> dict:
+    if not os.path.exists(_path(root)):
+        return {"rules": [], "latency": []}
     try:
         with open(_path(root)) as f:
             return json.load(f)
@@ -52,6 +53,7 @@ def editing(root: str):
 def _matches(rule: dict, cmdline: str, node: str) -> bool:
     if rule.get("node") not in (None, node):
         return False
+    import fnmatch   # only when rules exist: most commands of a benchmark have none
     return fnmatch.fnmatchcase(cmdline, rule["pattern"])
 
 

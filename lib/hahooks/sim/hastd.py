@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -81,7 +80,7 @@ class Daemon:
     def __init__(self, store: Store, node: str):
         self.store = store
         self.node = node
-        self.workers: dict[str, tuple[str, subprocess.Popen, int]] = {}  # name -> role, proc, gen
+        self.workers: dict[str, tuple] = {}  # name -> (role, Popen, gen)  # name -> role, proc, gen
         self.hung: set[tuple[str, int]] = set()   # (name, gen) whose worker never finishes
         self.quit = False
 
@@ -171,6 +170,8 @@ class Daemon:
                 r["role"][self.node] = "init"
                 r["gen"][self.node] = gen + 1
                 return
+        import subprocess   # only the daemon needs it: hastctl start-up stays cheap
+
         proc = subprocess.Popen([title], executable="/bin/sh", stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 close_fds=True)

@@ -22,6 +22,7 @@ TOOLS = {
     "drbdadm": "hahooks.sim.drbd",
     "drbdsetup": "hahooks.sim.drbd",
     "sysctl": "hahooks.sim.sysctl",
+    "jot": "hahooks.sim.jot",
 }
 
 EX_CONFIG = 78

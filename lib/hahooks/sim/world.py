@@ -22,7 +22,7 @@ from hahooks.sim.state import (COMMANDS, VIOLATIONS, Store, link_device, make_im
                                node_state, unlink_device)
 
 TOOLS = ("hastctl", "hastd", "gmirror", "ggatec", "ggated", "mdconfig", "drbdadm",
-         "drbdsetup", "sysctl")
+         "drbdsetup", "sysctl", "jot")
 LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCHER = """#!{python} -S
 # hahooks simulator launcher: runs the simulated {tool} (see docs/simulator.md)
