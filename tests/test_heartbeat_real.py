@@ -3,9 +3,9 @@ network, mount, UTS **and PID** namespace, with stubs over systemctl (= /sbin/re
 pgrep (= pkill): Heartbeat's failed-stop path runs `pkill -9 heartbeat` and `reboot -nf`
 (lab-recipes.md §3), which must never reach this machine.
 
-haresources: `nodea hahooks::/etc/ha.d/hahooks.toml` — the shipped
-heartbeat-resource.d/hahooks script, which finds `hahooks` through the PATH it extends
-(/usr/local/sbin is this checkout's command inside the nodes). Stack on each node: lease on
+haresources: `nodea hahooks::/etc/ha.d/hahooks.toml`, as `hahooks render` prints it, runs
+the shipped heartbeat-resource.d/hahooks script, which finds `hahooks` through the PATH it
+extends (/usr/local/sbin is this checkout's command inside the nodes). Stack on each node: lease on
 shared storage (kernel-held flock) -> ext4 on a loop device of a shared image -> data
 (ownership marker + timestamped hold log on shared storage).
 
@@ -23,7 +23,7 @@ import os
 import shutil
 import signal
 
-from conftest import ROOT, require, require_root, require_tool
+from conftest import ROOT, require, require_root, require_tool, run_hahooks
 from hahooks import waits
 import pair_support as ps
 
@@ -62,12 +62,18 @@ def ha_dirs(lab: "ps.PairLab", name: str) -> dict[str, str]:
     with open(os.path.join(had, "authkeys"), "w") as fh:
         fh.write("auth 1\n1 sha1 hahooks-lab\n")
     os.chmod(os.path.join(had, "authkeys"), 0o600)
-    with open(os.path.join(had, "haresources"), "w") as fh:
-        fh.write(f"nodea hahooks::{CONFIG_IN_NODE}\n")
     for script in ("hahooks", "hahooks-mount", "hahooks-import-pool"):
         shutil.copy2(os.path.join(ROOT, "heartbeat-resource.d", script),
                      os.path.join(had, "resource.d", script))
     return {"/etc/ha.d": had, "/var/lib/heartbeat": varlib}
+
+
+def haresources_line(config: str) -> str:
+    out = run_hahooks("render", "--only", "heartbeat", "-c", config, "--config-path",
+                      CONFIG_IN_NODE, check=0).stdout
+    lines = [x for x in out.splitlines() if x.strip() and not x.startswith("#")]
+    assert len(lines) == 1, out
+    return lines[0]
 
 
 def start_heartbeat(lab: "ps.PairLab", name: str) -> None:
@@ -82,9 +88,15 @@ def start_heartbeat(lab: "ps.PairLab", name: str) -> None:
 
 
 def master_control(lab: "ps.PairLab", name: str) -> int:
+    """The master control process (its children briefly carry the same title after fork)."""
     pids = lab.node_pids_matching(name, "master control process")
-    assert len(pids) == 1, pids
-    return pids[0]
+
+    def parent(pid):
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    roots = [p for p in pids if parent(p) not in pids]
+    assert len(roots) == 1, pids
+    return roots[0]
 
 
 def calls(lab, name: str, after: float = 0.0) -> list[list[str]]:
@@ -102,6 +114,12 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
             binds = ha_dirs(lab, name)
             lab.add_node(name, ip, lease=True, binds=binds, heartbeat=True,
                          config_path=os.path.join(binds["/etc/ha.d"], "hahooks.toml"))
+        # haresources, identical on both nodes, is what `hahooks render` prints for nodea
+        line = haresources_line(lab.nodes["nodea"]["config"])
+        assert line == f"nodea hahooks::{CONFIG_IN_NODE}"
+        for name in NODES:
+            with open(os.path.join(lab.workdir(name), "ha.d", "haresources"), "w") as fh:
+                fh.write(line + "\n")
         # the safety net is in place: what Heartbeat's failed-stop path runs hits the stubs
         for argv in (["/sbin/reboot", "-nf"], ["pkill", "-9", "heartbeat"]):
             assert lab.run("nodea", argv).returncode == 1

@@ -1,5 +1,6 @@
 """The real keepalived (2.2.7) as a two-node VRRP cluster in network namespaces, calling
-`hahooks keepalived-notify` through the generic `notify` line of examples/keepalived.conf.
+`hahooks keepalived-notify -c CONFIG` through the generic `notify` line of the vrrp_instance
+`hahooks render` prints for each node's config.
 
 Stack on each node: lease on shared storage (kernel-held flock: gone with its node, held
 while it lives; acquire waits up to 10 s for the peer) -> ext4 on a loop device of a shared
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import require_root, require_tool
+from conftest import require_root, require_tool, run_hahooks
 import pair_support as ps
 
 SUBNET = "10.99.32.0/24"
@@ -23,30 +24,30 @@ VIP = "10.99.32.100"
 NODES = {"nodea": ("10.99.32.1", 200), "nodeb": ("10.99.32.2", 100)}
 
 
-def keepalived_conf(path: str, name: str, prio: int, hahooks: str) -> str:
+def keepalived_conf(path: str, name: str, config: str, hahooks: str) -> str:
+    """global_defs plus the vrrp_instance `hahooks render --only keepalived` prints for the
+    node's config (its [wiring]: instance, interface, vhid, priority, vip)."""
+    out = run_hahooks("render", "--only", "keepalived", "-c", config, "--hahooks", hahooks,
+                      check=0).stdout
+    assert f'notify "{hahooks} keepalived-notify -c {config}"' in out, out
     with open(path, "w") as fh:
         fh.write(f"""global_defs {{
     router_id {name}
     script_user root
     enable_script_security
 }}
-vrrp_instance VI_1 {{
-    state BACKUP
-    interface eth0
-    virtual_router_id 52
-    priority {prio}
-    advert_int 1
-    authentication {{
-        auth_type PASS
-        auth_pass hhka
-    }}
-    virtual_ipaddress {{
-        {VIP}/24 dev eth0
-    }}
-    notify "{hahooks} keepalived-notify"
-}}
-""")
+""" + out)
     return path
+
+
+def wiring(prio: int) -> str:
+    return f"""[wiring]
+instance = "VI_1"
+interface = "eth0"
+vhid = 52
+priority = {prio}
+vip = "{VIP}/24"
+"""
 
 
 def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
@@ -54,12 +55,12 @@ def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
     require_tool("keepalived", "ip", "losetup", "mkfs.ext4")
     with ps.PairLab("hhka", SUBNET, shared_fs=True) as lab:
         for name, (ip, prio) in NODES.items():
-            lab.add_node(name, ip, wiring='[wiring]\ninstance = "VI_1"\n', lease=True)
+            lab.add_node(name, ip, wiring=wiring(prio), lease=True)
 
         def start(name):
             d = lab.workdir(name)
             conf = keepalived_conf(os.path.join(d, "keepalived.conf"), name,
-                                   NODES[name][1], lab.hahooks)
+                                   lab.nodes[name]["config"], lab.hahooks)
             # -n: stay in the foreground; pid files in the node's own /run (a stale one
             # surviving a crash would make keepalived say "daemon is already running")
             return lab.start_daemon(name, ["keepalived", "-n", "-l", "-D", "-P", "-f", conf,

@@ -294,6 +294,7 @@ def test_heartbeat_resource_script_start_status_stop(tmp_path, write_config):
     assert call(cfg, "stop").returncode == 0
     proc = call(cfg, "status")
     assert proc.stdout == "stopped\n" and heartbeat_reads(proc.stdout) == "not running"
+    assert proc.returncode == 7
     assert call(cfg, "start").returncode == 0
     assert (tmp_path / "lower").exists() and (tmp_path / "running-OK").exists()
     proc = call(cfg, "status")

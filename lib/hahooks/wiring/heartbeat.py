@@ -29,9 +29,9 @@ from hahooks.wiring import hook
 
 ACTIONS = ("start", "stop", "status")
 RUNNING, STOPPED = "running", "stopped"
-# LSB init-script status codes, which ResourceManager documents for resource scripts
-# (it ignores them: only the text counts).
-STATUS_CODE = {RUNNING: 0, STOPPED: 3}
+# ResourceManager ignores the exit code (only the text counts); these are the project's
+# (OCF) numbers, as `hahooks mount|import-pool status` use.
+STATUS_CODE = {RUNNING: ExitCode.OK, STOPPED: ExitCode.NOT_RUNNING}
 
 
 def register(sub, common) -> None:
@@ -137,4 +137,4 @@ def run_status(args) -> int:
     hook.log_call("heartbeat", list(args.words), f"{word} ({why})")
     print(word)
     print(f"hahooks: heartbeat status: {word}: {why}", file=sys.stderr)
-    return STATUS_CODE[word]
+    return int(STATUS_CODE[word])

@@ -33,10 +33,11 @@ def load(args):
 
 
 def log_call(caller: str, argv: list[str], decision: str) -> None:
-    """One record per daemon call: the issue asks for the argv each daemon really passed."""
+    """One record per daemon call: `argv` is the daemon's part as parsed, `raw_argv` the
+    command line exactly as received (with any options written in the daemon's config)."""
     log.info("%s called us with %s -> %s", caller, argv, decision,
              extra={"event": "hook", "caller": caller, "argv": list(argv),
-                    "decision": decision})
+                    "raw_argv": sys.argv[1:], "decision": decision})
 
 
 def request(cfg, args, role: str, *, caller: str, argv: list[str]) -> int:
