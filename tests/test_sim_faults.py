@@ -237,3 +237,37 @@ def test_sysctl_carp_reference_6(world):
     r = s("net.inet.carp.nosuch=1")
     assert (r.returncode, r.stderr) == (1, "sysctl: unknown oid 'net.inet.carp.nosuch'\n")
     assert world.run("nodeb", "sysctl", "-n", "net.inet.carp.preempt").stdout == "0\n"
+
+
+# -- namespaces (the drill's nodes) --------------------------------------------------------
+def test_worker_lives_in_the_node_pid_namespace(tmp_path):
+    """The drill runs each node's hastd inside that node's PID namespace: the secondary
+    worker must appear there (where the node's hooks look), not where the peer's command ran."""
+    require_root()
+    require_tool("unshare")
+    w = make_world(tmp_path)
+    w.autostart = False
+    name = unique(w, "ns")
+    w.add_hast(name, roles={"nodea": "secondary", "nodeb": "secondary"})
+    node = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                             "sh", "-c", "hastd && exec sleep 600"], env=w.node_env("nodea"))
+    try:
+        waits.wait_for(lambda: w.store.alive("nodea", "hastd"), 10, "hastd in the namespace")
+        assert w.run("nodeb", "hastctl", "role", "primary", name).returncode == 0
+        title = f"hastd: {name} (secondary)"
+        waits.wait_for(lambda: title in titles(), 10, "secondary worker")
+        pid = next(p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == title)
+        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    finally:
+        node.kill()            # --kill-child: the namespace's init dies, so does the node
+        node.wait()
+        w.close()
+    waits.wait_for(lambda: f"hastd: {name} (secondary)" not in titles(), 10, "node gone")
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().rstrip(b"\0").replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

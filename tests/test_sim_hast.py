@@ -9,15 +9,12 @@ import pytest
 from hahooks import waits
 from test_sim_support import make_world, titles
 
-REF = "freebsd-tools.md"
-
 
 @pytest.fixture
 def world(tmp_path):
     w = make_world(tmp_path, nodea="10.0.0.1", nodeb="10.0.0.2")
     yield w
     w.close()
-
 
 
 def test_status_format_matches_reference_2_hastctl_status(world):
