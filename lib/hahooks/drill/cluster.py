@@ -44,6 +44,12 @@ class Result:
         return text[-1] if text else f"exit {self.returncode}"
 
 
+def _text(data) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
 def _heartbeat_running(stdout: str) -> bool:
     """Heartbeat's own reading of status output (linux-ha.md §4)."""
     import re
@@ -135,7 +141,7 @@ class Cluster:
             self.handles[node] = self._new_node(node)
             self.timeline.logs[node] = place.log_file
         self.client = self.lab.node("client", ip=self.ips["client"], net=self.net,
-                                    zfs=False, stubs=True)
+                                    stubs=True)
         self.desk = fence.FenceDesk(os.path.join(self.workdir, "fence"), NODES,
                                     self._fence_crash, self.is_up,
                                     on_event=lambda n, t: self.mark(t, n)).start()
@@ -206,11 +212,17 @@ class Cluster:
     def run(self, node: str, argv, timeout: float = 120, input: str | None = None) -> Result:
         if node in self.down:
             raise DrillError(f"{node} is down")
+        import subprocess
+
         handle = self.client if node == "client" else self.handles[node]
         started = time.monotonic()
-        proc = handle.run([str(a) for a in argv], env=self.env(node if node != "client"
-                                                                 else NODES[0]),
-                          timeout=timeout, input=input)
+        try:
+            proc = handle.run([str(a) for a in argv], check=False, timeout=timeout,
+                              env=self.env(node if node != "client" else NODES[0]),
+                              input=input)
+        except subprocess.TimeoutExpired as exc:
+            return Result(argv, 124, _text(exc.stdout), _text(exc.stderr) +
+                          f"\ntimed out after {timeout:g}s", time.monotonic() - started)
         return Result(argv, proc.returncode, proc.stdout or "", proc.stderr or "",
                       time.monotonic() - started)
 
@@ -231,6 +243,7 @@ class Cluster:
         argv = calls[-1]
         if not quiet:
             shown = argv[-1] if argv[0] == "sh" else " ".join(argv)
+            shown = shown.replace(self.workdir + "/", "")   # paths relative to the sandbox
             self.mark(f"{self.sc.wiring} {state}: {shown}", node, event=state)
         with self._queues[node]:
             for call in calls:
@@ -338,7 +351,7 @@ class Cluster:
         """Power the node on again: new namespaces, zfs-fuse, hastd in init (sim)."""
         if node not in self.down:
             return
-        self.handles[node] = self._new_node(node)
+        self.handles[node] = self._new_node(node)     # booting the same name = a reboot
         self.down.discard(node)
         self.world.restart(node)
         stacks.after_boot(self, node)
@@ -370,12 +383,14 @@ class Cluster:
         if self.keep and self.lab is not None:
             if self.desk:
                 self.desk.stop()
-            lines = ["sandbox kept (--keep):"]
+            lines = ["sandbox kept (--keep): the nodes run on after this command ends"]
             for node, h in self.handles.items():
-                lines.append(f"  enter {node}: {getattr(h, 'enter_hint', lambda: '')()}")
+                lines.append(f"  enter {node}: {h.enter_hint()}")
+            lines.append(f"  as a node's hahooks sees it: hahooks status -c "
+                         f"{self.places[NODES[0]].config_path}  (inside the node)")
             lines.append(f"  files: {self.workdir}")
-            lines.append(f"  tear down: hahooks-sandbox cleanup {self.workdir}  "
-                         "(or kill the node PIDs and `ip netns del` the namespaces)")
+            teardown = self.lab.release()
+            lines.append(f"  tear down: {teardown} && rm -rf {self.workdir}")
             return "\n".join(lines)
         errors = []
         if self.desk:

@@ -69,8 +69,8 @@ def provision(cluster) -> None:
     then leave both nodes as slaves (nothing held)."""
     a, b = cluster.nodes
     for node in cluster.nodes:
+        cluster._write_config(node)       # the simulated names and paths come from it
         cluster.service.prepare(cluster, node)
-        cluster._write_config(node)       # provisional: the simulated names come from it
     stack = layers(cluster, a)
     for layer in stack:
         if layer["kind"] == "hast":
