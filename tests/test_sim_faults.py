@@ -76,6 +76,24 @@ def test_inject_hang_until_killed(world):
     assert rec["hang"] is True and rec["fault"] == rule
 
 
+def test_faults_before_applies_rules_for_shims(world):
+    """faults.before() is what the drill's shims over real tools call: it exits with the
+    injected failure itself, or returns when the command may run."""
+    world.add_node("nodea")
+    world.inject("zpool import*", fail=1, stderr="cannot import 'tank': no such pool\n",
+                 node="nodea")
+    code = ("import sys; from hahooks.sim import faults; "
+            "faults.before(sys.argv[1], sys.argv[2], 'nodea'); print('ran')")
+    lib = os.path.dirname(os.path.dirname(__import__("hahooks").__file__))
+    env = {**os.environ, "PYTHONPATH": lib}
+    r = subprocess.run([sys.executable, "-c", code, world.root, "zpool import -f tank"],
+                       env=env, capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "cannot import 'tank': no such pool\n")
+    r = subprocess.run([sys.executable, "-c", code, world.root, "zpool export tank"],
+                       env=env, capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "ran\n")
+
+
 def test_latency_fixed_per_command(world):
     """set_latency(): every matching command sleeps first; the command log records it
     (benchmarks add these up for the critical path)."""

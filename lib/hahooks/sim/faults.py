@@ -102,6 +102,19 @@ class Outcome:
 
 
 def before(root: str, cmdline: str, node: str) -> Outcome:
+    """Apply the rules to one command (also used by the drill's shims over real tools):
+    sleep its latency, hang until killed, or print and exit with the injected failure.
+    Returns when the command should run; with an `apply=True` rule the caller runs it and
+    then calls emit_failure(outcome.rule)."""
+    outcome = decide(root, cmdline, node)
+    if outcome.hang:
+        hang()
+    if outcome.fail_before:
+        emit_failure(outcome.rule)
+    return outcome
+
+
+def decide(root: str, cmdline: str, node: str) -> Outcome:
     """Sleep the command's latency and pick the injected fault that applies, if any."""
     data = load(root)
     delay = latency_for(data, cmdline, node)

@@ -64,7 +64,7 @@ def run(tool: str, args: list[str] | None = None) -> None:
         sys.exit(EX_CONFIG)
     ctx = Ctx(tool, args, root, node)
     started = time.time()
-    outcome = faults.before(root, ctx.cmdline, node)
+    outcome = faults.decide(root, ctx.cmdline, node)
     record = {"node": node, "argv": [tool, *args], "start": started, "rc": None,
               "pid": os.getpid(), "latency": outcome.latency,
               "fault": outcome.rule["id"] if outcome.rule else None}
