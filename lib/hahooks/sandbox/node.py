@@ -1,0 +1,455 @@
+"""One simulated cluster node: network + mount + UTS + PID namespaces around a PID-1 holder.
+
+Why it is built this way (lab-recipes.md §0, §3, §4):
+* `ip netns exec NS unshare -m -u -p -f --mount-proc holder`: the holder is PID 1 of the
+  node, so killing it (or SIGKILLing every member) is pulling the power plug, and
+  heartbeat's reboot(2) fallback only ends this namespace.
+* Private /run (tmpfs: pid files, zfs_socket, zfs_lock, /run/heartbeat) and a private
+  /etc (an overlay whose upper layer is the node's own dir): /etc/hostid does not even
+  exist on this VM, and a node may write /etc without touching the host's. The hostid
+  file (4 bytes, little endian) is what makes zfs-fuse refuse another node's pool.
+* Everything is set up from outside with `nsenter` before anything runs in the node, and
+  commands run with `nsenter -t <holder> -m -u -p [-n]`: without -n a daemon would land
+  in the host's network namespace.
+* The stubs (a logging script bind-mounted over systemctl = reboot and pgrep = pkill) keep
+  heartbeat's failed-stop path (`pkill -9 heartbeat; reboot -nf`) inside the node.
+* nsenter forks for -p and does not pass signals on, so popen() returns a NodeProcess whose
+  send_signal() targets the process inside the node, and run() kills the whole process
+  group on a timeout.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+
+from hahooks import waits
+from hahooks.errors import WaitTimeout
+from hahooks.sandbox import nsproc
+from hahooks.sandbox.nsproc import SandboxError, host
+
+HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "holder.py")
+STUB_OVER = ("/usr/bin/systemctl", "/usr/bin/pgrep", "/usr/bin/pkill", "/sbin/reboot")
+HEARTBEAT_RUN_DIRS = ("/run/heartbeat/ccm", "/run/heartbeat/crm", "/run/heartbeat/dopd",
+                      "/run/heartbeat/rsctmp", "/run/resource-agents")
+PRIVATE_TREES = ("/run/", "/etc/")      # bind targets the node may create privately
+BOOT_TIMEOUT = 15.0
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                                      "/sbin:/bin")
+    if not found:
+        raise SandboxError(f"{name} is not installed (needed by the sandbox)")
+    return found
+
+
+class NodeCommandError(subprocess.CalledProcessError):
+    def __init__(self, node: str, proc: subprocess.CompletedProcess):
+        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        self.node = node
+
+    def __str__(self) -> str:
+        tail = ((self.stderr or self.stdout or "").strip().splitlines() or [""])[-1]
+        return (f"{self.node}: {' '.join(map(str, self.cmd))}: exit {self.returncode}"
+                + (f": {tail}" if tail else ""))
+
+
+class NodeProcess(subprocess.Popen):
+    """Popen of `nsenter ... -- argv`: signals go to the process inside the node."""
+    _inner: int | None = None
+
+    @property
+    def inner_pid(self) -> int | None:
+        """Global PID of the command inside the node (nsenter's child), None if it ended."""
+        if self._inner is None:
+            def child():
+                if self.poll() is not None:
+                    return -1
+                kids = nsproc.children(self.pid)
+                return kids[0] if kids else None
+            found = waits.wait_for(child, 5.0, "nsenter to start the command")
+            self._inner = None if found == -1 else found
+        return self._inner
+
+    def send_signal(self, sig: int) -> None:
+        self.poll()
+        if self.returncode is not None:
+            return
+        inner = self.inner_pid
+        if inner is None:
+            return
+        # nsenter has not been reaped (we are its parent), so its child is still ours
+        nsproc.signal_members([inner], sig, lambda p: nsproc.children(self.pid) == [p])
+
+
+class Node:
+    def __init__(self, lab, name: str, *, ip: str | None, net, hostid: int | None,
+                 zfs: bool, stubs: bool, binds: dict | None, env: dict | None,
+                 heartbeat: bool, run_dirs) -> None:
+        self.lab, self.name, self.ip, self.net = lab, name, ip, net
+        self.zfs, self.stubs, self.heartbeat = zfs, stubs, heartbeat
+        self.binds = dict(binds or {})
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.run_dirs = list(run_dirs or ())
+        if hostid is None and zfs:
+            hostid = lab.default_hostid(name)
+        if hostid is not None and not 0 < int(hostid) < 2 ** 32:
+            raise SandboxError(f"node {name}: hostid {hostid!r} must be 1..0xffffffff")
+        self.hostid = None if hostid is None else int(hostid)
+        self.netns = f"{lab.prefix}-{name}" if net is not None else None
+        self.dir = os.path.join(lab.workdir, "nodes", name)
+        self.stub_log = os.path.join(self.dir, "stub.log")
+        self.holder_pid: int | None = None
+        self._holder_start: int | None = None
+        self._launcher: subprocess.Popen | None = None
+        self._owner_w: int | None = None
+        self._pidns_fd: int | None = None
+        self._pidns: int | None = None
+        self._netns_ino: int | None = None
+        self._baseline: set[str] = set()
+        self._zfs_proc: NodeProcess | None = None
+
+    # -- boot --------------------------------------------------------------------------
+    def boot(self) -> "Node":
+        for sub in ("etc/upper", "etc/work", "var-lib-zfs", "log"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        self._write_etc()
+        if self.net is not None:
+            self.lab._add_netns(self.netns)
+            self._netns_ino = nsproc.ns_inode_of_path(f"/run/netns/{self.netns}")
+            self.net.attach(self.name, self.netns, self.ip)
+        self._launch()
+        self._setup()
+        self._baseline = {m[0] for m in self.mounts()}
+        return self
+
+    def _write_etc(self) -> None:
+        upper = os.path.join(self.dir, "etc", "upper")
+        with open(os.path.join(upper, "hostname"), "w") as fh:
+            fh.write(self.name + "\n")
+        if self.hostid is not None:
+            with open(os.path.join(upper, "hostid"), "wb") as fh:
+                fh.write(struct.pack("<I", self.hostid))
+        with open("/etc/hosts") as src, open(os.path.join(upper, "hosts"), "w") as fh:
+            fh.write(src.read() + f"{self.ip or '127.0.1.1'}\t{self.name}\n")
+
+    def _launch(self) -> None:
+        read_end, self._owner_w = os.pipe()
+        argv = [tool("ip"), "netns", "exec", self.netns] if self.netns else []
+        argv += [tool("unshare"), "-m", "-u", "-p", "-f", "--mount-proc",
+                 "--propagation", "private", sys.executable, "-I", "-S", HOLDER, str(read_end)]
+        log = open(os.path.join(self.dir, "log", "holder.log"), "ab")
+        try:
+            self._launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, pass_fds=(read_end,),
+                                              start_new_session=True)
+        finally:
+            os.close(read_end)
+            log.close()
+
+        def holder():
+            if self._launcher.poll() is not None:
+                raise SandboxError(f"node {self.name}: the namespace launcher exited "
+                                   f"{self._launcher.returncode}: {self._log_tail('holder.log')}")
+            for pid in nsproc.children(self._launcher.pid):
+                chain = nsproc.ns_pid_chain(pid)
+                if chain and chain[-1] == 1 and HOLDER.encode() in _cmdline(pid):
+                    return pid
+            return None
+        self.holder_pid = waits.wait_for(holder, BOOT_TIMEOUT, f"node {self.name} to start")
+        self._holder_start = nsproc.start_time(self.holder_pid)
+        self._pidns_fd = os.open(f"/proc/{self.holder_pid}/ns/pid", os.O_RDONLY)
+        self._pidns = os.fstat(self._pidns_fd).st_ino
+
+    def _setup(self) -> None:
+        d = self.dir
+        self._enter(["hostname", self.name])
+        self._enter(["mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev,size=64m",
+                     "tmpfs", "/run"])
+        dirs = ["/run/lock", "/run/user", *self.run_dirs]
+        if self.zfs:
+            dirs += ["/run/zfs", "/run/lock/zfs"]
+        if self.heartbeat:
+            dirs += list(HEARTBEAT_RUN_DIRS)
+        self._enter(["mkdir", "-p", *dirs])
+        self._enter(["mount", "-t", "overlay", "overlay", "-o",
+                     f"lowerdir=/etc,upperdir={d}/etc/upper,workdir={d}/etc/work", "/etc"])
+        if self.zfs:
+            self._enter(["mount", "--bind", f"{d}/var-lib-zfs", "/var/lib/zfs"])
+        for target, source in self.binds.items():
+            self._bind(str(source), str(target))
+        if self.stubs:
+            self._install_stubs()
+        if self.heartbeat:
+            self._enter(["chown", "-R", "hacluster:haclient", "/run/heartbeat"])
+            self._enter(["chmod", "750", "/run/heartbeat"])
+
+    def _bind(self, source: str, target: str) -> None:
+        if not os.path.isabs(target) or not os.path.isabs(source):
+            raise SandboxError(f"node {self.name}: bind {target} <- {source}: paths must "
+                               "be absolute")
+        if not os.path.exists(source):
+            raise SandboxError(f"node {self.name}: bind source {source} does not exist")
+        exists = self._enter(["test", "-e", target], check=False).returncode == 0
+        if not exists:
+            if not target.startswith(PRIVATE_TREES):
+                raise SandboxError(f"node {self.name}: bind target {target} does not exist "
+                                   "(only targets under /run or /etc are created, privately)")
+            if os.path.isdir(source):
+                self._enter(["mkdir", "-p", target])
+            else:
+                self._enter(["mkdir", "-p", os.path.dirname(target)])
+                self._enter(["touch", target])
+        self._enter(["mount", "--bind", source, target])
+
+    def _install_stubs(self) -> None:
+        stub = os.path.join(self.dir, "stub")
+        with open(stub, "w") as fh:
+            fh.write("#!/bin/sh\n# hahooks sandbox stub (over systemctl/reboot, pgrep/pkill):"
+                     " log the call, do nothing\n"
+                     f"echo \"$(date +%s.%N) $(hostname) $0 $*\" >> {shlex.quote(self.stub_log)}"
+                     "\nexit 1\n")
+        os.chmod(stub, 0o755)
+        open(self.stub_log, "a").close()
+        targets = []
+        for path in STUB_OVER:
+            real = os.path.realpath(path)
+            if os.path.isfile(real) and real not in targets:
+                targets.append(real)
+        for real in targets:
+            self._enter(["mount", "--bind", stub, real])
+
+    # -- running things ----------------------------------------------------------------
+    def _nsenter(self) -> list[str]:
+        if not self.alive:
+            raise SandboxError(f"node {self.name} is down")
+        return [tool("nsenter"), "-t", str(self.holder_pid), "-m", "-u", "-p"] + \
+            (["-n"] if self.netns else [])
+
+    def _enter(self, argv, check: bool = True) -> subprocess.CompletedProcess:
+        proc = host(self._nsenter() + ["--"] + list(argv), check=False)
+        if check and proc.returncode != 0:
+            raise SandboxError(f"node {self.name}: {' '.join(argv)}: exit {proc.returncode}: "
+                               f"{(proc.stderr or proc.stdout).strip()}")
+        return proc
+
+    def effective_env(self, env: dict | None) -> dict:
+        if env is None:
+            return {**os.environ, **self.env}
+        return {**self.env, **{str(k): str(v) for k, v in env.items()}}
+
+    def popen(self, argv, *, env: dict | None = None, cwd: str | None = None,
+              **kw) -> NodeProcess:
+        """Start argv inside the node (in its own session unless told otherwise)."""
+        kw.setdefault("start_new_session", True)
+        prefix = self._nsenter() + ([f"--wd={cwd}"] if cwd else [])
+        return NodeProcess(prefix + ["--"] + [str(a) for a in argv],
+                           env=self.effective_env(env), **kw)
+
+    def run(self, argv, check: bool = True, timeout: float = 60, env: dict | None = None,
+            input: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+        argv = [str(a) for a in argv]
+        p = self.popen(argv, env=env, cwd=cwd, text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE,
+                       stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(p)
+            out, err = p.communicate()
+            raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
+        except BaseException:              # Ctrl-C: leave nothing running in the node
+            _kill_group(p)
+            p.wait()
+            raise
+        proc = subprocess.CompletedProcess(argv, p.returncode, out, err)
+        if check and proc.returncode != 0:
+            raise NodeCommandError(self.name, proc)
+        return proc
+
+    def enter_hint(self) -> str:
+        return " ".join(self._nsenter() + ["--", "bash"]) if self.alive else "(down)"
+
+    # -- processes ---------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.holder_pid is not None and \
+            nsproc.same_process(self.holder_pid, self._holder_start)
+
+    def _is_member(self, pid: int) -> bool:
+        if self._launcher is not None and pid == self._launcher.pid:
+            return False                     # see pids()
+        if self._pidns is not None and nsproc.ns_inode(pid, "pid") == self._pidns:
+            return True
+        return self._netns_ino is not None and self.netns is not None and \
+            os.path.exists(f"/run/netns/{self.netns}") and \
+            nsproc.ns_inode(pid, "net") == self._netns_ino
+
+    def pids(self) -> list[int]:
+        """Global PIDs of every process in the node (its PID namespace, and anything that
+        entered its network namespace). The launcher (`unshare`, waiting for the node's
+        init in the host's PID namespace) is not one: it must outlive init to reap it, as
+        this machine's PID 1 does not reap orphans."""
+        return sorted(p for p in nsproc.all_pids() if p != os.getpid() and self._is_member(p))
+
+    def global_pid(self, ns_pid: int) -> int | None:
+        """The global PID for a PID read from a pid file inside the node."""
+        return nsproc.global_pid(ns_pid, self.pids())
+
+    def pids_named(self, comm: str) -> list[int]:
+        return [p for p in self.pids() if nsproc.comm(p) == comm]
+
+    def mounts(self) -> list[tuple[str, str, str]]:
+        """(mount id, mount point, fstype) of the node's mount namespace."""
+        out = []
+        try:
+            with open(f"/proc/{self.holder_pid}/mountinfo") as fh:
+                for line in fh:
+                    left, _, right = line.partition(" - ")
+                    f = left.split()
+                    out.append((f[0], _unescape(f[4]), right.split()[0]))
+        except (OSError, TypeError):
+            pass
+        return out
+
+    def stale_fuse_mounts(self) -> list[str]:
+        return [mp for mid, mp, fs in self.mounts()
+                if fs.startswith("fuse") and mid not in self._baseline]
+
+    def crash(self, keep_net: bool = False) -> None:
+        """Pull the power plug: SIGKILL every process of the node at once. Its FUSE mounts
+        are unmounted lazily and its mount namespace is gone when this returns; its
+        network namespace (with any VIP left on it) is deleted unless keep_net."""
+        mnt_fd = None
+        fuse = self.stale_fuse_mounts() if self.alive else []
+        if fuse:
+            mnt_fd = os.open(f"/proc/{self.holder_pid}/ns/mnt", os.O_RDONLY)
+        try:
+            nsproc.end_members(self.pids, self._is_member, grace=0)
+            for mp in fuse:
+                host([tool("nsenter"), f"--mount=/proc/{os.getpid()}/fd/{mnt_fd}", "--",
+                      "umount", "-l", mp], check=False)
+        finally:
+            if mnt_fd is not None:
+                os.close(mnt_fd)
+        self._down(keep_net)
+
+    def shutdown(self, grace: float = 3.0, keep_net: bool = False) -> None:
+        """Orderly power-off: TERM every process but init, KILL what is left after grace."""
+        nsproc.end_members(self.pids, self._is_member, grace=grace,
+                           spare=[self.holder_pid] if self.holder_pid else [])
+        self._down(keep_net)
+
+    def _down(self, keep_net: bool) -> None:
+        if self._launcher is not None:      # it reaps init, then exits by itself
+            try:
+                self._launcher.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._launcher.kill()
+                self._launcher.wait()
+        if self._zfs_proc is not None:
+            self._zfs_proc.poll()
+        for fd in (self._pidns_fd, self._owner_w):
+            if fd is not None:
+                os.close(fd)
+        self._pidns_fd = self._owner_w = self._pidns = None
+        if not keep_net and self.netns:
+            if self.net is not None:
+                self.net.detach(self.name)
+            self.lab._del_netns(self.netns)
+            self._netns_ino = None
+
+    def release_owner(self) -> None:
+        """Let the node outlive this process (Lab.release)."""
+        if self.alive:
+            os.kill(self.holder_pid, signal.SIGUSR1)
+
+    # -- zfs-fuse ----------------------------------------------------------------------
+    def start_zfs(self, timeout: float = 30) -> None:
+        """zfs-fuse --no-daemon --no-kstat-mount in the node; returns once `zpool list` works."""
+        if not self.zfs:
+            raise SandboxError(f"node {self.name}: made without zfs=True")
+        if self._zfs_proc is not None and self._zfs_proc.poll() is None:
+            return
+        self.unmount_stale_fuse()
+        log = open(os.path.join(self.dir, "log", "zfs-fuse.log"), "ab")
+        try:
+            self._zfs_proc = self.popen([tool("zfs-fuse"), "--no-daemon", "--no-kstat-mount"],
+                                        stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+
+        def ready():
+            if self._zfs_proc.poll() is not None:
+                raise SandboxError(f"node {self.name}: zfs-fuse exited "
+                                   f"{self._zfs_proc.returncode}: {self._log_tail('zfs-fuse.log')}")
+            return self.run([tool("zpool"), "list"], check=False, timeout=10).returncode == 0
+        waits.wait_for(ready, timeout, f"zfs-fuse on {self.name}", ceiling=0.1)
+
+    def stop_zfs(self, graceful: bool = True, timeout: float = 30) -> None:
+        """TERM (graceful) or KILL zfs-fuse, wait until it is gone, then lazily unmount the
+        FUSE mounts it leaves stale (else they answer ENOTCONN and block a restart)."""
+        pids = self.pids_named("zfs-fuse")
+        sig = signal.SIGTERM if graceful else signal.SIGKILL
+        nsproc.signal_members(pids, sig, self._is_member)
+
+        def gone():
+            return not [p for p in pids if not nsproc.zombie(p) and self._is_member(p)]
+        try:
+            waits.wait_for(gone, timeout, f"zfs-fuse on {self.name} to exit", ceiling=0.1)
+        except WaitTimeout:
+            nsproc.signal_members(pids, signal.SIGKILL, self._is_member)
+            waits.wait_for(gone, 10, f"zfs-fuse on {self.name} to die", ceiling=0.1)
+        if self._zfs_proc is not None:
+            self._zfs_proc.wait(timeout=10)
+            self._zfs_proc = None
+        self.unmount_stale_fuse()
+
+    def unmount_stale_fuse(self) -> None:
+        for mp in self.stale_fuse_mounts():
+            self._enter(["umount", "-l", mp], check=False)
+
+    def stub_calls(self) -> list[str]:
+        try:
+            with open(self.stub_log) as fh:
+                return fh.read().splitlines()
+        except OSError:
+            return []
+
+    def _log_tail(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.dir, "log", name), errors="replace") as fh:
+                lines = fh.read().strip().splitlines()
+            return lines[-1] if lines else "(no output)"
+        except OSError:
+            return "(no log)"
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} holder={self.holder_pid} {'up' if self.alive else 'down'}>"
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    """nsenter and the command inside share nsenter's process group (a new session);
+    nsenter is not reaped yet, so the group id cannot have been reused."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _unescape(path: str) -> str:
+    return path.encode().decode("unicode_escape") if "\\" in path else path
