@@ -11,6 +11,7 @@ import pytest
 from conftest import require_tool, run_hahooks
 from storage_helpers import (alive, fs_resource, http_get, is_mounted, lab, mounts,  # noqa: F401
                              pid_of, sh, toml_value)
+from zfs_helpers import zlab  # noqa: F401
 
 NGINX_CONF = """\
 user root;
@@ -114,3 +115,42 @@ def test_examples_are_valid(example, tmp_path):
     path.chmod(0o600)
     out = run_hahooks("check", "-c", path, check=0)
     assert "ok: node" in out.stdout
+
+
+def test_zpool_service_through_master_and_slave(zlab):
+    """A daemon serving files from a ZFS dataset, inside a sandbox node with its own
+    zfs-fuse: master imports then starts, slave stops then exports (plainly: nothing holds
+    the dataset any more), and the other node takes over after a clean handover."""
+    from storage_helpers import daemon_script
+    from zfs_helpers import POOL, hahooks_in, pools
+
+    a, b, mp = zlab["a"], zlab["b"], zlab["mp"]
+    run = zlab["tmp"] / "run"
+    run.mkdir()
+    daemon = daemon_script(str(zlab["tmp"] / "rc.d"), "st-zhttpd", f"{mp}/www", str(run))
+    a.run(["zpool", "import", "-d", zlab["dir"], POOL])
+    a.run(["sh", "-c", f"mkdir {mp}/www && echo 'from the pool' > {mp}/www/index.html"])
+    a.run(["zpool", "export", POOL])
+    configs = {}
+    for node in ("nodea", "nodeb"):
+        d = zlab["tmp"] / node
+        d.mkdir()
+        path = d / "hahooks.toml"
+        path.write_text(
+            f'[node]\nname = "{node}"\nstate_dir = "{d}/state"\nlog_file = "{d}/log.jsonl"\n'
+            f"syslog = false\n\n"
+            + table("pool", "zpool", pool=POOL, import_dirs=[zlab["dir"]]) + "\n"
+            + table("web", "service", manager="init.d", service="st-zhttpd",
+                    script_dir=os.path.dirname(daemon["script"]), pidfile=daemon["pidfile"]))
+        path.chmod(0o600)
+        configs[node] = str(path)
+    for node, other in ((a, b), (b, a)):
+        cfg = configs[node.name]
+        hahooks_in(node, "master", "-c", cfg, check=0)
+        assert pools(node) == {POOL: "ONLINE"} and pools(other) == {}
+        assert http_get(daemon["socket"], "/index.html") == (200, "from the pool\n")
+        status = hahooks_in(node, "status", "-c", cfg, check=0)
+        assert "master: all 2 layer(s) held" in status.stdout
+        out = hahooks_in(node, "slave", "-c", cfg, check=0)
+        assert pools(node) == {} and "sending TERM" not in out.stderr
+        assert not os.path.exists(daemon["pidfile"])

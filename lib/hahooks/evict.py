@@ -44,6 +44,8 @@ def release(ctx, *, what: str, attempt: Callable[[], "object"],
     first = attempt()
     if first.ok or gone():
         return
+    log.info("%s is busy (%s): looking for the processes holding it", what,
+             _tail(first) or f"exit {first.exit_code}")
     last = [first]
     remaining = ctx.deadline.remaining()
     budget = remaining - min(FORCE_RESERVE, remaining / 4) if force else remaining
@@ -51,8 +53,7 @@ def release(ctx, *, what: str, attempt: Callable[[], "object"],
     def round_() -> None:
         found = holders() if kill else {}
         if found:
-            listing = ", ".join(f"pid {p.pid} ({procs.title(p)[:60]}: {why})"
-                                for p, why in found.items())
+            listing = ", ".join(_who(p, why) for p, why in found.items())
             left = ctx.effect(f"stop {len(found)} process(es) holding {what}: {listing}",
                               lambda: procs.terminate_then_kill(
                                   list(found), min(grace, ctx.deadline.remaining(0.05))))
@@ -80,9 +81,13 @@ def release(ctx, *, what: str, attempt: Callable[[], "object"],
     raise Refused(f"could not release {what} within {ctx.deadline.seconds:g}s: "
                   f"{last[0].display()} exit {last[0].exit_code}"
                   + (f" ({detail})" if detail else "")
-                  + ("; still held by " + ", ".join(f"pid {p.pid} ({procs.title(p)[:60]}: {why})"
-                                                     for p, why in left.items()) if left else
+                  + ("; still held by " + ", ".join(_who(p, why) for p, why in left.items())
+                     if left else
                      "; no holder process found (this hook and its parents are never signalled)"))
+
+
+def _who(proc, why: str) -> str:
+    return f"pid {proc.pid} ({' '.join(procs.title(proc).split())[:60]}: {why})"
 
 
 def _tail(result) -> str:
