@@ -63,7 +63,9 @@ def test_inject_hang_until_killed(world):
     proc = subprocess.Popen(["hastctl", "role", "secondary", "r0"], env=world.node_env("nodea"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        waits.wait_for(lambda: world.fault_hits(rule) == 1, 10, "the hang to start")
+        waits.wait_for(lambda: any(c.get("hang") for c in world.commands("nodea")), 10,
+                       "the hang to start")      # logged right before it blocks
+        assert world.fault_hits(rule) == 1
         assert proc.poll() is None
         assert world.hast_role("r0", "nodea") == "primary"
     finally:
