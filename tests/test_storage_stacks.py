@@ -122,7 +122,7 @@ def test_zpool_service_through_master_and_slave(zlab):
     zfs-fuse: master imports then starts, slave stops then exports (plainly: nothing holds
     the dataset any more), and the other node takes over after a clean handover."""
     from storage_helpers import daemon_script
-    from zfs_helpers import POOL, hahooks_in, pools
+    from zfs_helpers import POOL, hahooks_in, node_config, pools
 
     a, b, mp = zlab["a"], zlab["b"], zlab["mp"]
     run = zlab["tmp"] / "run"
@@ -131,19 +131,12 @@ def test_zpool_service_through_master_and_slave(zlab):
     a.run(["zpool", "import", "-d", zlab["dir"], POOL])
     a.run(["sh", "-c", f"mkdir {mp}/www && echo 'from the pool' > {mp}/www/index.html"])
     a.run(["zpool", "export", POOL])
-    configs = {}
-    for node in ("nodea", "nodeb"):
-        d = zlab["tmp"] / node
-        d.mkdir()
-        path = d / "hahooks.toml"
-        path.write_text(
-            f'[node]\nname = "{node}"\nstate_dir = "{d}/state"\nlog_file = "{d}/log.jsonl"\n'
-            f"syslog = false\n\n"
-            + table("pool", "zpool", pool=POOL, import_dirs=[zlab["dir"]]) + "\n"
-            + table("web", "service", manager="init.d", service="st-zhttpd",
-                    script_dir=os.path.dirname(daemon["script"]), pidfile=daemon["pidfile"]))
-        path.chmod(0o600)
-        configs[node] = str(path)
+    configs = {node: node_config(
+        str(zlab["tmp"] / node), node,
+        table("pool", "zpool", pool=POOL, import_dirs=[zlab["dir"]]) + "\n"
+        + table("web", "service", manager="init.d", service="st-zhttpd",
+                script_dir=os.path.dirname(daemon["script"]), pidfile=daemon["pidfile"]))
+        for node in ("nodea", "nodeb")}
     for node, other in ((a, b), (b, a)):
         cfg = configs[node.name]
         hahooks_in(node, "master", "-c", cfg, check=0)

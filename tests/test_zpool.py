@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from storage_helpers import HOLD_FILE, HOLD_IGNORING_TERM, alive, toml_value
-from zfs_helpers import POOL, hahooks_in, mounted_in, pools, zlab  # noqa: F401
+from zfs_helpers import POOL, hahooks_in, mounted_in, node_config, pools, zlab  # noqa: F401
 
 from hahooks import config as config_mod
 from hahooks.kinds.base import Context
@@ -17,21 +17,10 @@ from hahooks.runner import Runner
 
 def pool_config(z, name: str, node_extra: str = "", **params) -> str:
     """A config (in the test's tmp dir, visible inside the nodes) with one zpool layer."""
-    d = z["tmp"] / name
-    d.mkdir()
-    path = d / "hahooks.toml"
     body = "\n".join(["[[resource]]", 'name = "pool"', 'kind = "zpool"', f'pool = "{POOL}"',
                       f"import_dirs = {toml_value([z['dir']])}",
-                      *(f"{k} = {toml_value(v)}" for k, v in params.items())])
-    path.write_text(textwrap.dedent(f"""\
-        [node]
-        name = "{name}"
-        state_dir = "{d}/state"
-        log_file = "{d}/hahooks.jsonl"
-        syslog = false
-        """) + textwrap.dedent(node_extra) + "\n" + body + "\n")
-    path.chmod(0o600)
-    return str(path)
+                      *(f"{k} = {toml_value(v)}" for k, v in params.items())]) + "\n"
+    return node_config(str(z["tmp"] / name), name, body, textwrap.dedent(node_extra))
 
 
 def test_import_export_idempotent_with_cachefile_none(zlab):

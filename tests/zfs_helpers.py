@@ -61,3 +61,16 @@ def pools(node) -> dict[str, str]:
 
 def mounted_in(node, path: str) -> bool:
     return any(mp == path for _, mp, _ in node.mounts())
+
+
+def node_config(directory, node: str, body: str, node_extra: str = "") -> str:
+    """A 0600 config for one node, with its own state dir and log in `directory` (two
+    nodes must never share a state dir: it holds the transition lock)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "hahooks.toml")
+    with open(path, "w") as fh:
+        fh.write(f'[node]\nname = "{node}"\nstate_dir = "{directory}/state"\n'
+                 f'log_file = "{directory}/hahooks.jsonl"\nsyslog = false\n'
+                 + node_extra + "\n" + body)
+    os.chmod(path, 0o600)
+    return path
