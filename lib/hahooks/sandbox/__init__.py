@@ -15,7 +15,8 @@ directly (argv lists, timeouts) instead of going through hahooks.runner.
 """
 from hahooks.sandbox.lab import Lab, list_loops, list_netns
 from hahooks.sandbox.net import Network
-from hahooks.sandbox.node import Node, NodeCommandError, NodeProcess
+from hahooks.sandbox.node import Node
+from hahooks.sandbox.nsproc import NodeCommandError, NodeProcess
 from hahooks.sandbox.nsproc import SandboxError
 
 __all__ = ["Lab", "Network", "Node", "NodeCommandError", "NodeProcess", "SandboxError",

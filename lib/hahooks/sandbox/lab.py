@@ -32,7 +32,8 @@ from hahooks import waits
 from hahooks.errors import WaitTimeout
 from hahooks.sandbox import nsproc
 from hahooks.sandbox.net import Network
-from hahooks.sandbox.node import Node, tool
+from hahooks.sandbox.node import Node
+from hahooks.sandbox.nsproc import tool
 from hahooks.sandbox.nsproc import SandboxError, host
 
 log = logging.getLogger("hahooks.sandbox")

@@ -4,15 +4,10 @@ Why it is built this way (lab-recipes.md §0, §3, §4):
 * `ip netns exec NS unshare -m -u -p -f --mount-proc holder`: the holder is PID 1 of the
   node, so killing it (or SIGKILLing every member) is pulling the power plug, and
   heartbeat's reboot(2) fallback only ends this namespace.
-* Private /run (tmpfs: pid files, zfs_socket, zfs_lock, /run/heartbeat) and a private
-  /etc (an overlay whose upper layer is the node's own dir): /etc/hostid does not even
-  exist on this VM, and a node may write /etc without touching the host's. The hostid
-  file (4 bytes, little endian) is what makes zfs-fuse refuse another node's pool.
-* Everything is set up from outside with `nsenter` before anything runs in the node, and
-  commands run with `nsenter -t <holder> -m -u -p [-n]`: without -n a daemon would land
-  in the host's network namespace.
-* The stubs (a logging script bind-mounted over systemctl = reboot and pgrep = pkill) keep
-  heartbeat's failed-stop path (`pkill -9 heartbeat; reboot -nf`) inside the node.
+* Its file system view (private /run and /etc, hostid, stubs, binds: rootfs.py) is set up
+  from outside with `nsenter` before anything runs in the node, and commands run with
+  `nsenter -t <holder> -m -u -p [-n]`: without -n a daemon would land in the host's
+  network namespace.
 * nsenter forks for -p and does not pass signals on, so popen() returns a NodeProcess whose
   send_signal() targets the process inside the node, and run() kills the whole process
   group on a timeout.
@@ -20,71 +15,18 @@ Why it is built this way (lab-recipes.md §0, §3, §4):
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import signal
-import struct
 import subprocess
 import sys
 
 from hahooks import waits
 from hahooks.errors import WaitTimeout
-from hahooks.sandbox import nsproc
-from hahooks.sandbox.nsproc import SandboxError, host
+from hahooks.sandbox import nsproc, rootfs
+from hahooks.sandbox.nsproc import (NodeCommandError, NodeProcess, SandboxError, host,
+                                     tool)
 
 HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "holder.py")
-STUB_OVER = ("/usr/bin/systemctl", "/usr/bin/pgrep", "/usr/bin/pkill", "/sbin/reboot")
-HEARTBEAT_RUN_DIRS = ("/run/heartbeat/ccm", "/run/heartbeat/crm", "/run/heartbeat/dopd",
-                      "/run/heartbeat/rsctmp", "/run/resource-agents")
-PRIVATE_TREES = ("/run/", "/etc/")      # bind targets the node may create privately
 BOOT_TIMEOUT = 15.0
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                                      "/sbin:/bin")
-    if not found:
-        raise SandboxError(f"{name} is not installed (needed by the sandbox)")
-    return found
-
-
-class NodeCommandError(subprocess.CalledProcessError):
-    def __init__(self, node: str, proc: subprocess.CompletedProcess):
-        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
-        self.node = node
-
-    def __str__(self) -> str:
-        tail = ((self.stderr or self.stdout or "").strip().splitlines() or [""])[-1]
-        return (f"{self.node}: {' '.join(map(str, self.cmd))}: exit {self.returncode}"
-                + (f": {tail}" if tail else ""))
-
-
-class NodeProcess(subprocess.Popen):
-    """Popen of `nsenter ... -- argv`: signals go to the process inside the node."""
-    _inner: int | None = None
-
-    @property
-    def inner_pid(self) -> int | None:
-        """Global PID of the command inside the node (nsenter's child), None if it ended."""
-        if self._inner is None:
-            def child():
-                if self.poll() is not None:
-                    return -1
-                kids = nsproc.children(self.pid)
-                return kids[0] if kids else None
-            found = waits.wait_for(child, 5.0, "nsenter to start the command")
-            self._inner = None if found == -1 else found
-        return self._inner
-
-    def send_signal(self, sig: int) -> None:
-        self.poll()
-        if self.returncode is not None:
-            return
-        inner = self.inner_pid
-        if inner is None:
-            return
-        # nsenter has not been reaped (we are its parent), so its child is still ours
-        nsproc.signal_members([inner], sig, lambda p: nsproc.children(self.pid) == [p])
 
 
 class Node:
@@ -118,25 +60,15 @@ class Node:
     def boot(self) -> "Node":
         for sub in ("etc/upper", "etc/work", "var-lib-zfs", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        self._write_etc()
+        rootfs.write_etc(self)
         if self.net is not None:
             self.lab._add_netns(self.netns)
             self._netns_ino = nsproc.ns_inode_of_path(f"/run/netns/{self.netns}")
             self.net.attach(self.name, self.netns, self.ip)
         self._launch()
-        self._setup()
+        rootfs.setup(self)
         self._baseline = {m[0] for m in self.mounts()}
         return self
-
-    def _write_etc(self) -> None:
-        upper = os.path.join(self.dir, "etc", "upper")
-        with open(os.path.join(upper, "hostname"), "w") as fh:
-            fh.write(self.name + "\n")
-        if self.hostid is not None:
-            with open(os.path.join(upper, "hostid"), "wb") as fh:
-                fh.write(struct.pack("<I", self.hostid))
-        with open("/etc/hosts") as src, open(os.path.join(upper, "hosts"), "w") as fh:
-            fh.write(src.read() + f"{self.ip or '127.0.1.1'}\t{self.name}\n")
 
     def _launch(self) -> None:
         read_end, self._owner_w = os.pipe()
@@ -158,71 +90,13 @@ class Node:
                                    f"{self._launcher.returncode}: {self._log_tail('holder.log')}")
             for pid in nsproc.children(self._launcher.pid):
                 chain = nsproc.ns_pid_chain(pid)
-                if chain and chain[-1] == 1 and HOLDER.encode() in _cmdline(pid):
+                if chain and chain[-1] == 1 and HOLDER.encode() in nsproc.cmdline(pid):
                     return pid
             return None
         self.holder_pid = waits.wait_for(holder, BOOT_TIMEOUT, f"node {self.name} to start")
         self._holder_start = nsproc.start_time(self.holder_pid)
         self._pidns_fd = os.open(f"/proc/{self.holder_pid}/ns/pid", os.O_RDONLY)
         self._pidns = os.fstat(self._pidns_fd).st_ino
-
-    def _setup(self) -> None:
-        d = self.dir
-        self._enter(["hostname", self.name])
-        self._enter(["mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev,size=64m",
-                     "tmpfs", "/run"])
-        dirs = ["/run/lock", "/run/user", *self.run_dirs]
-        if self.zfs:
-            dirs += ["/run/zfs", "/run/lock/zfs"]
-        if self.heartbeat:
-            dirs += list(HEARTBEAT_RUN_DIRS)
-        self._enter(["mkdir", "-p", *dirs])
-        self._enter(["mount", "-t", "overlay", "overlay", "-o",
-                     f"lowerdir=/etc,upperdir={d}/etc/upper,workdir={d}/etc/work", "/etc"])
-        if self.zfs:
-            self._enter(["mount", "--bind", f"{d}/var-lib-zfs", "/var/lib/zfs"])
-        for target, source in self.binds.items():
-            self._bind(str(source), str(target))
-        if self.stubs:
-            self._install_stubs()
-        if self.heartbeat:
-            self._enter(["chown", "-R", "hacluster:haclient", "/run/heartbeat"])
-            self._enter(["chmod", "750", "/run/heartbeat"])
-
-    def _bind(self, source: str, target: str) -> None:
-        if not os.path.isabs(target) or not os.path.isabs(source):
-            raise SandboxError(f"node {self.name}: bind {target} <- {source}: paths must "
-                               "be absolute")
-        if not os.path.exists(source):
-            raise SandboxError(f"node {self.name}: bind source {source} does not exist")
-        exists = self._enter(["test", "-e", target], check=False).returncode == 0
-        if not exists:
-            if not target.startswith(PRIVATE_TREES):
-                raise SandboxError(f"node {self.name}: bind target {target} does not exist "
-                                   "(only targets under /run or /etc are created, privately)")
-            if os.path.isdir(source):
-                self._enter(["mkdir", "-p", target])
-            else:
-                self._enter(["mkdir", "-p", os.path.dirname(target)])
-                self._enter(["touch", target])
-        self._enter(["mount", "--bind", source, target])
-
-    def _install_stubs(self) -> None:
-        stub = os.path.join(self.dir, "stub")
-        with open(stub, "w") as fh:
-            fh.write("#!/bin/sh\n# hahooks sandbox stub (over systemctl/reboot, pgrep/pkill):"
-                     " log the call, do nothing\n"
-                     f"echo \"$(date +%s.%N) $(hostname) $0 $*\" >> {shlex.quote(self.stub_log)}"
-                     "\nexit 1\n")
-        os.chmod(stub, 0o755)
-        open(self.stub_log, "a").close()
-        targets = []
-        for path in STUB_OVER:
-            real = os.path.realpath(path)
-            if os.path.isfile(real) and real not in targets:
-                targets.append(real)
-        for real in targets:
-            self._enter(["mount", "--bind", stub, real])
 
     # -- running things ----------------------------------------------------------------
     def _nsenter(self) -> list[str]:
@@ -231,7 +105,7 @@ class Node:
         return [tool("nsenter"), "-t", str(self.holder_pid), "-m", "-u", "-p"] + \
             (["-n"] if self.netns else [])
 
-    def _enter(self, argv, check: bool = True) -> subprocess.CompletedProcess:
+    def enter(self, argv, check: bool = True) -> subprocess.CompletedProcess:
         proc = host(self._nsenter() + ["--"] + list(argv), check=False)
         if check and proc.returncode != 0:
             raise SandboxError(f"node {self.name}: {' '.join(argv)}: exit {proc.returncode}: "
@@ -260,11 +134,11 @@ class Node:
         try:
             out, err = p.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(p)
+            nsproc.kill_group(p)
             out, err = p.communicate()
             raise subprocess.TimeoutExpired(argv, timeout, out, err) from None
         except BaseException:              # Ctrl-C: leave nothing running in the node
-            _kill_group(p)
+            nsproc.kill_group(p)
             p.wait()
             raise
         proc = subprocess.CompletedProcess(argv, p.returncode, out, err)
@@ -306,16 +180,7 @@ class Node:
 
     def mounts(self) -> list[tuple[str, str, str]]:
         """(mount id, mount point, fstype) of the node's mount namespace."""
-        out = []
-        try:
-            with open(f"/proc/{self.holder_pid}/mountinfo") as fh:
-                for line in fh:
-                    left, _, right = line.partition(" - ")
-                    f = left.split()
-                    out.append((f[0], _unescape(f[4]), right.split()[0]))
-        except (OSError, TypeError):
-            pass
-        return out
+        return rootfs.mounts(self.holder_pid) if self.alive else []
 
     def stale_fuse_mounts(self) -> list[str]:
         return [mp for mid, mp, fs in self.mounts()
@@ -413,7 +278,7 @@ class Node:
 
     def unmount_stale_fuse(self) -> None:
         for mp in self.stale_fuse_mounts():
-            self._enter(["umount", "-l", mp], check=False)
+            self.enter(["umount", "-l", mp], check=False)
 
     def stub_calls(self) -> list[str]:
         try:
@@ -432,24 +297,3 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} holder={self.holder_pid} {'up' if self.alive else 'down'}>"
-
-
-def _kill_group(p: subprocess.Popen) -> None:
-    """nsenter and the command inside share nsenter's process group (a new session);
-    nsenter is not reaped yet, so the group id cannot have been reused."""
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _unescape(path: str) -> str:
-    return path.encode().decode("unicode_escape") if "\\" in path else path

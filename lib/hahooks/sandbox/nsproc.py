@@ -13,6 +13,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from typing import Callable, Iterable
@@ -171,3 +172,67 @@ def end_members(list_members: Callable[[], list[int]], is_member: Callable[[int]
 def zombie(pid: int) -> bool:
     fields = stat_fields(pid)
     return fields is None or fields[0] in ("Z", "X")
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                                      "/sbin:/bin")
+    if not found:
+        raise SandboxError(f"{name} is not installed (needed by the sandbox)")
+    return found
+
+
+class NodeCommandError(subprocess.CalledProcessError):
+    def __init__(self, node: str, proc: subprocess.CompletedProcess):
+        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        self.node = node
+
+    def __str__(self) -> str:
+        tail = ((self.stderr or self.stdout or "").strip().splitlines() or [""])[-1]
+        return (f"{self.node}: {' '.join(map(str, self.cmd))}: exit {self.returncode}"
+                + (f": {tail}" if tail else ""))
+
+
+class NodeProcess(subprocess.Popen):
+    """Popen of `nsenter ... -- argv`: signals go to the process inside the node."""
+    _inner: int | None = None
+
+    @property
+    def inner_pid(self) -> int | None:
+        """Global PID of the command inside the node (nsenter's child), None if it ended."""
+        if self._inner is None:
+            def child():
+                if self.poll() is not None:
+                    return -1
+                kids = children(self.pid)
+                return kids[0] if kids else None
+            found = waits.wait_for(child, 5.0, "nsenter to start the command")
+            self._inner = None if found == -1 else found
+        return self._inner
+
+    def send_signal(self, sig: int) -> None:
+        self.poll()
+        if self.returncode is not None:
+            return
+        inner = self.inner_pid
+        if inner is None:
+            return
+        # nsenter has not been reaped (we are its parent), so its child is still ours
+        signal_members([inner], sig, lambda p: children(self.pid) == [p])
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    """nsenter and the command inside share nsenter's process group (a new session);
+    nsenter is not reaped yet, so the group id cannot have been reused."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
