@@ -120,15 +120,16 @@ def loop_attached(ident: tuple[int, int]) -> list[str]:
     return [dev for dev in _loop_devices() if loop_backing(dev) == ident]
 
 
-def open_by(ident: tuple[int, int], prefixes: tuple[str, ...]) -> list[int]:
-    """PIDs (visible in this PID namespace) holding the inode open. Only fd targets under
-    `prefixes` are stat'ed, which keeps the scan cheap on a busy machine."""
+def open_by(idents: set, prefixes: tuple[str, ...]) -> dict:
+    """{ident: [pids]} of the processes (visible in this PID namespace) holding one of the
+    inodes open. Only fd targets under `prefixes` are stat'ed, which keeps the scan cheap on
+    a busy machine; one pass serves every device of a command."""
     me = os.getpid()
-    pids = []
-    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
-        pid = int(fd_dir.split("/")[2])
-        if pid == me:
+    found: dict = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
             continue
+        fd_dir = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
         except OSError:
@@ -145,20 +146,31 @@ def open_by(ident: tuple[int, int], prefixes: tuple[str, ...]) -> list[int]:
                 st = os.stat(link)
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) == ident:
-                pids.append(pid)
-                break
-    return pids
+            ident = (st.st_dev, st.st_ino)
+            if ident in idents and int(pid) not in found.setdefault(ident, []):
+                found[ident].append(int(pid))
+    return found
+
+
+def usage_many(paths: list[str], prefixes: tuple[str, ...]) -> dict:
+    """{path: [phrases]} for every path in use (see usage()); one /proc scan in all."""
+    idents = {p: identity(p) for p in paths}
+    idents = {p: i for p, i in idents.items() if i is not None}
+    if not idents:
+        return {}
+    reals = tuple(os.path.realpath(p) for p in idents)
+    holders = open_by(set(idents.values()), prefixes + reals)
+    result = {}
+    for path, ident in idents.items():
+        found = [f"mounted on {m}" for m in mounted_at(ident, (path, os.path.realpath(path)))]
+        if not found:
+            found += [f"attached to {d}" for d in loop_attached(ident)]
+        found += [f"open by pid {p}" for p in holders.get(ident, [])]
+        if found:
+            result[path] = found
+    return result
 
 
 def usage(path: str, prefixes: tuple[str, ...]) -> list[str]:
     """How the file behind `path` is used, as readable phrases; [] when unused."""
-    ident = identity(path)
-    if ident is None:
-        return []
-    real = os.path.realpath(path)
-    found = [f"mounted on {m}" for m in mounted_at(ident, (path, real))]
-    if not found:
-        found += [f"attached to {d}" for d in loop_attached(ident)]
-    found += [f"open by pid {p}" for p in open_by(ident, prefixes + (real,))]
-    return found
+    return usage_many([path], prefixes).get(path, [])

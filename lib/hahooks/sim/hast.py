@@ -182,7 +182,12 @@ def set_role(ctx, role: str, names: list[str]) -> int:
     ret = 0
     leaving = []
     with ctx.store.locked(write=True) as st:
-        for name, known in resolve(st, ctx.node, names):
+        rows = resolve(st, ctx.node, names)
+        # one scan for every device this call destroys (benchmarks switch 64 at once)
+        in_use = checks.usage_many(
+            [ctx.dev("hast", n) for n, known in rows if known and role != "primary"
+             and st["hast"][n]["role"].get(ctx.node) == "primary"], (ctx.store.root,))
+        for name, known in rows:
             if not known:
                 ret = ret or EHAST_NOENTRY
                 sys.stderr.write(f"[WARNING] [{name}] Received error {EHAST_NOENTRY} "
@@ -193,7 +198,7 @@ def set_role(ctx, role: str, names: list[str]) -> int:
             if old == role:
                 continue
             if old == "primary":
-                destroy_device(ctx, r, name)
+                destroy_device(ctx, r, name, in_use.get(ctx.dev("hast", name), []))
                 leaving.append(name)
             r["role"][ctx.node] = role
             r["gen"][ctx.node] = r["gen"].get(ctx.node, 0) + 1
@@ -222,10 +227,9 @@ def become_primary(ctx, st: dict, r: dict, name: str) -> None:
     r["primary_since"][ctx.node] = now
 
 
-def destroy_device(ctx, r: dict, name: str) -> None:
+def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
     device = ctx.dev("hast", name)
     if os.path.lexists(device):
-        used = checks.usage(device, (ctx.store.root,))
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/hast/{name} destroyed while in use: {', '.join(used)} "
