@@ -25,6 +25,23 @@ def title(proc) -> str:
         return ""
 
 
+def title_of_pid(pid: int) -> str:
+    """title() by PID, from /proc/PID/cmdline where there is one (no psutil import)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return ""
+    except OSError:
+        return ""
+    psutil = _psutil()
+    try:
+        return title(psutil.Process(pid))
+    except psutil.Error:
+        return ""
+
+
 def find_by_title(fragment: str) -> list:
     psutil = _psutil()
     found = []
@@ -158,6 +175,24 @@ def gone(proc) -> bool:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
+
+
+def pid_running(pid: int) -> bool:
+    """Is `pid` a live, non-zombie process? From /proc/PID/stat where there is one (no
+    psutil import: status probes stay cheap), else psutil."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except (OSError, IndexError):
+        return False
+    psutil = _psutil()
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_gone(procs: list, timeout: float) -> list:

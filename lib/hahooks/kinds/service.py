@@ -129,13 +129,13 @@ class Service(Resource):
 
     def _pidfile_status(self) -> Observation:
         path = self.p["pidfile"]
-        proc = _from_pidfile(path)
-        if proc is None:
+        pid = _pid_in(path)
+        if pid is None or not procs.pid_running(pid):
             return released(f"no running process in {path}")
-        if self.p["process_match"] and self.p["process_match"] not in procs.title(proc):
-            return released(f"pid {proc.pid} from {path} is not {self.p['process_match']!r} "
-                            "(stale pidfile)")
-        return held(f"pid {proc.pid} running")
+        match = self.p["process_match"]
+        if match and match not in procs.title_of_pid(pid):
+            return released(f"pid {pid} from {path} is not {match!r} (stale pidfile)")
+        return held(f"pid {pid} running")
 
     def acquire(self) -> None:
         self.ctx.run(self.argv("start"), readonly=False, what=f"start {self.name}")
@@ -168,20 +168,25 @@ class Service(Resource):
         return [p for pid, p in found.items() if pid not in protected]
 
 
-def _from_pidfile(path: str):
-    """The live process named by a pidfile, or None (absent, garbage, gone, zombie)."""
+def _pid_in(path: str) -> int | None:
     try:
         with open(path, encoding="ascii", errors="replace") as fh:
-            pid = int(fh.read().split()[0])
+            return int(fh.read().split()[0])
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def _from_pidfile(path: str):
+    """The live process named by a pidfile, or None (absent, garbage, gone, zombie)."""
+    pid = _pid_in(path)
+    if pid is None or not procs.pid_running(pid):
         return None
     import psutil
 
     try:
-        proc = psutil.Process(pid)
+        return psutil.Process(pid)
     except psutil.Error:
         return None
-    return None if procs.gone(proc) else proc
 
 
 RESOURCE = Service
