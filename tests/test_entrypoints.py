@@ -137,3 +137,43 @@ def test_status_of_bad_arguments_reads_as_stopped(hook_env):
 def test_import_pool_bad_arguments(hook_env, args, message):
     out = hook(hook_env, "import-pool", *args)
     assert out.returncode in (2, 6) and message in out.stderr, out
+
+
+def test_import_pool_with_heartbeat_arguments_in_a_zfs_node(tmp_path, hook_env):
+    """haresources `hahooks-import-pool::POOL`: Heartbeat passes only the pool name, so the
+    pool sits on a loop device, where zpool import finds it without -d."""
+    from zfs_helpers import pools, sandbox_lab
+
+    Lab = sandbox_lab()
+    pool = f"sthb{os.getpid() % 10000}"
+    with Lab(prefix=f"sthb{os.getpid() % 10000}", workdir=str(tmp_path / "lab")) as lab:
+        a = lab.node("nodea", hostid=0x0A0A0001, zfs=True)
+        a.start_zfs()
+        dev = lab.loop_image("st-hbpool", 128)
+        a.run(["zpool", "create", "-m", str(tmp_path / "mnt" / pool), pool, dev])
+        a.run(["zpool", "export", pool])
+        script = os.path.join(ROOT, "hooks", "import-pool")
+
+        def hb(*args):
+            return a.run([script, pool, *args], check=False, env=hook_env)
+
+        def heartbeat_thinks():
+            out = a.run(["sh", "-c", RESOURCE_MANAGER_STATUS, "sh", script, pool],
+                        env=hook_env).stdout.strip()
+            return {"0": "running", "3": "stopped"}[out]
+        assert hb("stop").returncode == 0                      # never started
+        assert heartbeat_thinks() == "stopped"
+        status = hb("status")
+        assert (status.returncode, status.stdout) == (7, "stopped\n")
+        assert hb("start").returncode == 0
+        assert pools(a) == {pool: "ONLINE"} and heartbeat_thinks() == "running"
+        assert hb("start").returncode == 0
+        assert hb("status").stdout == "running\n"
+        assert hb("stop").returncode == 0 and pools(a) == {}
+        assert hb("stop").returncode == 0 and heartbeat_thinks() == "stopped"
+        # zfs-fuse gone: status cannot tell, and says so without reading as running
+        a.stop_zfs()
+        status = hb("status")
+        assert status.stdout == "stopped (broken)\n" and status.returncode == 1
+        assert "zfs-fuse" in status.stderr or "failed" in status.stderr
+        assert heartbeat_thinks() == "stopped"
