@@ -32,13 +32,13 @@ class Command(Resource):
     def status(self) -> Observation:
         if self.p["status"]:
             r = self.ctx.run(self.p["status"], readonly=True, check=False)
+            probe = os.path.basename(self.p["status"][0])
             if r.exit_code == 0:
-                return held(f"{self.p['status'][0]} exited 0")
+                return held(f"{probe} exited 0")
             if r.exit_code in self.p["released_codes"]:
-                return released(f"{self.p['status'][0]} exited {r.exit_code}")
+                return released(f"{probe} exited {r.exit_code}")
             tail = (r.stderr or r.stdout).strip().splitlines()
-            return broken(f"{self.p['status'][0]} exited {r.exit_code}"
-                          + (f": {tail[-1]}" if tail else ""))
+            return broken(f"{probe} exited {r.exit_code}" + (f": {tail[-1]}" if tail else ""))
         if os.path.exists(self.p["state_file"]):
             return held(f"{self.p['state_file']} exists")
         return released(f"{self.p['state_file']} absent")
