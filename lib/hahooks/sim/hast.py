@@ -205,8 +205,7 @@ def set_role(ctx, role: str, names: list[str]) -> int:
             if role == "primary":
                 become_primary(ctx, st, r, name)
     hastd.kick_all(ctx.store)
-    for name in leaving:   # hastd waitpid()s the old worker before it answers
-        hastd.wait_worker_gone(ctx.store, ctx.node, name, WORKER_REAP_TIMEOUT)
+    hastd.wait_workers_gone(ctx.store, ctx.node, leaving, WORKER_REAP_TIMEOUT)
     return ret
 
 

@@ -46,15 +46,17 @@ def kick_all(store: Store) -> None:
         store.kick(node, "hastd")
 
 
-def wait_worker_gone(store: Store, node: str, name: str, timeout: float) -> None:
-    if not store.alive(node, "hastd"):
+def wait_workers_gone(store: Store, node: str, names: list[str], timeout: float) -> None:
+    """hastd waitpid()s a resource's old worker before it answers a role change."""
+    if not names or not store.alive(node, "hastd"):
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with store.locked() as st:
-            rec = st["nodes"].get(node, {}).get("hastd_workers", {}).get(name)
-            role = st["hast"].get(name, {}).get("role", {}).get(node)
-        if rec is None or rec.get("role") == role:
+            records = st["nodes"].get(node, {}).get("hastd_workers", {})
+            pending = [n for n in names if n in records and
+                       records[n].get("role") != st["hast"].get(n, {}).get("role", {}).get(node)]
+        if not pending:
             return
         time.sleep(POLL)
 
@@ -76,11 +78,45 @@ def start(store: Store, node: str) -> bool:
     return daemon.spawn(store, node, "hastd", lambda: Daemon(store, node).serve())
 
 
+class Worker:
+    """A worker process whose whole argv is its title: /bin/sh reading a pipe only the
+    daemon holds (so it also ends when the daemon dies). posix_spawn keeps 64 cheap."""
+
+    def __init__(self, title: str, role: str, gen: int):
+        self.role, self.gen = role, gen
+        rfd, self.wfd = os.pipe()              # both close-on-exec; dup2 onto 0 is not
+        self.pid = os.posix_spawn("/bin/sh", [title], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, rfd, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+        os.close(rfd)
+        self.status: int | None = None
+
+    def alive(self) -> bool:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+        return self.status is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        os.close(self.wfd)
+
+    def reap(self) -> None:
+        if self.status is None:
+            os.waitpid(self.pid, 0)
+
+
 class Daemon:
     def __init__(self, store: Store, node: str):
         self.store = store
         self.node = node
-        self.workers: dict[str, tuple] = {}  # name -> (role, Popen, gen)  # name -> role, proc, gen
+        self.workers: dict[str, Worker] = {}
         self.hung: set[tuple[str, int]] = set()   # (name, gen) whose worker never finishes
         self.quit = False
 
@@ -117,33 +153,47 @@ class Daemon:
 
     def reconcile(self, boot: int) -> float | None:
         """Bring worker processes and devices in line with the world. Returns when to wake
-        next, or None when this daemon must exit (node down, hastd stopped, world gone)."""
+        next, or None when this daemon must exit (node down, hastd stopped, world gone).
+        Processes are started and stopped outside the world lock; devices are created
+        under it, after checking the role is still the one the worker was started for."""
         if not os.path.isdir(self.store.root):
             return None
-        now = time.time()
-        wake = now + HOUSEKEEPING
-        with self.store.locked(write=True) as st:
+        with self.store.locked() as st:
             me = st["nodes"].get(self.node)
             if me is None or not me["up"] or me.get("hastd") != "running" \
                     or me.get("boot", 0) != boot:
                 self.stop_workers(signal.SIGKILL)
                 return None
-            wanted = {name: worker_wanted(st, self.node, name) for name, r in st["hast"].items()
-                      if self.node in r["nodes"]}
-            for name, (role, proc, gen) in list(self.workers.items()):
-                if wanted.get(name) != role or proc.poll() is not None \
-                        or st["hast"][name]["gen"].get(self.node, 0) != gen:
-                    self.stop_worker(name)
-            for name, role in wanted.items():
-                if role and name not in self.workers:
-                    self.start_worker(st, name, role)
-            me["hastd_workers"] = {name: {"role": role, "pid": proc.pid}
-                                   for name, (role, proc, _) in self.workers.items()}
-            for name, (role, proc, gen) in self.workers.items():
-                if role != "primary" or (name, gen) in self.hung:
-                    continue
-                r = st["hast"][name]
-                if r["device"].get(self.node):
+            wanted = {name: (worker_wanted(st, self.node, name), r["gen"].get(self.node, 0))
+                      for name, r in st["hast"].items() if self.node in r["nodes"]}
+        self.stop_workers(signal.SIGTERM, [name for name, w in self.workers.items()
+                                           if wanted.get(name) != (w.role, w.gen) or not w.alive()])
+        failed = {}
+        for name, (role, gen) in wanted.items():
+            if role and name not in self.workers:
+                code = self.start_worker(name, role, gen)
+                if code is not None:
+                    failed[name] = (gen, code)
+        return self.record(failed)
+
+    def record(self, failed: dict) -> float:
+        now = time.time()
+        wake = now + HOUSEKEEPING
+        with self.store.locked(write=True) as st:
+            for name, (gen, code) in failed.items():
+                r = st["hast"].get(name)
+                if r and r["gen"].get(self.node) == gen and code != EX_TEMPFAIL:
+                    # "Changing resource role back to init.": no device, ever (§2)
+                    r["role"][self.node] = "init"
+                    r["gen"][self.node] = gen + 1
+                elif code == EX_TEMPFAIL:      # "Restarting worker process."
+                    wake = min(wake, now + POLL)
+            st["nodes"][self.node]["hastd_workers"] = {
+                name: {"role": w.role, "pid": w.pid} for name, w in self.workers.items()}
+            for name, w in self.workers.items():
+                r = st["hast"].get(name)
+                if (w.role != "primary" or (name, w.gen) in self.hung or r is None
+                        or r["gen"].get(self.node) != w.gen or r["device"].get(self.node)):
                     continue
                 due = r["device_due"].get(self.node, now)
                 if due <= now:
@@ -154,43 +204,27 @@ class Daemon:
                     wake = min(wake, due)
         return wake
 
-    def start_worker(self, st: dict, name: str, role: str) -> None:
-        r = st["hast"][name]
-        gen = r["gen"].get(self.node, 0)
+    def start_worker(self, name: str, role: str, gen: int) -> int | None:
+        """Start the worker; returns the exit code of an injected worker failure instead."""
         title = f"hastd: {name} ({role})"
         if role == "primary":
             rule = faults.take(self.store.root, title, self.node)
             if rule and rule.get("hang"):
                 self.hung.add((name, gen))
             elif rule and rule.get("fail") is not None:
-                if int(rule["fail"]) == EX_TEMPFAIL:
-                    # "Restarting worker process.": try again at the next wake-up
-                    return
-                # "Changing resource role back to init.": no device, ever (§2)
-                r["role"][self.node] = "init"
-                r["gen"][self.node] = gen + 1
-                return
-        import subprocess   # only the daemon needs it: hastctl start-up stays cheap
+                return int(rule["fail"])
+        self.workers[name] = Worker(title, role, gen)
+        return None
 
-        proc = subprocess.Popen([title], executable="/bin/sh", stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                close_fds=True)
-        self.workers[name] = (role, proc, gen)
-
-    def stop_worker(self, name: str, sig: int = signal.SIGTERM) -> None:
-        role, proc, gen = self.workers.pop(name)
-        self.hung.discard((name, gen))
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-        proc.wait()
-
-    def stop_workers(self, sig: int) -> None:
-        for name in list(self.workers):
-            self.stop_worker(name, sig)
+    def stop_workers(self, sig: int, names: list[str] | None = None) -> None:
+        """Signal them all, then reap them all (hastd's waitpid, without 64 round trips)."""
+        stopping = [self.workers.pop(n) for n in (list(self.workers) if names is None else names)]
+        for w in stopping:
+            w.signal(sig)
+        for name, w in zip(names or [], stopping):
+            self.hung.discard((name, w.gen))
+        for w in stopping:
+            w.reap()
 
 
 def main(ctx, args: list[str]) -> int:
