@@ -80,3 +80,65 @@ def layer(name: str, kind: str, **params) -> str:
     from hahooks.drill.tomlout import dumps
 
     return "\n" + dumps({"resource": [{"name": name, "kind": kind, **params}]})
+
+
+class SandboxCluster(SimCluster):
+    """SimCluster whose nodes run in sandbox nodes (hahooks.sandbox: own mount, PID and UTS
+    namespaces, zfs-fuse when asked): each node's mounts, processes, simulated hastd and
+    `hastd: X (secondary)` workers are its own, and a crash takes them all, as on two
+    machines. The world must be made with autostart=False (the first hastctl in a node
+    starts that node's hastd there)."""
+
+    def __init__(self, tmp_path, world, lab, nodes=("nodea", "nodeb"), zfs: bool = False):
+        super().__init__(tmp_path, world, nodes)
+        self.lab, self.zfs = lab, zfs
+        self.boxes = {}
+        for n in nodes:
+            self.boot(n)
+
+    def boot(self, node: str) -> None:
+        """Power on (again): fresh namespaces, zfs-fuse, hastd with every resource in init."""
+        self.boxes[node] = self.lab.node(node, zfs=self.zfs)
+        if self.zfs:
+            self.boxes[node].start_zfs()
+        if node in self.world.state()["nodes"] and not self.world.state()["nodes"][node]["up"]:
+            self.world.restart(node)
+
+    def crash(self, node: str) -> None:
+        """Pull the plug: the simulator's view of the node and every process and mount."""
+        self.world.crash(node)
+        self.boxes[node].crash()
+
+    def env(self, node: str) -> dict:
+        return self.world.node_env(node, base=self.lab.node_env(node))
+
+    def hh(self, node: str, *args, check=None, timeout=120):
+        argv = self.lab.hahooks_argv(*args, "-c", self.configs[node])
+        proc = self.boxes[node].run(argv, check=False, timeout=timeout, env=self.env(node))
+        if check is not None:
+            assert proc.returncode == check, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    def run(self, node: str, *argv: str):
+        return self.boxes[node].run(list(argv), check=False, env=self.env(node))
+
+    def mounted(self, node: str, under: str) -> list[str]:
+        prefix = os.path.realpath(under).rstrip("/") + "/"
+        return [mp for _, mp, _ in self.boxes[node].mounts() if mp.startswith(prefix)]
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A sandbox Lab (namespaces) and a world whose daemons run inside its nodes."""
+    from conftest import require_root, require_tool
+    from hahooks.sandbox import Lab
+    from hahooks.sim import World
+
+    require_root()
+    require_tool("unshare", "nsenter", "mount", "losetup")
+    w = World(str(tmp_path / "world"), autostart=False)
+    with Lab(prefix=unique("rk").replace("x", "n")[:16], workdir=str(tmp_path / "lab")) as lab:
+        try:
+            yield w, lab
+        finally:
+            w.close()

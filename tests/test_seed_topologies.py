@@ -1,74 +1,45 @@
-"""The seeds' whole stacks, two simulated nodes, driven through `hahooks master/slave/status`
-(FreeBSD command forms forced where the seed is FreeBSD): replication kinds on the
-simulator, real ext4 (fsck, mount), a real daemon serving files from the replicated
-filesystem, real zfs-fuse for seed 003. The simulator's invariant log must stay empty."""
+"""The seeds' whole stacks on two sandbox nodes (own mount/PID/UTS namespaces, as two
+machines), driven through `hahooks master/slave/status` inside each node: the replication
+kinds on the simulator (FreeBSD command forms forced for the FreeBSD seeds), real ext4
+(fsck, mount), a real daemon serving files from the replicated filesystem, drbdlinks-style
+links, and real zfs-fuse for seed 003. The simulator's invariant log must stay empty."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
-from conftest import require_root, require_tool
-from replication_helpers import SimCluster, layer, unique, world  # noqa: F401
-from storage_helpers import Lab, daemon_script, http_get, mounted_under, pid_of, sh
-
-
-@pytest.fixture
-def lab(tmp_path):
-    require_root()
-    require_tool("mkfs.ext4", "fsck", "mount", "umount")
-    owner = Lab(str(tmp_path))
-    try:
-        yield owner
-    finally:
-        owner.close()
+from conftest import require_tool
+from replication_helpers import SandboxCluster, layer, sandbox, unique  # noqa: F401
+from storage_helpers import LIB, daemon_script, http_get, pid_of, sh
 
 
 class Site:
     """What each node serves: a daemon (rc.d-style script) whose docroot is on the
     replicated filesystem, so it holds the mount while it runs."""
 
-    def __init__(self, tmp_path, lab, node: str, mountpoint: str):
+    def __init__(self, tmp_path, node: str, docroot_parent: str):
         self.name = unique("site")
-        self.run_dir = tmp_path / f"run-{node}"
-        self.run_dir.mkdir()
+        run_dir = tmp_path / f"run-{node}"
+        run_dir.mkdir()
         self.d = daemon_script(str(tmp_path / f"rc.d-{node}"), self.name,
-                               f"{mountpoint}/www", str(self.run_dir))
-        self.lab = lab
+                               f"{docroot_parent}/www", str(run_dir))
 
     def layer(self) -> str:
         return layer("web", "service", service=self.name, manager="rc.d",
                      script_dir=os.path.dirname(self.d["script"]), pidfile=self.d["pidfile"])
 
     def get(self) -> str:
-        pid = pid_of(self.d["pidfile"])
-        if pid:
-            self.lab.adopt(pid)
         return http_get(self.d["socket"], "/index.html")[1]
 
-
-def crash_processes_and_mounts(site: Site, node_dir) -> None:
-    """The rest of a crash on a one-machine cluster: the dead node's processes and mounts
-    go too (else its loop device stays attached, and mount(8) reuses a loop device by the
-    backing file's inode, which the peer's simulated device shares)."""
-    import signal
-
-    pid = pid_of(site.d["pidfile"])
-    if pid:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        from hahooks import waits
-        waits.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                       open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-                       10, "the crashed node's daemon to die")
-    for m in sorted(mounted_under(str(node_dir)), key=lambda m: -len(m.mountpoint)):
-        sh("umount", m.mountpoint)
+    def running(self) -> bool:
+        return pid_of(self.d["pidfile"]) is not None and os.path.exists(self.d["socket"])
 
 
 def seed_files(device: str, files: dict[str, str], where) -> None:
     """mkfs + the site's files, done once by hand before the cluster runs."""
+    require_tool("mkfs.ext4", "fsck")
     sh("mkfs.ext4", "-q", "-F", device)
     where.mkdir(exist_ok=True)
     sh("mount", device, str(where))
@@ -81,27 +52,46 @@ def seed_files(device: str, files: dict[str, str], where) -> None:
         sh("umount", str(where))
 
 
+@pytest.fixture
+def fence_desk(tmp_path):
+    """STONITH for the sandbox (hahooks.drill.fence): a node's [node] fence asks the test
+    to power its peer off; fence_desk(cluster) -> the node_extra line to configure it."""
+    from hahooks.drill.fence import FenceDesk
+
+    desks = []
+
+    def make(c: SandboxCluster, node: str, target: str) -> str:
+        desk = FenceDesk(str(tmp_path / "fence"), c.nodes, lambda t, why: c.crash(t),
+                         lambda n: c.boxes[n].alive).start()
+        desks.append(desk)
+        argv = [sys.executable, "-m", "hahooks.drill.fence", "--desk", desk.desk,
+                "--node", node, "--target", target, "--timeout", "20"]
+        return "fence = [" + ", ".join(f'"{a}"' for a in argv) + "]\n"
+    yield make
+    for d in desks:
+        d.stop()
+
+
 # -- seed 002: HAST + UFS (ext4 here) + MySQL (a daemon here), devd/CARP ----------------------
 
-def seed002(tmp_path, world, lab):
+def seed002(tmp_path, world, lab, node_extra=None):
     r = unique("test")
     image = world.add_hast(r, size_mb=32)
     seed_files(image, {"www/index.html": "served from HAST\n"}, tmp_path / "seed")
-    c = SimCluster(tmp_path, world)
+    c = SandboxCluster(tmp_path, world, lab)
     sites = {}
     for n in c.nodes:
         mp = str(tmp_path / n / "hast" / "test")
-        sites[n] = Site(tmp_path, lab, n, mp)
-        c.write(n, layer("hast", "hast", resources=[r], secondary_wait="1s",
-                         device_wait="2s") +
+        sites[n] = Site(tmp_path, n, mp)
+        c.write(n, layer("hast", "hast", resources=[r], secondary_wait="1s", device_wait="2s") +
                 layer("data", "filesystem", device=c.dev(n, "hast", r), mountpoint=mp,
                       fstype="ext4") +
-                sites[n].layer(),
-                'demote = ["true"]\n')
+                sites[n].layer(), 'demote = ["true"]\n' + ((node_extra or {}).get(n, "")))
     return r, c, sites
 
 
-def test_seed002_failover_failback_and_refusals(tmp_path, world, lab):
+def test_seed002_failover_failback_and_refusals(tmp_path, sandbox):
+    world, lab = sandbox
     r, c, sites = seed002(tmp_path, world, lab)
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
@@ -118,11 +108,12 @@ def test_seed002_failover_failback_and_refusals(tmp_path, world, lab):
 
     # planned switchover: nodea releases top-down, nodeb takes the same data
     c.hh("nodea", "slave", check=0)
-    assert world.hast_role(r, "nodea") == "secondary"
+    assert world.hast_role(r, "nodea") == "secondary" and not sites["nodea"].running()
+    assert c.mounted("nodea", str(tmp_path)) == []
     c.hh("nodeb", "master", check=0)
     assert sites["nodeb"].get() == "served from HAST\n"
     www = tmp_path / "nodeb" / "hast" / "test" / "www"
-    (www / "index.html").write_text("written on nodeb\n")
+    c.run("nodeb", "sh", "-c", f"echo 'written on nodeb' > {www}/index.html && sync")
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
     assert sites["nodea"].get() == "written on nodeb\n"
@@ -130,26 +121,113 @@ def test_seed002_failover_failback_and_refusals(tmp_path, world, lab):
     c.assert_no_violations()
 
 
-def test_seed002_device_never_appears_rolls_back(tmp_path, world, lab):
+def test_seed002_device_never_appears_rolls_back(tmp_path, sandbox):
+    world, lab = sandbox
     r, c, sites = seed002(tmp_path, world, lab)
     world.set_hast(r, device_delay=30)
     p = c.hh("nodea", "master")
     assert p.returncode == 1 and f"hast/{r} to appear" in p.stderr and "rolled back" in p.stderr
     assert world.hast_role(r, "nodea") == "secondary"
-    assert pid_of(sites["nodea"].d["pidfile"]) is None
+    assert not sites["nodea"].running() and c.mounted("nodea", str(tmp_path)) == []
     st = c.hh("nodea", "status")      # everything released, and it says master was wanted
     assert st.returncode == 2 and "nothing held" in st.stdout and "desired role is master" in st.stdout
     c.assert_no_violations()
 
 
-def test_seed002_peer_crash_then_takeover_is_degraded_warning(tmp_path, world, lab):
+def test_seed002_peer_crash_then_takeover_is_degraded_warning(tmp_path, sandbox):
+    world, lab = sandbox
     r, c, sites = seed002(tmp_path, world, lab)
+    c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
-    world.crash("nodea")                 # nodea's kernel is gone: its worker and device too
-    crash_processes_and_mounts(sites["nodea"], tmp_path / "nodea")
+    c.crash("nodea")                          # power cut: processes, mounts, hastd gone
     c.hh("nodeb", "master", check=0)
     assert sites["nodeb"].get() == "served from HAST\n"
     st = c.hh("nodeb", "status")
     assert st.returncode == 1 and "degraded" in st.stdout, st.stdout
+    c.boot("nodea")                           # nodea comes back: hastd has r in init
+    st = c.hh("nodea", "status")
+    assert st.returncode == 2 and "role init" in st.stdout, st.stdout
+    c.hh("nodea", "slave", check=0)           # CARP BACKUP: secondary, replication resumes
+    assert world.hast_role(r, "nodea") == "secondary"
+    c.assert_no_violations()
+
+
+# -- seeds 001/004: DRBD + ext3/ext4 + drbdlinks + Apache (Heartbeat) -------------------------
+
+def seed001(tmp_path, world, lab, node_extra=None):
+    r = unique("r")
+    image = world.add_drbd(r, size_mb=32)
+    seed_files(image, {"www/index.html": "served from DRBD\n"}, tmp_path / "seed")
+    minor = world.state()["drbd"][r]["minor"]
+    c = SandboxCluster(tmp_path, world, lab)
+    sites = {}
+    for n in c.nodes:
+        mp = str(tmp_path / n / "drbd")
+        docroot = str(tmp_path / n / "var" / "www")       # a link into the DRBD filesystem
+        os.makedirs(os.path.dirname(docroot))
+        sites[n] = Site(tmp_path, n, os.path.dirname(docroot))
+        c.write(n, layer("r0", "drbd", resource=r, minor=minor, promote_wait="1s") +
+                layer("data", "filesystem", device=c.dev(n, f"drbd{minor}"), mountpoint=mp,
+                      fstype="ext4") +
+                layer("links", "links", links={docroot: f"{mp}/www"}) +
+                sites[n].layer(), (node_extra or {}).get(n, ""))
+    return r, c, sites
+
+
+def test_seed001_failover_failback_and_refusal(tmp_path, sandbox):
+    world, lab = sandbox
+    r, c, sites = seed001(tmp_path, world, lab)
+    c.hh("nodea", "master", check=0)
+    assert sites["nodea"].get() == "served from DRBD\n"
+    assert os.path.islink(tmp_path / "nodea" / "var" / "www")
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and st.stdout.startswith("OK"), st.stdout
+
+    p = c.hh("nodeb", "master")                   # Heartbeat on nodeb thinks nodea is gone
+    assert p.returncode == 1 and "the peer is Primary" in p.stderr, p.stderr
+    assert not os.path.islink(tmp_path / "nodeb" / "var" / "www")
+
+    c.hh("nodea", "slave", check=0)
+    assert not os.path.islink(tmp_path / "nodea" / "var" / "www")
+    c.hh("nodeb", "master", check=0)
+    assert sites["nodeb"].get() == "served from DRBD\n"
+    www = tmp_path / "nodeb" / "drbd" / "www"
+    c.run("nodeb", "sh", "-c", f"echo 'written on nodeb' > {www}/index.html && sync")
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)
+    assert sites["nodea"].get() == "written on nodeb\n"
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
+
+
+def test_seed001_without_uptodate_data_refuses_and_mounts_nothing(tmp_path, sandbox):
+    world, lab = sandbox
+    r, c, sites = seed001(tmp_path, world, lab)
+    world.set_drbd(r, "nodeb", disk="Outdated")
+    world.partition("nodea", "nodeb")
+    p = c.hh("nodeb", "master")
+    assert p.returncode == 1 and "no access to UpToDate data" in p.stderr, p.stderr
+    assert c.mounted("nodeb", str(tmp_path)) == [] and not sites["nodeb"].running()
+    c.assert_no_violations()
+
+
+def test_seed001_crash_takeover_with_fence(tmp_path, sandbox, fence_desk):
+    world, lab = sandbox
+    r, c, sites = seed001(tmp_path, world, lab)
+    c.write("nodeb", _stack_of(c, "nodeb"), fence_desk(c, "nodeb", "nodea"))
+    c.hh("nodea", "master", check=0)
+    world.partition("nodea", "nodeb")        # nodeb stops hearing nodea: is it dead?
+    p = c.hh("nodeb", "master")              # the fence powers nodea off first
+    assert p.returncode == 0, p.stderr
+    assert not c.boxes["nodea"].alive and not world.state()["nodes"]["nodea"]["up"]
+    assert sites["nodeb"].get() == "served from DRBD\n"
+    st = c.hh("nodeb", "status")
+    assert st.returncode == 1 and "not replicating" in st.stdout, st.stdout
     c.hh("nodeb", "slave", check=0)
     c.assert_no_violations()
+
+
+def _stack_of(c: SandboxCluster, node: str) -> str:
+    """The [[resource]] part of a node's config (to write it again with other node keys)."""
+    text = open(c.configs[node]).read()
+    return text[text.index("[[resource]]"):]
