@@ -138,8 +138,10 @@ class Cluster:
                 os.makedirs(os.path.join(place.private, sub), mode=0o700, exist_ok=True)
             os.chmod(place.state_dir, 0o700)
             self.world.add_node(node, addr=self.ips[node])
-            self.handles[node] = self._new_node(node)
+            self._write_config(node)
             self.timeline.logs[node] = place.log_file
+        for node in NODES:
+            self.handles[node] = self._new_node(node)
         self.client = self.lab.node("client", ip=self.ips["client"], net=self.net,
                                     stubs=True)
         self.desk = fence.FenceDesk(os.path.join(self.workdir, "fence"), NODES,
@@ -155,7 +157,7 @@ class Cluster:
 
     def _new_node(self, node: str):
         h = self.lab.node(node, ip=self.ips[node], net=self.net, hostid=HOSTIDS[node],
-                          zfs=self.sc.zfs, stubs=True)
+                          zfs=self.sc.zfs, stubs=True, binds=stacks.node_binds(self, node))
         if self.sc.zfs:
             h.start_zfs()
         return h

@@ -109,22 +109,35 @@ def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = Non
             cluster.event(a, "BACKUP")
             cluster.converge(a)
             checks.holder(cluster, verdict, b, f"after {a} rejoined")
-        with Stage(cluster, verdict, f"{a} told to take over while {b} still holds: "
-                   f"{a} fences {b}"):
+        with Stage(cluster, verdict, f"split-brain attempt: {a} told to take over while "
+                   f"{b} still holds"):
             fenced_before = len(cluster.desk.handled)
             cluster.event(a, "MASTER")
             cluster.converge(a, timeout=cluster.fence_budget)
-            fenced = cluster.desk.handled[fenced_before:]
-            verdict.check(f"{a} fenced {b} before taking over",
-                          any(f["ok"] and f["request"]["target"] == b for f in fenced),
-                          "; ".join(f["detail"] for f in fenced) or "no fence request")
-            checks.holder(cluster, verdict, a, f"after fencing {b}", peer_down=True)
-            checks.rows(cluster, verdict, a, rows)
-        with Stage(cluster, verdict, f"{b} boots and rejoins as slave"):
-            cluster.boot(b)
-            cluster.event(b, "BACKUP")
-            cluster.converge(b)
-            checks.holder(cluster, verdict, a, "at the end")
+            fenced = [f for f in cluster.desk.handled[fenced_before:]
+                      if f["ok"] and f["request"]["target"] == b]
+            if fenced:
+                # HAST: the peer's worker did not go away in secondary_wait -> fence, then
+                # take over (STONITH)
+                verdict.check(f"{a} fenced {b} before taking over", True, fenced[0]["detail"])
+                checks.holder(cluster, verdict, a, f"after fencing {b}", peer_down=True)
+                checks.rows(cluster, verdict, a, rows)
+            else:
+                # DRBD: a connected Primary peer is alive and in charge -> refuse
+                verdict.check(f"{a} refused to take over from a live {b}",
+                              cluster.role(b) == "master", f"{b}: {cluster.role(b)}")
+                checks.holder(cluster, verdict, b, "after the refused takeover")
+        if b in cluster.down:
+            with Stage(cluster, verdict, f"{b} boots and rejoins as slave"):
+                cluster.boot(b)
+                cluster.event(b, "BACKUP")
+                cluster.converge(b)
+                checks.holder(cluster, verdict, a, "at the end")
+        else:
+            with Stage(cluster, verdict, f"graceful failback to {a}"):
+                cluster.elect(a)
+                checks.holder(cluster, verdict, a, "at the end")
+                checks.rows(cluster, verdict, a, rows)
         with Stage(cluster, verdict, "safety checks"):
             checks.final(cluster, verdict)
         report.figures = checks.figures(cluster)

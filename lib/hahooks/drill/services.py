@@ -121,6 +121,7 @@ class Nginx:
             fh.write(f"""\
 # nginx of sandbox node {node} (written by hahooks drill)
 daemon on;
+user root;
 worker_processes 1;
 pid {run}/nginx.pid;
 error_log {run}/nginx.err;

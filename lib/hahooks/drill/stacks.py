@@ -62,6 +62,30 @@ def data_dir(cluster, node: str) -> str:
     return layer["mountpoint"]
 
 
+def node_binds(cluster, node: str) -> dict[str, str]:
+    """A node's own root filesystem where the stack puts links (/etc/apache2 -> /drbd/...):
+    each top directory of a link path (<root>/etc, <root>/var) gets a private copy bound
+    over it in the node's mount namespace, holding the original the links layer moves
+    aside; mountpoints stay shared (each node mounts in its own namespace)."""
+    binds: dict[str, str] = {}
+    for layer in layers(cluster, node):
+        if layer["kind"] != "links":
+            continue
+        for path in layer["links"]:
+            rel = os.path.relpath(path, cluster.root)
+            top = rel.split(os.sep)[0]
+            private = os.path.join(cluster.places[node].private, "rootfs", top)
+            original = os.path.join(private, os.path.relpath(rel, top))
+            if not os.path.lexists(original) and not os.path.lexists(original + ".hahooks-orig"):
+                os.makedirs(original)
+                with open(os.path.join(original, "ORIGINAL"), "w") as fh:
+                    fh.write(f"{node}'s own {os.sep + rel} (moved aside while the stack "
+                             "is held)\n")
+            os.makedirs(os.path.join(cluster.root, top), exist_ok=True)
+            binds[os.path.join(cluster.root, top)] = private
+    return binds
+
+
 # -- provisioning ---------------------------------------------------------------------
 def provision(cluster) -> None:
     """Before the first failover, as an administrator would: create the replicated
@@ -144,7 +168,8 @@ def _create_storage(cluster, node: str, storage: dict, stack: list[dict]) -> Non
                               *layout])
     else:
         dev = storage["device"]
-        _must(cluster, node, ["mkfs.ext4", "-q", "-F", "-E", "nodiscard", dev])
+        fstype = storage.get("fstype") or "ext4"
+        _must(cluster, node, [f"mkfs.{fstype}", "-q", "-F", "-E", "nodiscard", dev])
         _must(cluster, node, ["mkdir", "-p", storage["mountpoint"]])
         _must(cluster, node, ["mount", "-t", "ext4", dev, storage["mountpoint"]])
 
@@ -270,5 +295,8 @@ def after_boot(cluster, node: str) -> None:
     """A booted node: the service's run dir is empty again (it was a tmpfs), hastd starts
     with the node's first hastctl (every resource in init, freebsd-tools.md §2)."""
     cluster.service.prepare(cluster, node)
-    if any(layer["kind"] == "hast" for layer in layers(cluster, node)):
-        cluster.run(node, ["hastctl", "status"], timeout=30)
+    for layer in layers(cluster, node):
+        if layer["kind"] == "hast":
+            cluster.run(node, ["hastctl", "status"], timeout=30)
+        elif layer["kind"] == "drbd":       # /etc/init.d/drbd start at boot
+            cluster.run(node, ["drbdadm", "up", layer["resource"]], timeout=30)
