@@ -276,7 +276,7 @@ def test_never_signals_its_own_parent(lab, write_config, tmp_path):
     release must fail (reporting why) rather than kill it."""
     dev = lab.image("parent")
     mp = str(tmp_path / "mnt")
-    cfg = write_config(fs_resource("data", dev, mp, timeout="1s"))
+    cfg = write_config(fs_resource("data", dev, mp, timeout="2s"))
     run_hahooks("master", "-c", cfg, check=0)
     from conftest import hahooks_env
     import sys

@@ -14,7 +14,7 @@ import logging
 from typing import Callable
 
 from hahooks import procs, schema, waits
-from hahooks.errors import HahooksError, Refused
+from hahooks.errors import CommandTimeout, HahooksError, Refused
 
 log = logging.getLogger("hahooks.evict")
 
@@ -41,6 +41,7 @@ def release(ctx, *, what: str, attempt: Callable[[], "object"],
     """attempt() / force() run a command with check=False and return its Result.
     holders() -> {psutil.Process: reason} for what is to be released. gone() -> True when
     it was released meanwhile by someone else (a failed attempt then counts as done)."""
+    attempt, force = _patient(attempt), force and _patient(force)
     first = attempt()
     if first.ok or gone():
         return
@@ -77,13 +78,26 @@ def release(ctx, *, what: str, attempt: Callable[[], "object"],
             return
         last[0] = result
     left = holders()
-    detail = _tail(last[0])
+    final = last[0]
+    detail = _tail(final)
     raise Refused(f"could not release {what} within {ctx.deadline.seconds:g}s: "
-                  f"{last[0].display()} exit {last[0].exit_code}"
+                  f"{final.display()} "
+                  + ("timed out" if final.timed_out else f"exit {final.exit_code}")
                   + (f" ({detail})" if detail else "")
                   + ("; still held by " + ", ".join(_who(p, why) for p, why in left.items())
                      if left else
                      "; no holder process found (this hook and its parents are never signalled)"))
+
+
+def _patient(command: Callable[[], "object"]) -> Callable[[], "object"]:
+    """A command cut short by the budget is one more failed attempt: the refusal that
+    follows still says who holds the mount instead of only "timed out"."""
+    def run():
+        try:
+            return command()
+        except CommandTimeout as exc:
+            return exc.result
+    return run
 
 
 def _who(proc, why: str) -> str:
