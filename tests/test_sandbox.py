@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 from hahooks import waits
+from hahooks.errors import WaitTimeout
 from conftest import LIB, require_root, require_tool
 
 PREFIXES = []        # every prefix used here, to check no remnant is left
@@ -264,3 +265,70 @@ def test_bad_node_arguments_are_refused(need_ns, tmp_path):
             lab.file_vdev("../x", 1)
     assert host_state("sbxbad", str(tmp_path / "lab")) == {"netns": [], "loops": [],
                                                            "mounts": []}
+
+
+OWNER = """\
+import signal, sys, time
+sys.path.insert(0, {lib!r})
+from hahooks.sandbox import Lab
+lab = Lab(prefix={prefix!r}, workdir={workdir!r}).start()
+net = lab.network("10.99.247.0/24")
+a = lab.node("nodea", ip="10.99.247.1", net=net, zfs=True)
+s = lab.node("stor")
+a.popen(["sleep", "300"])
+dev = lab.loop_image("img", 16)
+{action}
+print(a.holder_pid, s.holder_pid, dev, flush=True)
+time.sleep(600)
+"""
+
+
+def start_owner(tmp_path, prefix: str, action: str = ""):
+    PREFIXES.append(prefix)
+    workdir = str(tmp_path / "lab")
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER.format(lib=LIB, prefix=prefix, workdir=workdir, action=action))
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    line = owner.stdout.readline().split()
+    assert line, owner.communicate()[1]
+    return owner, workdir, [int(line[0]), int(line[1])], line[2]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_lab_process_tears_everything_down(need_ns, tmp_path, sig):
+    prefix = "sbxsig" + str(int(sig))
+    owner, workdir, holders, dev = start_owner(tmp_path, prefix)
+    assert host_state(prefix, workdir)["loops"] == [dev]
+    owner.send_signal(sig)
+    owner.communicate(timeout=60)
+    assert owner.returncode != 0
+    assert host_state(prefix, workdir) == {"netns": [], "loops": [], "mounts": []}
+    assert not [h for h in holders if os.path.exists(f"/proc/{h}")]
+    assert not os.path.exists(workdir)
+
+
+def test_released_lab_outlives_its_process_until_cleanup_cli(need_ns, tmp_path):
+    owner, workdir, holders, dev = start_owner(tmp_path, "sbxkeep", "lab.release()")
+    owner.kill()                      # even a SIGKILL: released nodes keep running
+    owner.wait()
+    with pytest.raises(WaitTimeout):         # an unreleased node powers off within 0.5 s
+        waits.wait_for(lambda: [h for h in holders if nsproc_zombie(h)], 2, "a node to end")
+    assert host_state("sbxkeep", workdir)["netns"] == ["sbxkeep-nodea", "sbxkeep-sw"]
+    manifest = open(os.path.join(workdir, "lab.json")).read()
+    r = subprocess.run([sys.executable, "-m", "hahooks.sandbox", "cleanup",
+                        str(tmp_path)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": LIB})
+    assert r.returncode == 0, r.stderr
+    assert "removed node stor" in r.stdout, (manifest, holders)
+    assert f"removed loop {dev}" in r.stdout
+    assert host_state("sbxkeep", workdir) == {"netns": [], "loops": [], "mounts": []}
+    waits.wait_for(lambda: not [h for h in holders if not nsproc_zombie(h)], 10,
+                   "the kept nodes to end")
+    assert not os.path.exists(workdir)
+
+
+def nsproc_zombie(pid: int) -> bool:
+    from hahooks.sandbox import nsproc
+
+    return nsproc.zombie(pid)

@@ -13,7 +13,8 @@ directly (argv lists, timeouts) instead of going through hahooks.runner.
         a = lab.node("nodea", ip="10.99.7.1", net=net, hostid=0x0a0a0001, zfs=True)
         a.start_zfs(); a.run(["zpool", "list"])
 """
-from hahooks.sandbox.lab import Lab, list_loops, list_netns
+from hahooks.sandbox.hoststate import list_loops, list_netns
+from hahooks.sandbox.lab import Lab
 from hahooks.sandbox.net import Network
 from hahooks.sandbox.node import Node
 from hahooks.sandbox.nsproc import NodeCommandError, NodeProcess

@@ -7,7 +7,8 @@ Why it is built this way:
 * It must not outlive the Lab that made it: argv[1] is the read end of a pipe whose write
   end only the Lab process holds. EOF on it means the Lab is gone (even SIGKILLed), and
   the node powers itself off (init exits -> the kernel kills the whole namespace).
-  SIGUSR1 (Lab.release(), for `--keep`) stops that watch.
+  SIGUSR1 (Lab.release(), for `--keep`) stops that watch. On argv[2] (a pipe) it writes
+  one byte once its signals are blocked: a signal sent before that would be dropped.
 * SIGTERM/SIGINT/SIGHUP end the node. The signals are blocked and taken with
   sigtimedwait: for a namespace init, a signal without a handler would be dropped.
 """
@@ -32,6 +33,9 @@ def main() -> int:
     stop = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     wanted = stop | {signal.SIGCHLD, signal.SIGUSR1}
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    if len(sys.argv) > 2 and sys.argv[2].isdigit():
+        os.write(int(sys.argv[2]), b"1")      # ready
+        os.close(int(sys.argv[2]))
     while True:
         reap()
         if owner_fd >= 0:

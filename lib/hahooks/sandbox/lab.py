@@ -17,8 +17,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import atexit
-import fcntl
-import json
 import logging
 import os
 import re
@@ -28,13 +26,10 @@ import sys
 import threading
 import zlib
 
-from hahooks import waits
-from hahooks.errors import WaitTimeout
-from hahooks.sandbox import nsproc
+from hahooks.sandbox import hoststate
 from hahooks.sandbox.net import Network
 from hahooks.sandbox.node import Node
-from hahooks.sandbox.nsproc import tool
-from hahooks.sandbox.nsproc import SandboxError, host
+from hahooks.sandbox.nsproc import SandboxError, host, tool
 
 log = logging.getLogger("hahooks.sandbox")
 
@@ -43,7 +38,6 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,11}$")
 FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 WORKDIR_RE = re.compile(r"^/[A-Za-z0-9_./-]+$")
 MARKER = ".hahooks-lab"
-LOCK_DIR = "/run/lock/hahooks-sandbox"
 LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -98,24 +92,13 @@ class Lab:
             raise SandboxError("the sandbox needs root (namespaces, mounts, loop devices)")
         for name in ("ip", "unshare", "nsenter", "mount", "losetup"):
             tool(name)
-        os.makedirs(LOCK_DIR, exist_ok=True)
-        fd = os.open(os.path.join(LOCK_DIR, self.prefix + ".lock"), os.O_RDWR | os.O_CREAT,
-                     0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise SandboxError(f"lab prefix {self.prefix!r} is in use by another live lab "
-                               f"(pid {owner or '?'}): pick another prefix") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = hoststate.lock_prefix(self.prefix)
         self._started = True
         _live.add(self)
         _install_handlers()
-        self._purge_remnants()
+        hoststate.purge(self.prefix, self.workdir, self.grace)
         self._prepare_workdir()
+        self._save()
         return self
 
     def _prepare_workdir(self) -> None:
@@ -129,17 +112,12 @@ class Lab:
         with open(os.path.join(self.workdir, MARKER), "w") as fh:
             fh.write(f"prefix {self.prefix} pid {os.getpid()}\n")
 
-    def _purge_remnants(self) -> None:
-        """Under the prefix lock nobody else owns "<prefix>-*": a dead lab left it."""
-        for ns in list_netns():
-            if ns.startswith(self.prefix + "-"):
-                log.warning("removing stale sandbox netns %s", ns)
-                self._kill_netns_members(ns)
-                host(["ip", "netns", "del", ns], check=False)
-        for dev, backing in list_loops():
-            if backing.startswith(self.workdir + "/"):
-                log.warning("detaching stale sandbox loop device %s (%s)", dev, backing)
-                detach_loop(dev, backing)
+    def _save(self) -> None:
+        """Keep <workdir>/lab.json current (for `python3 -m hahooks.sandbox cleanup`)."""
+        try:
+            hoststate.write_manifest(self)
+        except OSError as err:
+            log.warning("sandbox manifest: %s", err)
 
     def _ensure(self) -> None:
         if self._closed:
@@ -181,7 +159,9 @@ class Lab:
                         binds=binds, env=env, heartbeat=heartbeat, run_dirs=run_dirs)
             self.nodes[name] = node
             try:
-                return node.boot()
+                node.boot()
+                self._save()
+                return node
             except BaseException:
                 try:
                     node.crash()
@@ -230,6 +210,7 @@ class Lab:
         with self._mutex:
             dev = host([tool("losetup"), "-f", "--show", path]).stdout.strip()
             self._loops.append((dev, path))
+            self._save()
         if fs == "ext4":
             host([tool("mkfs.ext4"), "-q", "-F", dev], timeout=120)
         elif fs == "xfs":
@@ -238,30 +219,17 @@ class Lab:
 
     # -- namespaces (used by Network and Node) -----------------------------------------
     def _add_netns(self, name: str) -> None:
-        if os.path.exists(f"/run/netns/{name}"):
-            self._kill_netns_members(name)
-            host(["ip", "netns", "del", name], check=False)
+        hoststate.delete_netns(name, self.grace)     # a node booted again under its name
         host(["ip", "netns", "add", name])
         if name not in self._netns:
             self._netns.append(name)
+        self._save()
 
     def _del_netns(self, name: str) -> None:
-        if os.path.exists(f"/run/netns/{name}"):
-            self._kill_netns_members(name)
-            host(["ip", "netns", "del", name])
+        hoststate.delete_netns(name, self.grace)
         if name in self._netns:
             self._netns.remove(name)
-
-    def _kill_netns_members(self, name: str) -> None:
-        path = f"/run/netns/{name}"
-        ino = nsproc.ns_inode_of_path(path)
-        if ino is None:
-            return
-
-        def member(pid: int) -> bool:          # /run/netns/<name> pins the inode
-            return os.path.exists(path) and nsproc.ns_inode(pid, "net") == ino
-        nsproc.end_members(lambda: [p for p in nsproc.all_pids() if member(p)], member,
-                           grace=self.grace)
+        self._save()
 
     # -- teardown ----------------------------------------------------------------------
     def release(self) -> str:
@@ -302,7 +270,7 @@ class Lab:
         for node in list(self.nodes.values()):
             attempt(f"node {node.name}", node.shutdown, self.grace)
         for dev, path in self._loops:
-            attempt(f"loop {dev}", detach_loop, dev, path)
+            attempt(f"loop {dev}", hoststate.detach_loop, dev, path)
         for net in list(self.networks.values()):
             attempt(f"network {net.name}", net.destroy)
         for name in list(self._netns):
@@ -315,51 +283,6 @@ class Lab:
             self._lock_fd = None
         if errors:
             raise SandboxError(f"lab {self.prefix} cleanup: " + "; ".join(errors))
-
-
-# -- host state helpers ------------------------------------------------------------------
-def list_netns() -> list[str]:
-    try:
-        return sorted(os.listdir("/run/netns"))
-    except OSError:
-        return []
-
-
-def list_loops() -> list[tuple[str, str]]:
-    """(/dev/loopN, backing file) of every attached loop device."""
-    out = []
-    try:
-        names = os.listdir("/sys/block")
-    except OSError:
-        return out
-    for name in names:
-        if name.startswith("loop"):
-            backing = loop_backing(f"/dev/{name}")
-            if backing:
-                out.append((f"/dev/{name}", backing))
-    return out
-
-
-def loop_backing(dev: str) -> str | None:
-    try:
-        with open(f"/sys/block/{os.path.basename(dev)}/loop/backing_file") as fh:
-            return fh.read().strip().removesuffix(" (deleted)")
-    except OSError:
-        return None
-
-
-def detach_loop(dev: str, path: str, timeout: float = 15) -> None:
-    """losetup -d, only while the device still backs onto our file (loop numbers are
-    reused by other labs at once), and wait until the kernel has let it go."""
-    if loop_backing(dev) != path:
-        return
-    host([tool("losetup"), "-d", dev], check=False)
-    try:
-        waits.wait_for(lambda: loop_backing(dev) != path, timeout, f"{dev} to detach",
-                       ceiling=0.1)
-    except WaitTimeout:
-        raise SandboxError(f"{dev} ({path}) is still attached (in use: mounted or open "
-                           "somewhere)") from None
 
 
 # -- process-wide safety nets ------------------------------------------------------------
@@ -388,10 +311,3 @@ def _install_handlers() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) == signal.SIG_DFL:
             signal.signal(sig, _on_signal)
-
-
-def write_manifest(lab: Lab) -> None:   # used by __main__ cleanup of released labs
-    data = {"prefix": lab.prefix, "workdir": lab.workdir, "netns": lab._netns,
-            "loops": lab._loops}
-    with open(os.path.join(lab.workdir, "lab.json"), "w") as fh:
-        json.dump(data, fh)

@@ -15,6 +15,7 @@ Why it is built this way (lab-recipes.md §0, §3, §4):
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -71,29 +72,38 @@ class Node:
         return self
 
     def _launch(self) -> None:
-        read_end, self._owner_w = os.pipe()
+        owner_r, self._owner_w = os.pipe()       # EOF on it: this process is gone
+        ready_r, ready_w = os.pipe()             # a byte on it: init is ready for signals
         argv = [tool("ip"), "netns", "exec", self.netns] if self.netns else []
         argv += [tool("unshare"), "-m", "-u", "-p", "-f", "--mount-proc",
-                 "--propagation", "private", sys.executable, "-I", "-S", HOLDER, str(read_end)]
+                 "--propagation", "private", sys.executable, "-I", "-S", HOLDER,
+                 str(owner_r), str(ready_w)]
         log = open(os.path.join(self.dir, "log", "holder.log"), "ab")
         try:
             self._launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=subprocess.STDOUT, pass_fds=(read_end,),
+                                              stderr=subprocess.STDOUT,
+                                              pass_fds=(owner_r, ready_w),
                                               start_new_session=True)
         finally:
-            os.close(read_end)
+            for fd in (owner_r, ready_w):
+                os.close(fd)
             log.close()
 
-        def holder():
+        def ready():
             if self._launcher.poll() is not None:
                 raise SandboxError(f"node {self.name}: the namespace launcher exited "
                                    f"{self._launcher.returncode}: {self._log_tail('holder.log')}")
-            for pid in nsproc.children(self._launcher.pid):
-                chain = nsproc.ns_pid_chain(pid)
-                if chain and chain[-1] == 1 and HOLDER.encode() in nsproc.cmdline(pid):
-                    return pid
-            return None
-        self.holder_pid = waits.wait_for(holder, BOOT_TIMEOUT, f"node {self.name} to start")
+            return select.select([ready_r], [], [], 0.05)[0] and os.read(ready_r, 1)
+        try:
+            waits.wait_for(ready, BOOT_TIMEOUT, f"node {self.name} to start")
+        finally:
+            os.close(ready_r)
+        for pid in nsproc.children(self._launcher.pid):
+            chain = nsproc.ns_pid_chain(pid)
+            if chain and chain[-1] == 1 and HOLDER.encode() in nsproc.cmdline(pid):
+                self.holder_pid = pid
+        if self.holder_pid is None:
+            raise SandboxError(f"node {self.name}: its init is not a child of the launcher")
         self._holder_start = nsproc.start_time(self.holder_pid)
         self._pidns_fd = os.open(f"/proc/{self.holder_pid}/ns/pid", os.O_RDONLY)
         self._pidns = os.fstat(self._pidns_fd).st_ino
