@@ -147,3 +147,16 @@ def test_zpool_service_through_master_and_slave(zlab):
         out = hahooks_in(node, "slave", "-c", cfg, check=0)
         assert pools(node) == {} and "sending TERM" not in out.stderr
         assert not os.path.exists(daemon["pidfile"])
+
+
+def test_dry_run_of_the_whole_stack_prints_every_step_and_changes_nothing(lab, tmp_path,
+                                                                         write_config):
+    s = nginx_stack(lab, tmp_path)
+    cfg = write_config(s["body"])
+    out = run_hahooks("master", "--dry-run", "-c", cfg, check=0)
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"would run: mount -t ext4 {s['dev']} {s['mp']}"
+    assert f"would link {s['etc'] / 'nginx'} -> {s['mp']}/etc/nginx" in lines
+    assert lines[-1].startswith("would run: nginx -e ")
+    assert not is_mounted(s["mp"]) and not os.path.islink(s["etc"] / "nginx")
+    assert pid_of(s["pidfile"]) is None

@@ -12,12 +12,15 @@ change instead of half-linking; a failed rename never goes on to create the syml
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from hahooks import schema
 from hahooks.errors import Refused
 from hahooks.kinds.base import Observation, Resource, broken, held, released
 from hahooks.schema import Invalid
+
+log = logging.getLogger("hahooks.kinds.links")
 
 SUFFIX = ".hahooks-orig"
 
@@ -89,8 +92,11 @@ class Links(Resource):
         self._refuse(survey, (FOREIGN, CLASH), "linking")
         missing = [t for _, t, state, _ in survey if state != LINKED and not os.path.exists(t)]
         if missing and self.p["require_targets"]:
-            raise Refused(f"not linking: target {', '.join(missing)} does not exist "
-                          "(is the filesystem below mounted?)")
+            why = f"target {', '.join(missing)} does not exist"
+            if not self.ctx.dry_run:
+                raise Refused(f"not linking: {why} (is the filesystem below mounted?)")
+            # a dry run mounts nothing below: say what a real run needs, show its effects
+            log.info("%s yet (a real run needs the layers below to provide it)", why)
         for path, target, state, _ in survey:
             if state == LINKED:
                 continue
