@@ -94,6 +94,17 @@ def test_processes_are_private_to_their_node(need_ns, tmp_path):
         with pytest.raises(subprocess.TimeoutExpired):
             a.run(["sleep", "300"], timeout=0.5)
         waits.wait_for(lambda: not a.pids_named("sleep"), 5, "the timed-out sleep to go")
+        # pid files inside a node hold namespace PIDs
+        d = a.popen(["sh", "-c", "echo $$ > /run/sbx.pid; exec sleep 300"])
+        waits.wait_for(lambda: a.pidfile_pid("/run/sbx.pid"), 5, "the pid file")
+        assert a.pidfile_pid("/run/sbx.pid") == d.inner_pid != \
+            int(a.run(["cat", "/run/sbx.pid"]).stdout)
+        assert b.pidfile_pid("/run/sbx.pid") is None       # /run is per node
+        # /etc is private: a node writes it, the host's stays as it was
+        a.write_file("/etc/sbx-private.conf", "only in nodea\n", 0o600)
+        assert a.run(["stat", "-c", "%a", "/etc/sbx-private.conf"]).stdout.strip() == "600"
+        assert not os.path.exists("/etc/sbx-private.conf")
+        assert b.run(["test", "-e", "/etc/sbx-private.conf"], check=False).returncode == 1
         # a node without its own netns (storage tests): mount/UTS/PID only
         s = lab.node("stor")
         assert s.run(["hostname"]).stdout.strip() == "stor"
@@ -133,10 +144,23 @@ def test_zfs_fuse_per_node_refuses_a_crashed_nodes_pool_by_hostid(need_ns, tmp_p
         with open("/proc/mounts") as fh:
             assert mnt not in fh.read()
         # a killed zfs-fuse leaves a stale mount; stop_zfs unmounts it, start_zfs works again
+        [zfs_fuse] = b.pids_named("zfs-fuse")
+        os.kill(zfs_fuse, signal.SIGKILL)
+        waits.wait_for(lambda: not b.pids_named("zfs-fuse"), 10, "zfs-fuse to die")
+        stale = b.run(["ls", mnt], check=False)
+        assert stale.returncode == 2 and "Transport endpoint is not connected" in stale.stderr
+        assert b.stale_fuse_mounts() == [mnt]
         b.stop_zfs(graceful=False)
         assert b.stale_fuse_mounts() == []
         b.start_zfs()
         assert b.run(["zpool", "list", "-H", "-o", "name"]).returncode == 0
+        # nodea boots again: same hostid (its /etc survives, as a disk would), and its
+        # stale zpool.cache does not import the pool nodeb may hold
+        a = lab.node("nodea", zfs=True)
+        assert a.run(["hostid"]).stdout.strip() == "0a0a0001"
+        a.start_zfs()
+        assert "sbxzfspool" not in a.run(["zpool", "list", "-H", "-o", "name"],
+                                         check=False).stdout
 
 
 def test_stubs_keep_reboot_and_pkill_inside_the_node(need_ns, tmp_path):

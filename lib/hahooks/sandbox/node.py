@@ -39,13 +39,15 @@ class Node:
         self.binds = dict(binds or {})
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.run_dirs = list(run_dirs or ())
+        self.dir = os.path.join(lab.workdir, "nodes", name)
+        if hostid is None:        # a reboot keeps the hostid its /etc has (as a disk would)
+            hostid = rootfs.saved_hostid(self.dir)
         if hostid is None and zfs:
             hostid = lab.default_hostid(name)
         if hostid is not None and not 0 < int(hostid) < 2 ** 32:
             raise SandboxError(f"node {name}: hostid {hostid!r} must be 1..0xffffffff")
         self.hostid = None if hostid is None else int(hostid)
         self.netns = f"{lab.prefix}-{name}" if net is not None else None
-        self.dir = os.path.join(lab.workdir, "nodes", name)
         self.stub_log = os.path.join(self.dir, "stub.log")
         self.holder_pid: int | None = None
         self._holder_start: int | None = None
@@ -185,6 +187,14 @@ class Node:
         """The global PID for a PID read from a pid file inside the node."""
         return nsproc.global_pid(ns_pid, self.pids())
 
+    def pidfile_pid(self, path: str) -> int | None:
+        """Global PID of the process named by a pid file inside the node (which holds a
+        namespace PID), or None when the file is missing or its process is gone."""
+        r = self.run(["cat", path], check=False, timeout=10)
+        text = r.stdout.split()
+        return self.global_pid(int(text[0])) if r.returncode == 0 and text and \
+            text[0].isdigit() else None
+
     def pids_named(self, comm: str) -> list[int]:
         return [p for p in self.pids() if nsproc.comm(p) == comm]
 
@@ -289,6 +299,12 @@ class Node:
     def unmount_stale_fuse(self) -> None:
         for mp in self.stale_fuse_mounts():
             self.enter(["umount", "-l", mp], check=False)
+
+    def write_file(self, path: str, text: str, mode: int | None = None) -> None:
+        """Write a file as the node sees it (e.g. under its private /etc or /run)."""
+        self.run(["dd", f"of={path}", "status=none"], input=text, timeout=30)
+        if mode is not None:
+            self.run(["chmod", f"{mode:o}", path], timeout=30)
 
     def stub_calls(self) -> list[str]:
         try:

@@ -40,6 +40,15 @@ def write_etc(node) -> None:
         fh.write(src.read() + f"{node.ip or '127.0.1.1'}\t{node.name}\n")
 
 
+def saved_hostid(node_dir: str) -> int | None:
+    try:
+        with open(os.path.join(node_dir, "etc", "upper", "hostid"), "rb") as fh:
+            data = fh.read(4)
+    except OSError:
+        return None
+    return struct.unpack("<I", data)[0] if len(data) == 4 else None
+
+
 def setup(node) -> None:
     d = node.dir
     node.enter(["hostname", node.name])
