@@ -37,10 +37,10 @@ class Site:
         return pid_of(self.d["pidfile"]) is not None and os.path.exists(self.d["socket"])
 
 
-def seed_files(device: str, files: dict[str, str], where) -> None:
+def seed_files(device: str, files: dict[str, str], where, mkfs=None) -> None:
     """mkfs + the site's files, done once by hand before the cluster runs."""
     require_tool("mkfs.ext4", "fsck")
-    sh("mkfs.ext4", "-q", "-F", device)
+    sh("mkfs.ext4", "-q", "-F", *(mkfs or [device]))
     where.mkdir(exist_ok=True)
     sh("mount", device, str(where))
     try:
@@ -50,6 +50,23 @@ def seed_files(device: str, files: dict[str, str], where) -> None:
                 fh.write(text)
     finally:
         sh("umount", str(where))
+
+
+def switch_over_and_back(tmp_path, c: SandboxCluster, sites: dict, served: str,
+                         mountpoint: str) -> None:
+    """A planned switchover with nodea master: nodea releases top-down, nodeb takes the
+    same data and writes to it, then back to nodea, which must serve nodeb's write."""
+    c.hh("nodea", "slave", check=0)
+    assert not sites["nodea"].running() and c.mounted("nodea", str(tmp_path)) == []
+    c.hh("nodeb", "master", check=0)
+    assert sites["nodeb"].get() == served
+    www = tmp_path / "nodeb" / mountpoint / "www"
+    c.run("nodeb", "sh", "-c", f"echo 'written on nodeb' > {www}/index.html && sync")
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)
+    assert sites["nodea"].get() == "written on nodeb\n"
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
 
 
 @pytest.fixture
@@ -106,19 +123,8 @@ def test_seed002_failover_failback_and_refusals(tmp_path, sandbox):
     assert world.hast_role(r, "nodeb") == "secondary"
     assert sites["nodea"].get() == "served from HAST\n"
 
-    # planned switchover: nodea releases top-down, nodeb takes the same data
-    c.hh("nodea", "slave", check=0)
-    assert world.hast_role(r, "nodea") == "secondary" and not sites["nodea"].running()
-    assert c.mounted("nodea", str(tmp_path)) == []
-    c.hh("nodeb", "master", check=0)
-    assert sites["nodeb"].get() == "served from HAST\n"
-    www = tmp_path / "nodeb" / "hast" / "test" / "www"
-    c.run("nodeb", "sh", "-c", f"echo 'written on nodeb' > {www}/index.html && sync")
-    c.hh("nodeb", "slave", check=0)
-    c.hh("nodea", "master", check=0)
-    assert sites["nodea"].get() == "written on nodeb\n"
-    c.hh("nodea", "slave", check=0)
-    c.assert_no_violations()
+    switch_over_and_back(tmp_path, c, sites, "served from HAST\n", "hast/test")
+    assert world.hast_role(r, "nodeb") == "secondary"
 
 
 def test_seed002_device_never_appears_rolls_back(tmp_path, sandbox):
@@ -187,17 +193,8 @@ def test_seed001_failover_failback_and_refusal(tmp_path, sandbox):
     assert p.returncode == 1 and "the peer is Primary" in p.stderr, p.stderr
     assert not os.path.islink(tmp_path / "nodeb" / "var" / "www")
 
-    c.hh("nodea", "slave", check=0)
+    switch_over_and_back(tmp_path, c, sites, "served from DRBD\n", "drbd")
     assert not os.path.islink(tmp_path / "nodea" / "var" / "www")
-    c.hh("nodeb", "master", check=0)
-    assert sites["nodeb"].get() == "served from DRBD\n"
-    www = tmp_path / "nodeb" / "drbd" / "www"
-    c.run("nodeb", "sh", "-c", f"echo 'written on nodeb' > {www}/index.html && sync")
-    c.hh("nodeb", "slave", check=0)
-    c.hh("nodea", "master", check=0)
-    assert sites["nodea"].get() == "written on nodeb\n"
-    c.hh("nodea", "slave", check=0)
-    c.assert_no_violations()
 
 
 def test_seed001_without_uptodate_data_refuses_and_mounts_nothing(tmp_path, sandbox):
@@ -231,3 +228,146 @@ def _stack_of(c: SandboxCluster, node: str) -> str:
     """The [[resource]] part of a node's config (to write it again with other node keys)."""
     text = open(c.configs[node]).read()
     return text[text.index("[[resource]]"):]
+
+
+# -- seed 000: gmirror over ggate + md, freevrrpd; both nodes' stacks --------------------------
+
+A, B = "10.99.0.1", "10.99.0.2"
+IMAGE_MB = 16
+MIRROR_BLOCKS = (IMAGE_MB * 1024 * 1024 - 512) // 1024   # gmirror keeps the last sector
+
+
+def seed000(tmp_path, world, lab):
+    world.add_node("nodea", A)
+    world.add_node("nodeb", B)
+    mirror = unique("remotemirror")
+    backup = world.image(unique("sitesbackup"), IMAGE_MB)        # Server_B's image
+    primary = world.image(unique("sitesprimary"), IMAGE_MB)      # Server_A's image
+    # the filesystem lives on the mirror: one sector smaller than the images
+    seed_files(backup, {"www/index.html": "served from the mirror\n"}, tmp_path / "seed",
+               mkfs=["-b", "1024", backup, str(MIRROR_BLOCKS)])
+    exports = tmp_path / "gg.exports"
+    exports.write_text(f"{A} RW {backup}\n")
+    c = SandboxCluster(tmp_path, world, lab)
+    sites = {}
+    for n in c.nodes:
+        sites[n] = Site(tmp_path, n, str(tmp_path / n / "home" / "sites"))
+    top = {n: layer("sites", "filesystem", device=c.dev(n, "mirror", mirror),
+                    mountpoint=str(tmp_path / n / "home" / "sites"), fstype="ext4") +
+           sites[n].layer() for n in c.nodes}
+    c.write("nodea", layer("remote-image", "ggate-attach", host=B, path=backup, unit=0,
+                           connect_wait="3s") +
+            layer("local-image", "md", file=primary, unit=0) +
+            layer("mirror", "gmirror", mirror=mirror, components=["ggate0", "md0"],
+                  autosync=False) + top["nodea"])
+    c.write("nodeb", layer("export", "ggate-export", image=backup, exports_file=str(exports)) +
+            layer("image", "md", file=backup, unit=0) +
+            layer("mirror", "gmirror", mirror=mirror, components=["md0"]) + top["nodeb"])
+    return c, sites, primary
+
+
+def test_seed000_both_nodes_failover_failback_and_degraded(tmp_path, sandbox):
+    world, lab = sandbox
+    c, sites, primary = seed000(tmp_path, world, lab)
+    c.hh("nodeb", "slave", check=0)           # Server_B at boot: ggated serves its image
+    st = c.hh("nodeb", "status")
+    assert st.returncode == 0 and "ggated (pid" in st.stdout, st.stdout
+    c.hh("nodea", "master", check=0)          # Server_A: ggatec, md0, mirror, mount, web
+    assert sites["nodea"].get() == "served from the mirror\n"
+    st = c.hh("nodea", "status")
+    assert st.returncode in (0, 1) and "mirror/" in st.stdout, st.stdout
+
+    # seed 000 test 1: fail the master by hand, the slave takes over; then fail back
+    c.hh("nodea", "slave", check=0)
+    assert c.run("nodea", "ggatec", "list").stdout == ""
+    c.hh("nodeb", "master", check=0)
+    assert sites["nodeb"].get() == "served from the mirror\n"
+    www = tmp_path / "nodeb" / "home" / "sites" / "www"
+    c.run("nodeb", "sh", "-c", f"echo 'written on Server_B' > {www}/index.html && sync")
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)          # relabel from ggate0: md0 rebuilt from it
+    assert sites["nodea"].get() == "written on Server_B\n"
+
+    # seed 000 test 3: Server_B dies while Server_A serves: DEGRADED is a warning
+    c.crash("nodeb")
+    st = c.hh("nodea", "status")
+    assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
+    assert "DEGRADED" in st.stdout and "ggate0" in st.stdout
+    assert sites["nodea"].get() == "written on Server_B\n"      # still serving
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
+
+
+def test_seed000_master_without_the_slave_rolls_back(tmp_path, sandbox):
+    world, lab = sandbox
+    c, sites, primary = seed000(tmp_path, world, lab)
+    p = c.hh("nodea", "master")               # Server_B never started ggated
+    assert p.returncode == 1 and "rolled back" in p.stderr, p.stderr
+    assert c.run("nodea", "mdconfig", "-l").stdout == "" and not sites["nodea"].running()
+    c.assert_no_violations()
+
+
+# -- seed 003: HAST x3 -> raidz1 pool (zfs-fuse), devd/CARP ------------------------------------
+
+def seed003(tmp_path, world, lab):
+    require_tool("zfs-fuse", "zpool")
+    disks = [unique("disk") for _ in range(3)]
+    for d in disks:
+        world.add_hast(d, size_mb=64)                  # zfs-fuse wants vdevs of 64 MB
+    pool = unique("zh")
+    c = SandboxCluster(tmp_path, world, lab, zfs=True)
+    mnt = str(tmp_path / "zhast")
+    # the seed's one-time set-up, on nodea: primary, zpool create, export, secondary
+    c.run("nodea", "hastctl", "role", "primary", *disks)
+    from hahooks import waits
+    waits.wait_for(lambda: all(os.path.exists(c.dev("nodea", "hast", d)) for d in disks), 10,
+                   "HAST devices on nodea")
+    made = c.run("nodea", "zpool", "create", "-m", mnt, pool, "raidz1",
+                 *[c.dev("nodea", "hast", d) for d in disks])
+    assert made.returncode == 0, made.stderr
+    assert c.run("nodea", "zpool", "export", pool).returncode == 0
+    c.run("nodea", "hastctl", "role", "secondary", *disks)
+    for n in c.nodes:
+        c.write(n, layer("hast", "hast", resources=disks, secondary_wait="1s") +
+                layer("zhast", "zpool", pool=pool, import_dirs=[c.dev(n, "hast")]))
+    return disks, pool, mnt, c
+
+
+def test_seed003_hast_zfs_failover_refusal_and_crash(tmp_path, sandbox):
+    world, lab = sandbox
+    disks, pool, mnt, c = seed003(tmp_path, world, lab)
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)
+    assert c.run("nodea", "zpool", "list", "-H", "-o", "name,health").stdout.split() == \
+        [pool, "ONLINE"]
+    wrote = c.run("nodea", "dd", "if=/dev/urandom", f"of={mnt}/from_a.bin", "bs=64k",
+                  "count=4", "conv=fsync")
+    assert wrote.returncode == 0, wrote.stderr
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0, st.stdout
+
+    # the raidz's vdevs are in an imported pool: the hast layer alone refuses to let go
+    c.write("nodea", layer("hast", "hast", resources=disks))
+    p = c.hh("nodea", "slave")
+    assert p.returncode == 1 and f"is a vdev of imported pool {pool}" in p.stderr, p.stderr
+    assert all(world.hast_role(d, "nodea") == "primary" for d in disks)
+    c.write("nodea", layer("hast", "hast", resources=disks, secondary_wait="1s") +
+            layer("zhast", "zpool", pool=pool, import_dirs=[c.dev("nodea", "hast")]))
+
+    # CARP flap on nodeb while nodea is primary: refused before any role change
+    p = c.hh("nodeb", "master")
+    assert p.returncode == 1 and "still acts as primary" in p.stderr, p.stderr
+
+    # switchover: export, secondary; nodeb imports and sees nodea's file
+    c.hh("nodea", "slave", check=0)
+    c.hh("nodeb", "master", check=0)
+    assert c.run("nodeb", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
+
+    # nodeb's power fails: nodea takes over (the hast layer is exclusive: import -f)
+    c.crash("nodeb")
+    c.hh("nodea", "master", check=0)
+    assert c.run("nodea", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
+    st = c.hh("nodea", "status")
+    assert st.returncode == 1 and "degraded" in st.stdout, st.stdout
+    c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
