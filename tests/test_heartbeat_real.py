@@ -26,6 +26,7 @@ import signal
 from conftest import ROOT, require, require_root, require_tool, run_hahooks
 from hahooks import waits
 import pair_support as ps
+from pair_lab import PairLab
 
 SUBNET = "10.99.31.0/24"
 NODES = {"nodea": "10.99.31.1", "nodeb": "10.99.31.2"}
@@ -48,7 +49,7 @@ crm off
 """
 
 
-def ha_dirs(lab: "ps.PairLab", name: str) -> dict[str, str]:
+def ha_dirs(lab: "PairLab", name: str) -> dict[str, str]:
     """The node's copies of /etc/ha.d (with our config and scripts) and /var/lib/heartbeat."""
     work = lab.workdir(name)
     had, varlib = os.path.join(work, "ha.d"), os.path.join(work, "varlib")
@@ -76,18 +77,14 @@ def haresources_line(config: str) -> str:
     return lines[0]
 
 
-def start_heartbeat(lab: "ps.PairLab", name: str) -> None:
-    node = lab.node(name)
-    node.run(["sh", "-c", "mkdir -p /run/heartbeat/ccm /run/heartbeat/crm /run/heartbeat/dopd"
-              " /run/heartbeat/rsctmp /run/lock /run/resource-agents && "
-              "chown -R hacluster:haclient /run/heartbeat && chmod 750 /run/heartbeat"],
-             check=True)
-    # heartbeat daemonizes; its processes stay in the node's PID namespace
+def start_heartbeat(lab: "PairLab", name: str) -> None:
+    # the sandbox made /run/heartbeat/* (heartbeat=True); heartbeat daemonizes, its
+    # processes stay in the node's PID namespace
     lab.start_daemon(name, ["sh", "-c", f"ulimit -l unlimited; exec {HEARTBEAT}"],
                      log="heartbeat")
 
 
-def master_control(lab: "ps.PairLab", name: str) -> int:
+def master_control(lab: "PairLab", name: str) -> int:
     """The master control process (its children briefly carry the same title after fork)."""
     pids = lab.node_pids_matching(name, "master control process")
 
@@ -107,7 +104,7 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
     require_root()
     require_tool("losetup", "mkfs.ext4")
     require(os.access(HEARTBEAT, os.X_OK), "heartbeat (Debian package heartbeat)")
-    with ps.PairLab("hhhb", SUBNET, shared_fs=True) as lab:
+    with PairLab("hhhb", SUBNET, shared_fs=True) as lab:
         for name, ip in NODES.items():
             work = lab.workdir(name)
             os.makedirs(work, exist_ok=True)
@@ -127,14 +124,11 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
             ["/sbin/reboot", "-nf"], ["/usr/bin/pkill", "-9", "heartbeat"]]
         lab.clear_stub_calls()
         fig = ps.Figures("Heartbeat 3.0.6 v1, bcast, keepalive 500ms, deadtime 2")
-        t0 = ps.note(lab.shared, "test", "start")
-        for name in NODES:
+
+        def start(name):
             start_heartbeat(lab, name)
-        first = ps.wait_event(lab.shared, "nodea", "data-start", t0, 60)
         fig.add("both nodes started -> stack held on nodea (initial acquisition)",
-                first.t - t0)
-        lab.wait_converged(["nodea"], "master")
-        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
+                lab.bring_up(start, timeout=60))
         cfg = CONFIG_IN_NODE
         # ResourceManager: status twice (we_own_resource), then start
         assert calls(lab, "nodea") == [[cfg, "status"], [cfg, "status"], [cfg, "start"]]
@@ -142,41 +136,19 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
 
         # -- node death: kill -9 the master control process, then the rest of the node ----
         mcp = master_control(lab, "nodea")
-        t_crash = ps.note(lab.shared, "nodea", "crash")
-        os.kill(mcp, signal.SIGKILL)
-        lab.crash("nodea")
-        took = ps.wait_event(lab.shared, "nodeb", "data-start", t_crash, 30)
-        start_b = lab.first_call("nodeb", "heartbeat", after=t_crash, last_word="start")
-        fig.add("kill -9 of nodea's heartbeat -> start on nodeb (detection, deadtime 2)",
-                start_b - t_crash)
-        fig.add("start on nodeb -> stack held (hahooks transition)", took.t - start_b)
-        fig.add("kill -9 -> stack held on nodeb (failover)", took.t - t_crash)
-        lab.wait_converged(["nodeb"], "master")
-        assert lab.holder() == "nodeb" and lab.mounted("nodeb")
+        t_crash = lab.crash_over(fig, "heartbeat", "our start", last_word="start",
+                                 kill_first=lambda: os.kill(mcp, signal.SIGKILL))
         assert calls(lab, "nodeb", t_crash) == [[cfg, "status"], [cfg, "start"]]
 
         # -- nodea comes back: auto_failback = stop on b, then status + start on a --------
-        lab.restart_node("nodea")
-        t_back = ps.note(lab.shared, "nodea", "restart")
-        start_heartbeat(lab, "nodea")
-        back = ps.wait_event(lab.shared, "nodea", "data-start", t_back, 60)
-        fig.add("restart of nodea -> stack held on nodea (auto_failback)", back.t - t_back)
-        lab.wait_converged(["nodea"], "master")
-        lab.wait_converged(["nodeb"], "slave")
-        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
-        assert calls(lab, "nodeb", t_back)[0] == [cfg, "stop"]
+        t_back = lab.come_back(start, fig, "auto_failback", timeout=60)
+        assert calls(lab, "nodeb", t_back) == [[cfg, "stop"]]
         assert calls(lab, "nodea", t_back)[-1] == [cfg, "start"]
         assert [cfg, "status"] in calls(lab, "nodea", t_back)
 
         # -- graceful: SIGTERM nodea's heartbeat -> our stop on a, then start on b -------
-        t_term = ps.note(lab.shared, "nodea", "sigterm-heartbeat")
-        os.kill(master_control(lab, "nodea"), signal.SIGTERM)
-        handed = ps.wait_event(lab.shared, "nodeb", "data-start", t_term, 30)
-        fig.add("SIGTERM nodea's heartbeat -> stack held on nodeb (graceful)",
-                handed.t - t_term)
-        lab.wait_converged(["nodea"], "slave")
-        lab.wait_converged(["nodeb"], "master")
-        assert lab.holder() == "nodeb" and lab.mounted("nodeb") and not lab.mounted("nodea")
+        t_term = lab.hand_over(fig, "SIGTERM nodea's heartbeat",
+                               lambda: os.kill(master_control(lab, "nodea"), signal.SIGTERM))
         assert calls(lab, "nodea", t_term) == [[cfg, "stop"]]
 
         evs = ps.events(lab.shared)

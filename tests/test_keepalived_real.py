@@ -18,6 +18,7 @@ import signal
 
 from conftest import require_root, require_tool, run_hahooks
 import pair_support as ps
+from pair_lab import PairLab
 
 SUBNET = "10.99.32.0/24"
 VIP = "10.99.32.100"
@@ -53,7 +54,7 @@ vip = "{VIP}/24"
 def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
     require_root()
     require_tool("keepalived", "ip", "losetup", "mkfs.ext4")
-    with ps.PairLab("hhka", SUBNET, shared_fs=True) as lab:
+    with PairLab("hhka", SUBNET, shared_fs=True) as lab:
         for name, (ip, prio) in NODES.items():
             lab.add_node(name, ip, wiring=wiring(prio), lease=True)
 
@@ -68,51 +69,18 @@ def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
                                     log="keepalived")
 
         fig = ps.Figures("keepalived 2.2.7, advert_int 1, priority 200/100, preempt")
-        t0 = ps.note(lab.shared, "test", "start")
-        start("nodea")
-        start("nodeb")
-        ps.wait_event(lab.shared, "nodea", "data-start", t0, 30)
-        lab.wait_converged(["nodea"], "master")
-        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
-
-        # -- crash: SIGKILL of everything on nodea (keepalived, workers, lease holder) ----
-        t_crash = ps.note(lab.shared, "nodea", "crash")
-        lab.crash("nodea")
-        started = ps.wait_event(lab.shared, "nodeb", "data-start", t_crash, 30)
-        master_b = lab.first_call("nodeb", "keepalived", after=t_crash)
-        fig.add("crash of nodea -> notify MASTER on nodeb (VRRP detection)",
-                master_b - t_crash)
-        fig.add("notify MASTER -> stack held on nodeb (hahooks transition)",
-                started.t - master_b)
-        fig.add("crash -> stack held on nodeb (failover)", started.t - t_crash)
-        lab.wait_converged(["nodeb"], "master")
-        fig.note(f"nodeb's steps: {ps.steps(lab.workdir('nodeb'), t_crash)}")
-        assert lab.holder() == "nodeb" and lab.mounted("nodeb")
-
-        # -- nodea returns and preempts (priority 200 > 100) -----------------------------
-        lab.restart_node("nodea")
-        t_back = ps.note(lab.shared, "nodea", "restart")
-        start("nodea")
-        back = ps.wait_event(lab.shared, "nodea", "data-start", t_back, 40)
-        lab.wait_converged(["nodea"], "master")
-        lab.wait_converged(["nodeb"], "slave")
-        fig.add("restart of nodea -> stack held on nodea (preemption)", back.t - t_back)
+        lab.bring_up(start)
+        # crash: SIGKILL of everything on nodea (keepalived, workers, lease holder)
+        lab.crash_over(fig, "keepalived", "notify MASTER", state="MASTER")
+        # nodea returns and preempts (priority 200 > 100)
+        t_back = lab.come_back(start, fig, "preemption")
         fig.add("both VRRP masters (notify MASTER on a .. notify BACKUP on b)",
                 lab.first_call("nodeb", "keepalived", after=t_back, state="BACKUP")
                 - lab.first_call("nodea", "keepalived", after=t_back, state="MASTER"))
-        assert lab.holder() == "nodea" and lab.mounted("nodea") and not lab.mounted("nodeb")
 
-        # -- graceful stop of nodea's keepalived: notify STOP (not BACKUP) releases ------
-        t_stop = ps.note(lab.shared, "nodea", "sigterm-keepalived")
-        lab.signal_pidfile("nodea", "/run/ka.pid", signal.SIGTERM)
-        handed = ps.wait_event(lab.shared, "nodeb", "data-start", t_stop, 30)
-        fig.add("SIGTERM keepalived on nodea -> stack held on nodeb (graceful)",
-                handed.t - t_stop)
-        lab.wait_converged(["nodea"], "slave")
-        lab.wait_converged(["nodeb"], "master")
-        fig.note(f"steps: nodea {ps.steps(lab.workdir('nodea'), t_stop)}; "
-                 f"nodeb {ps.steps(lab.workdir('nodeb'), t_stop)}")
-        assert lab.holder() == "nodeb" and lab.mounted("nodeb") and not lab.mounted("nodea")
+        # graceful stop of nodea's keepalived: notify STOP (not BACKUP) releases
+        t_stop = lab.hand_over(fig, "SIGTERM nodea's keepalived",
+                      lambda: lab.signal_pidfile("nodea", "/run/ka.pid", signal.SIGTERM))
 
         evs = ps.events(lab.shared)
         assert ps.overlaps(evs, "data") == [], ps.overlaps(evs, "data")
@@ -122,7 +90,8 @@ def test_keepalived_pair_crash_failover_preemption_and_graceful_stop(tmp_path):
         calls = {n: [c["argv"] for c in ps.hook_calls(lab.workdir(n))] for n in NODES}
         assert calls["nodea"][:2] == [["INSTANCE", "VI_1", "BACKUP", "200"],
                                       ["INSTANCE", "VI_1", "MASTER", "200"]]
-        assert ["INSTANCE", "VI_1", "STOP", "200"] in calls["nodea"]
+        assert [c["argv"] for c in ps.hook_calls(lab.workdir("nodea"))
+                if ps.record_time(c) > t_stop] == [["INSTANCE", "VI_1", "STOP", "200"]]
         assert ["INSTANCE", "VI_1", "MASTER", "100"] in calls["nodeb"]
         after_back = [c["argv"] for c in ps.hook_calls(lab.workdir("nodeb"))
                       if ps.record_time(c) > t_back]

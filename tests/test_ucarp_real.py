@@ -11,10 +11,9 @@ lease layer must keep the hold intervals apart, which the hold log proves.
 """
 from __future__ import annotations
 
-import os
-
 from conftest import ROOT, require_root, require_tool
 import pair_support as ps
+from pair_lab import PairLab
 
 SUBNET = "10.99.33.0/24"
 VIP = "10.99.33.100"
@@ -31,7 +30,7 @@ def ucarp_argv(ip: str, skew: int, xparam: str | None) -> list[str]:
 def test_ucarp_pair_crash_failover_and_preemption(tmp_path):
     require_root()
     require_tool("ucarp", "ip", "losetup", "mkfs.ext4")
-    with ps.PairLab("hhuc", SUBNET, shared_fs=True) as lab:
+    with PairLab("hhuc", SUBNET, shared_fs=True) as lab:
         wiring = f'[wiring]\ninterface = "eth0"\nvip = "{VIP}/24"\n'
         for name, (ip, skew, xparam) in NODES.items():
             lab.add_node(name, ip, wiring=wiring, lease=True)
@@ -41,38 +40,15 @@ def test_ucarp_pair_crash_failover_and_preemption(tmp_path):
             lab.start_daemon(name, ucarp_argv(ip, skew, xparam), log="ucarp")
 
         fig = ps.Figures("ucarp 1.5.2, advbase 1, deadratio 3, advskew 0/100, --preempt")
-        t0 = ps.note(lab.shared, "test", "start")
-        start("nodea")
-        start("nodeb")
-        ps.wait_event(lab.shared, "nodea", "data-start", t0, 30)
-        lab.wait_converged(["nodea"], "master")
-        assert lab.holder() == "nodea"
-        assert lab.mounted("nodea") and not lab.mounted("nodeb")
+        lab.bring_up(start)
         assert lab.vips(VIP) == {"nodea"}
-
-        # -- crash of the master node: everything on it is SIGKILLed at once ------------
-        t_crash = ps.note(lab.shared, "nodea", "crash")
-        lab.crash("nodea")
-        started = ps.wait_event(lab.shared, "nodeb", "data-start", t_crash, 30)
-        up_b = lab.first_call("nodeb", "ucarp-up", after=t_crash)
-        fig.add("crash of nodea -> ucarp-up on nodeb (ucarp detection)", up_b - t_crash)
-        fig.add("ucarp-up on nodeb -> stack held (hahooks transition)", started.t - up_b)
-        fig.add("crash -> stack held on nodeb (failover)", started.t - t_crash)
-        lab.wait_converged(["nodeb"], "master")
-        fig.note(f"nodeb's steps: {ps.steps(lab.workdir('nodeb'), t_crash)}")
-        assert lab.holder() == "nodeb" and lab.mounted("nodeb")
+        # crash of the master node: everything on it is SIGKILLed at once
+        lab.crash_over(fig, "ucarp-up", "ucarp-up")
         assert "nodeb" in lab.vips(VIP)
-
-        # -- the preferred node returns and preempts ------------------------------------
-        lab.restart_node("nodea")
-        t_back = ps.note(lab.shared, "nodea", "restart")
-        start("nodea")
-        back = ps.wait_event(lab.shared, "nodea", "data-start", t_back, 40)
-        lab.wait_converged(["nodea"], "master")
-        lab.wait_converged(["nodeb"], "slave")
+        # the preferred node returns and preempts
+        t_back = lab.come_back(start, fig, "preemption")
         up_a = lab.first_call("nodea", "ucarp-up", after=t_back)
         down_b = lab.first_call("nodeb", "ucarp-down", after=t_back)
-        fig.add("restart of nodea -> stack held on nodea (preemption)", back.t - t_back)
         fig.add("both ucarp masters (ucarp-up on a .. ucarp-down on b)", down_b - up_a)
 
         evs = ps.events(lab.shared)
@@ -81,16 +57,17 @@ def test_ucarp_pair_crash_failover_and_preemption(tmp_path):
         assert any(e.node == "nodea" and e.what == "lease-wait" and e.t >= t_back for e in evs)
         assert ps.overlaps(evs, "data") == [], ps.overlaps(evs, "data")
         assert ps.overlaps(evs, "lease") == []
-        assert lab.holder() == "nodea"
-        assert lab.mounted("nodea") and not lab.mounted("nodeb")
-        assert lab.vips(VIP) == {"nodea"}   # the restarted a's downscript removed its stale VIP
+        assert lab.vips(VIP) == {"nodea"}   # b's downscript removed the VIP it had added
 
         # -- the exact argv ucarp passed ------------------------------------------------
         calls = {n: [(c["caller"], c["argv"]) for c in ps.hook_calls(lab.workdir(n))]
                  for n in NODES}
-        a_args = ["eth0", VIP, "nodea"]                # --xparam=nodea
-        b_args = ["eth0", VIP]                         # no --xparam
-        assert calls["nodea"][:2] == [("ucarp-down", a_args), ("ucarp-up", a_args)]
-        assert calls["nodeb"][:3] == [("ucarp-down", b_args), ("ucarp-up", b_args),
-                                      ("ucarp-down", b_args)]
+        expect = {"nodea": ["eth0", VIP, "nodea"],     # --xparam=nodea
+                  "nodeb": ["eth0", VIP]}              # no --xparam
+        for n, seen in calls.items():
+            assert {argv == expect[n] for _, argv in seen} == {True}, seen
+            assert seen[0][0] == "ucarp-down"          # the downscript runs at start-up
+        # a: up; crash; (rebooted) down at start-up, up; b: up after the crash, then down
+        assert [c for c, _ in calls["nodea"]][-3:] == ["ucarp-up", "ucarp-down", "ucarp-up"]
+        assert [c for c, _ in calls["nodeb"]][-2:] == ["ucarp-up", "ucarp-down"]
         fig.report([f"argv {n}: {c}" for n, c in calls.items()])
