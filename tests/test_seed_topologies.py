@@ -371,3 +371,23 @@ def test_seed003_hast_zfs_failover_refusal_and_crash(tmp_path, sandbox):
     assert st.returncode == 1 and "degraded" in st.stdout, st.stdout
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()
+
+
+# -- the example configs of these seeds ------------------------------------------------------
+
+@pytest.mark.parametrize("example,layers", [
+    ("seed000-master.toml", "ggate-attach md gmirror filesystem service"),
+    ("seed000-slave.toml", "ggate-export md gmirror filesystem service"),
+    ("seed002-hast-ufs-mysql.toml", "hast filesystem service"),
+    ("seed003-hast-zfs.toml", "hast zpool"),
+    ("seed001-drbd.toml", "drbd filesystem links service"),
+])
+def test_example_configs_are_valid(tmp_path, example, layers):
+    from conftest import ROOT, run_hahooks
+    from hahooks import config
+
+    path = tmp_path / example
+    path.write_text(open(os.path.join(ROOT, "examples", example)).read())
+    os.chmod(path, 0o600)
+    run_hahooks("check", "-c", path, check=0)
+    assert " ".join(r.kind for r in config.load(str(path)).resources) == layers
