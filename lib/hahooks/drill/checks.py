@@ -112,21 +112,24 @@ def storage_clean(cluster, verdict, node: str) -> bool:
         clean = bool(m and m.group(1) == "0") and "No known data errors" in st
         return verdict.check(f"zpool scrub {pool} clean", clean,
                              (m.group(0) if m else st.strip().splitlines()[-1]))
-    image = _image_of(cluster, layer)
+    image = _image_of(cluster, node)
     r = cluster.run(node, ["e2fsck", "-fn", image], timeout=120)
     return verdict.check(f"e2fsck -fn {os.path.basename(image)} clean (after the release)",
                          r.returncode == 0, r.tail())
 
 
-def _image_of(cluster, layer: dict) -> str:
-    """The backing image of a filesystem layer's device (the simulator links it)."""
-    from hahooks.sim import checks as simchecks
-
-    name = os.path.basename(layer["device"])
-    for image in stacks.images(cluster):
-        if name in os.path.basename(image):
-            return image
-    raise FileNotFoundError(f"no backing image for {layer['device']}")
+def _image_of(cluster, node: str) -> str:
+    """The backing image of the filesystem: the simulated replicated device's image (HAST,
+    DRBD), or the local md image of a mirror (the filesystem starts at offset 0)."""
+    st = cluster.world.state()
+    for layer in stacks.layers(cluster, node):
+        if layer["kind"] == "hast":
+            return cluster.world.store.path(st["hast"][layer["resources"][0]]["image"])
+        if layer["kind"] == "drbd":
+            return cluster.world.store.path(st["drbd"][layer["resource"]]["image"])
+        if layer["kind"] == "md":
+            return layer["file"]
+    raise FileNotFoundError(f"{node}: no replicated image below the filesystem")
 
 
 def final(cluster, verdict) -> None:

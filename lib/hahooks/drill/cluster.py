@@ -355,6 +355,11 @@ class Cluster:
             return
         self.handles[node] = self._new_node(node)     # booting the same name = a reboot
         self.down.discard(node)
+        # the node's new interface has a new MAC: a booting host announces itself
+        # (gratuitous ARP); here the others simply forget the old neighbour entry
+        for other in ("client", self.peer(node)):
+            if other == "client" or other not in self.down:
+                self.run(other, ["ip", "neigh", "flush", "to", self.ips[node]], timeout=30)
         self.world.restart(node)
         stacks.after_boot(self, node)
         self.mark("booted", node)

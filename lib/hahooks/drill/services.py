@@ -169,6 +169,9 @@ http {{
                 ".read().decode()\n"
                 "print(' '.join(re.findall(r'href=\"(\\d+)\"', t)))\n")
         r = cluster.run("client", [sys.executable, "-c", code], timeout=60)
+        if not r.ok:
+            from hahooks.drill.cluster import DrillError
+            raise DrillError(f"{node}: reading the rows over HTTP: {r.tail()}")
         return {int(x) for x in r.stdout.split()}
 
     def stop_client(self, cluster) -> None:
