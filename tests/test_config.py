@@ -252,6 +252,8 @@ def test_docs_describe_every_node_key_and_command_key():
     text = open(os.path.join(ROOT, "docs", "config.md")).read()
     from hahooks.kinds.command import Command
 
-    for key in [*config.NODE_FIELDS, *config.RESOURCE_COMMON, *Command.PARAMS,
-                *config.WIRING_FIELDS]:
-        assert f"`{key}`" in text, key
+    for key in [*config.NODE_FIELDS, *config.RESOURCE_COMMON, *Command.PARAMS]:
+        assert f"| `{key}` |" in text, key
+    wiring = open(os.path.join(ROOT, "docs", "wiring.md")).read()
+    for key in config.WIRING_FIELDS:
+        assert f"`{key}`" in wiring, key

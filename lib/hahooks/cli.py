@@ -13,6 +13,11 @@ from hahooks.errors import ExitCode, HahooksError
 # Each module adds its subcommands with register(subparsers); importing them must stay
 # cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
 COMMAND_MODULES = ("transition", "inspect", "entrypoints", "wiring", "drill")
+# The hot paths build only the parser they need (importing and registering every module
+# costs ~20 ms per hook call); any other word, and --help, build the whole parser.
+FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",
+              "status": "inspect", "check": "inspect", "plan": "inspect",
+              "history": "inspect"}
 
 EPILOG = """\
 exit codes (OCF numbers):
@@ -32,7 +37,8 @@ class _ArgError(Exception):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `hahooks` parser; `only` = one module of COMMAND_MODULES (its subcommands alone)."""
     parser = _Parser(prog="hahooks", description="Failover hooks for two-node HA storage "
                      "clusters: acquire the configured stack in order (master) or release it "
                      "in reverse (slave).", epilog=EPILOG,
@@ -44,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="show commands on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in (only,) if only else COMMAND_MODULES:
         importlib.import_module(f"hahooks.commands.{name}").register(sub, common)
     return parser
 
@@ -60,7 +66,7 @@ def stderr_level(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        parser = build_parser(FAST_PATHS.get(argv[0]) if argv else None)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             print("hahooks: no command given (hahooks --help lists them)", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Callable
 
 from hahooks import kinds, logs, waits
 from hahooks.config import Config, ResourceSpec
-from hahooks.errors import (HahooksError, Refused, StepFailed, Superseded,
+from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superseded,
                             UnsafeToRelease)
 from hahooks.kinds.base import Context, Observation, Resource, State
 from hahooks.runner import Runner
@@ -158,9 +158,9 @@ class Engine:
                           extra={"event": "step_failed", "resource": res.name, "step": "acquire"})
                 rolled = self._rollback(i, outcome)
                 self._demote()
-                raise StepFailed(f"acquire {res.name} failed: {reason}; "
-                                 + ("rolled back" if rolled else
-                                    "ROLLBACK INCOMPLETE, see log")) from exc
+                raise _keep_code(StepFailed(f"acquire {res.name} failed: {reason}; "
+                                            + ("rolled back" if rolled else
+                                               "ROLLBACK INCOMPLETE, see log")), exc) from exc
 
     def _release_all(self, outcome: Outcome) -> None:
         for i in reversed(range(len(self.config.resources))):
@@ -175,8 +175,9 @@ class Engine:
                              "nothing is pulled from under it", res.name, _reason(exc),
                              extra={"event": "step_failed", "resource": res.name,
                                     "step": "release"})
-                raise UnsafeToRelease(f"release {res.name} failed: {_reason(exc)}; "
-                                      "stopped there, lower layers untouched") from exc
+                raise _keep_code(UnsafeToRelease(f"release {res.name} failed: {_reason(exc)}"
+                                                 "; stopped there, lower layers untouched"),
+                                 exc) from exc
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
         with logs.context(resource=res.name, kind=res.KIND):
@@ -289,3 +290,12 @@ def _reason(exc: BaseException) -> str:
         return exc.one_line()
     log.error("unexpected error in a kind", exc_info=exc)
     return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _keep_code(err: HahooksError, cause: BaseException) -> HahooksError:
+    """A missing tool or a permission problem keeps its own exit code (5, 4) through the
+    rollback: OCF callers treat "not installed" as a hard error on this node."""
+    if isinstance(cause, HahooksError) and cause.exit_code in (ExitCode.NOT_INSTALLED,
+                                                                ExitCode.PERM):
+        err.exit_code = cause.exit_code
+    return err
