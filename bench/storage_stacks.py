@@ -3,8 +3,7 @@ script running the same commands with no checks (issue 3's note; issue 7 part 4)
 
   fs        filesystem only: `hahooks mount DEV MP ext4 start|stop` vs mount / umount
   fs-links-nginx   filesystem -> links -> nginx (loop ext4 on this host)
-  zpool-service    zpool -> daemon, in a sandbox node with its own zfs-fuse
-                   (needs hahooks.sandbox; skipped with a note without it)
+  zpool-service    zpool -> nginx, in a sandbox node with its own zfs-fuse
 
 Run (root): python3 bench/storage_stacks.py [--runs N] [--json FILE]
 Each run does master then slave (bare: start then stop); figures are medians of N runs
@@ -65,14 +64,15 @@ fstype = "ext4"
 name = "links"
 kind = "links"
 links = {{ "{d}/etc/nginx" = "{d}/srv/etc/nginx", "{d}/www" = "{d}/srv/www" }}
-
-[[resource]]
-name = "web"
-kind = "service"
-start = ["nginx", "-e", "{d}/run/error.log", "-c", "{d}/etc/nginx/nginx.conf"]
-stop = ["nginx", "-e", "{d}/run/error.log", "-c", "{d}/etc/nginx/nginx.conf", "-s", "quit"]
-pidfile = "{d}/run/nginx.pid"
 """
+
+
+def web_layer(conf: str, d: str) -> str:
+    """nginx as the top layer: its config `conf`, pid and error log under d/run."""
+    nginx = f'"nginx", "-e", "{d}/run/error.log", "-c", "{conf}"'
+    return (f'\n[[resource]]\nname = "web"\nkind = "service"\nstart = [{nginx}]\n'
+            f'stop = [{nginx}, "-s", "quit"]\npidfile = "{d}/run/nginx.pid"\n')
+
 
 # the same commands, no checks; the waits are the least that keeps the next command working
 BARE_FS_MASTER = """\
@@ -110,12 +110,14 @@ def timed(argv, env=None) -> float:
     return took
 
 
-def measure(pairs: dict[str, tuple[list, list]], runs: int, env) -> dict[str, list[float]]:
+def measure(pairs: dict[str, tuple[list, list]], runs: int, env,
+            timer=None) -> dict[str, list[float]]:
     """pairs: label -> (up argv, down argv); every run does up then down, interleaved."""
+    timer = timer or (lambda argv: timed(argv, env))
     times: dict[str, list[float]] = {f"{k} {d}": [] for k in pairs for d in ("up", "down")}
     for i in range(runs + 1):
         for label, (up, down) in pairs.items():
-            t_up, t_down = timed(up, env), timed(down, env)
+            t_up, t_down = timer(up), timer(down)
             if i:
                 times[f"{label} up"].append(t_up)
                 times[f"{label} down"].append(t_down)
@@ -151,7 +153,8 @@ def bench_fs(runs: int) -> list[dict]:
         sh("umount", f"{d}/srv")
         cfg = os.path.join(d, "stack.toml")
         with open(cfg, "w") as fh:
-            fh.write(NODE.format(d=d) + FS_STACK.format(d=d, dev=dev))
+            fh.write(NODE.format(d=d) + FS_STACK.format(d=d, dev=dev)
+                     + web_layer(f"{d}/etc/nginx/nginx.conf", d))
         os.chmod(cfg, 0o600)
         for name, text in (("bare-master.sh", BARE_FS_MASTER), ("bare-slave.sh", BARE_FS_SLAVE)):
             with open(os.path.join(d, name), "w") as fh:
@@ -167,13 +170,68 @@ def bench_fs(runs: int) -> list[dict]:
     return rows(times, (("fs", "mount start / stop"), ("fs-links-nginx", "master / slave")))
 
 
+ZPOOL_STACK = """
+[[resource]]
+name = "pool"
+kind = "zpool"
+pool = "stbench"
+import_dirs = ["{vdevs}"]
+"""
+BARE_ZPOOL_MASTER = """\
+set -e
+zpool import -o cachefile=none -d {vdevs} stbench
+nginx -e {d}/run/error.log -c {d}/nginx.conf
+"""
+BARE_ZPOOL_SLAVE = """\
+set -e
+pid=$(cat {d}/run/nginx.pid)
+nginx -e {d}/run/error.log -c {d}/nginx.conf -s quit
+while [ -e /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status; do sleep 0.005; done
+zpool export stbench
+"""
+
+
 def bench_zpool(runs: int) -> list[dict]:
+    """zpool -> nginx inside a sandbox node running its own zfs-fuse; both the hahooks
+    commands and the bare scripts are started in the node the same way (nsenter)."""
     try:
-        from zpool_stack import run_zpool_bench   # needs hahooks.sandbox
+        from hahooks.sandbox import Lab
     except ImportError as exc:
         print(f"zpool stack skipped: {exc}", file=sys.stderr)
         return []
-    return rows(run_zpool_bench(runs), (("zpool-service", "master / slave"),))
+    with tempfile.TemporaryDirectory(prefix="st-zbench-") as d, \
+            Lab(prefix=f"stb{os.getpid() % 10000}", workdir=os.path.join(d, "lab")) as lab:
+        node = lab.node("nodea", hostid=0x0A0A0001, zfs=True)
+        node.start_zfs()
+        vdev = lab.file_vdev("st-bench0", 128)
+        vdevs = os.path.dirname(vdev)
+        os.makedirs(f"{d}/run/tmp")
+        with open(f"{d}/nginx.conf", "w") as fh:
+            fh.write(NGINX_CONF.format(d=d).replace(f"root {d}/www", f"root {d}/pool/www"))
+        node.run(["zpool", "create", "-m", f"{d}/pool", "stbench", vdev])
+        node.run(["sh", "-c", f"mkdir {d}/pool/www && echo bench > {d}/pool/www/index.html"])
+        node.run(["zpool", "export", "stbench"])
+        cfg = os.path.join(d, "stack.toml")
+        with open(cfg, "w") as fh:
+            fh.write(NODE.format(d=d) + ZPOOL_STACK.format(d=d, vdevs=vdevs)
+                     + web_layer(f"{d}/nginx.conf", d))
+        os.chmod(cfg, 0o600)
+        for name, text in (("bare-master.sh", BARE_ZPOOL_MASTER),
+                           ("bare-slave.sh", BARE_ZPOOL_SLAVE)):
+            with open(os.path.join(d, name), "w") as fh:
+                fh.write(text.format(d=d, vdevs=vdevs))
+        env = lab.node_env(node)
+
+        def in_node(argv):
+            t0 = time.perf_counter()
+            node.run(argv, env=env, timeout=120)
+            return time.perf_counter() - t0
+        pairs = {"zpool-service hahooks": ([*HAHOOKS, "master", "-c", cfg],
+                                           [*HAHOOKS, "slave", "-c", cfg]),
+                 "zpool-service bare": (["sh", f"{d}/bare-master.sh"],
+                                        ["sh", f"{d}/bare-slave.sh"])}
+        times = measure(pairs, runs, None, timer=in_node)
+    return rows(times, (("zpool-service", "master / slave"),))
 
 
 def rows(times: dict[str, list[float]], stacks) -> list[dict]:
