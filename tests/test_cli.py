@@ -152,14 +152,15 @@ def test_hooks_work_with_devd_minimal_path(tmp_path, write_config):
     tool.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/tool.log\n")
     tool.chmod(0o755)
     mark = tmp_path / "held"
-    path = write_config(f"""
+    layer = f"""
         [[resource]]
         name = "layer"
         kind = "command"
         acquire = ["hh-layer-tool", "acquire"]
         release = ["rm", "-f", "{mark}"]
         state_file = "{mark}"
-        """, f'paths = {{ hh-layer-tool = "{tool}" }}\n')
+        """
+    path = write_config(layer, f'paths = {{ hh-layer-tool = "{tool}" }}\n')
     env = {"PATH": MINIMAL_PATH}
     r = subprocess.run([os.path.join(ROOT, "hooks", "master"), "-c", path], env=env,
                        capture_output=True, text=True, timeout=120)
@@ -170,14 +171,7 @@ def test_hooks_work_with_devd_minimal_path(tmp_path, write_config):
     assert r.returncode == 0, r.stderr
     waits.wait_for(lambda: not mark.exists(), 60, "the detached slave to release")
     # the same stack without the override: the tool is not on the minimal PATH -> exit 5
-    bare = write_config(f"""
-        [[resource]]
-        name = "layer"
-        kind = "command"
-        acquire = ["hh-layer-tool", "acquire"]
-        release = ["rm", "-f", "{mark}"]
-        state_file = "{mark}"
-        """, name="bare.toml")
+    bare = write_config(layer, name="bare.toml")
     r = subprocess.run([os.path.join(ROOT, "hooks", "master"), "-c", bare], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 5 and "command not found: hh-layer-tool" in r.stderr
