@@ -174,8 +174,11 @@ class PairLab:
     def holder(self) -> str:
         return holder(self.shared)
 
-    def mounted(self, name: str) -> bool:
-        return any(mp == self.mountpoint for _, mp, _ in self.node(name).mounts())
+    def mounted(self, name: str, mountpoint: str | None = None) -> bool:
+        """Whether the node's own mount namespace has the shared filesystem (or
+        `mountpoint`) mounted."""
+        want = mountpoint or self.mountpoint
+        return any(mp == want for _, mp, _ in self.node(name).mounts())
 
     def vips(self, vip: str) -> set[str]:
         out = set()

@@ -3,9 +3,10 @@ network, mount, UTS **and PID** namespace, with stubs over systemctl (= /sbin/re
 pgrep (= pkill): Heartbeat's failed-stop path runs `pkill -9 heartbeat` and `reboot -nf`
 (lab-recipes.md §3), which must never reach this machine.
 
-haresources: `nodea hahooks::/etc/ha.d/hahooks.toml`, as `hahooks render` prints it, runs
-the shipped heartbeat-resource.d/hahooks script, which finds `hahooks` through the PATH it
-extends (/usr/local/sbin is this checkout's command inside the nodes). Stack on each node: lease on
+haresources: `nodea hahooks::/etc/ha.d/hahooks.toml`, as `hahooks render` prints it, then
+`hahooks-mount::/dev/loopN::MNT2::ext4`: the shipped heartbeat-resource.d scripts, which
+find `hahooks` through the PATH they extend (/usr/local/sbin is this checkout's command
+inside the nodes). Stack on each node: lease on
 shared storage (kernel-held flock) -> ext4 on a loop device of a shared image -> data
 (ownership marker + timestamped hold log on shared storage).
 
@@ -111,12 +112,21 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
             binds = ha_dirs(lab, name)
             lab.add_node(name, ip, lease=True, binds=binds, heartbeat=True,
                          config_path=os.path.join(binds["/etc/ha.d"], "hahooks.toml"))
-        # haresources, identical on both nodes, is what `hahooks render` prints for nodea
+        # haresources, identical on both nodes: what `hahooks render` prints for nodea (the
+        # whole stack), then one more filesystem through heartbeat-resource.d/hahooks-mount
         line = haresources_line(lab.nodes["nodea"]["config"])
         assert line == f"nodea hahooks::{CONFIG_IN_NODE}"
+        single = lab.lab.loop_image("single", 32, fs="ext4")
+        mnt2 = os.path.join(lab.root, "mnt2")
+        line += f" hahooks-mount::{single}::{mnt2}::ext4"
         for name in NODES:
             with open(os.path.join(lab.workdir(name), "ha.d", "haresources"), "w") as fh:
                 fh.write(line + "\n")
+
+        def on(name):         # the hahooks-mount resource is mounted on `name` alone
+            other = "nodeb" if name == "nodea" else "nodea"
+            return lab.mounted(name, mnt2) and not (lab.node(other).alive and
+                                                    lab.mounted(other, mnt2))
         # the safety net is in place: what Heartbeat's failed-stop path runs hits the stubs
         for argv in (["/sbin/reboot", "-nf"], ["pkill", "-9", "heartbeat"]):
             assert lab.run("nodea", argv).returncode == 1
@@ -133,23 +143,27 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
         # ResourceManager: status twice (we_own_resource), then start
         assert calls(lab, "nodea") == [[cfg, "status"], [cfg, "status"], [cfg, "start"]]
         assert calls(lab, "nodeb") == []
+        waits.wait_for(lambda: on("nodea"), 30, "hahooks-mount started on nodea")
 
         # -- node death: kill -9 the master control process, then the rest of the node ----
         mcp = master_control(lab, "nodea")
         t_crash = lab.crash_over(fig, "heartbeat", "our start", last_word="start",
                                  kill_first=lambda: os.kill(mcp, signal.SIGKILL))
         assert calls(lab, "nodeb", t_crash) == [[cfg, "status"], [cfg, "start"]]
+        waits.wait_for(lambda: on("nodeb"), 30, "hahooks-mount started on nodeb")
 
         # -- nodea comes back: auto_failback = stop on b, then status + start on a --------
         t_back = lab.come_back(start, fig, "auto_failback", timeout=60)
         assert calls(lab, "nodeb", t_back) == [[cfg, "stop"]]
         assert calls(lab, "nodea", t_back)[-1] == [cfg, "start"]
         assert [cfg, "status"] in calls(lab, "nodea", t_back)
+        waits.wait_for(lambda: on("nodea"), 30, "hahooks-mount back on nodea")
 
         # -- graceful: SIGTERM nodea's heartbeat -> our stop on a, then start on b -------
         t_term = lab.hand_over(fig, "SIGTERM nodea's heartbeat",
                                lambda: os.kill(master_control(lab, "nodea"), signal.SIGTERM))
         assert calls(lab, "nodea", t_term) == [[cfg, "stop"]]
+        waits.wait_for(lambda: on("nodeb"), 30, "hahooks-mount handed to nodeb")
 
         evs = ps.events(lab.shared)
         assert ps.overlaps(evs, "data") == [], ps.overlaps(evs, "data")
@@ -172,6 +186,7 @@ def test_heartbeat_pair_takeover_failback_and_graceful_handover():
         # not finish reads "running", so Heartbeat fences instead of handing it over
         assert last["decision"].startswith("running (release incomplete"), last
         assert not lab.mounted("nodeb") and lab.holder() == ""
+        assert not lab.mounted("nodeb", mnt2)    # stopped first: right to left
         fig.add("SIGTERM with a failing stop -> Heartbeat's reboot attempt",
                 ps.record_time(last) - t_fail)
         fig.report(argv_seen + [f"stubs: {[c.split(None, 2)[2] for c in lab.stub_calls()]}"])
