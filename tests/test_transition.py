@@ -126,6 +126,15 @@ def test_storm_of_concurrent_requests_ends_in_the_newest_role(tmp_path, write_co
     trace = stack.trace()
     assert trace, "the storm changed nothing"
     assert_no_overlap(trace)
+    # the engine's own records agree: each transition ends before the next one starts
+    open_tid = None
+    for rec in stack.json_records():
+        if rec.get("event") == "transition_start":
+            assert open_tid is None, f"{rec['transition']} started inside {open_tid}"
+            open_tid = rec["transition"]
+        elif rec.get("event") == "transition_end":
+            assert rec["transition"] == open_tid
+            open_tid = None
 
 
 @pytest.mark.parametrize("mode", ["--wait", "--detach"])
