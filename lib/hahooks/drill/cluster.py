@@ -204,6 +204,14 @@ class Cluster:
         data["node"]["command_timeout"] = self.command_timeout
         scenarios.write_config(data, place.config_path)
 
+    def world_image(self, path: str, size_mb: int) -> str:
+        """A sparse disk image at `path` (a node's local disk file), made once."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            with open(path, "wb") as fh:
+                fh.truncate(size_mb * 1024 * 1024)
+        return path
+
     def env(self, node: str) -> dict:
         env = {"PATH": self._path(),
                "PYTHONPATH": LIB, "HOME": "/root", "LANG": "C.UTF-8",
@@ -262,6 +270,9 @@ class Cluster:
         loser = self.peer(winner)
         t = threading.Thread(target=self.event, args=(loser, "BACKUP"))
         t.start()
+        delay = events.MASTER_DOWN.get(self.sc.wiring, 0.0)
+        if delay:       # the new master takes over only once the old one fell silent
+            threading.Event().wait(delay)
         self.event(winner, "MASTER")
         t.join()
         self.converge(loser)

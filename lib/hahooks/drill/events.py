@@ -11,6 +11,14 @@ from __future__ import annotations
 import dataclasses
 import re
 
+# How long after the old master falls silent the backup declares itself master, when a
+# graceful failover is delivered. CARP with preemption and Heartbeat hand over at once (0);
+# freevrrpd (advert interval 1 s) waits its master-down interval, 3 adverts. The drill
+# uses it for seed 000, whose ggate-export layer stops ggated without waiting for the
+# peer's ggatec to go (the delivery at once is left to the fault matrix and the flap storm
+# of the HAST scenarios).
+MASTER_DOWN = {"freevrrpd": 3.0}
+
 # a rule as hahooks' devd renderer writes it: notify PRIO { match "k" "re"; ... action "x"; };
 _RULE = re.compile(r"notify\s+(\d+)\s*\{(.*?)\};", re.S)
 _MATCH = re.compile(r'match\s+"([^"]+)"\s+"([^"]+)"\s*;')

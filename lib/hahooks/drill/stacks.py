@@ -105,6 +105,8 @@ def provision(cluster) -> None:
     for node in cluster.nodes:                 # hastd starts with the node's first hastctl
         if any(layer["kind"] == "hast" for layer in stack):
             cluster.run(node, ["hastctl", "status"], timeout=30)
+    if _prepare_geom(cluster):
+        _hh(cluster, b, "slave")               # Server_B at boot: ggated serves its image
     below = [layer for layer in stack if layer["kind"] not in STORAGE + ("links", "service")]
     storage = storage_layer(cluster, a)
     _provision_config(cluster, a, below)
@@ -122,6 +124,32 @@ def provision(cluster) -> None:
     for node in cluster.nodes:
         _hh(cluster, node, "slave")
     cluster.mark("provisioned: replicated storage created on nodea, both nodes slave")
+
+
+MIRROR_IMAGE_MB = 64
+
+
+def _prepare_geom(cluster) -> bool:
+    """Seed 000: each node's local image (md), Server_B's exported image formatted with the
+    filesystem the mirror will show (gmirror keeps the last sector for its metadata), and
+    Server_B's gg.exports naming Server_A. Returns True for such a stack."""
+    a, b = cluster.nodes
+    found = False
+    for node in cluster.nodes:
+        for layer in layers(cluster, node):
+            if layer["kind"] == "md":
+                cluster.world_image(layer["file"], MIRROR_IMAGE_MB)
+            elif layer["kind"] == "ggate-export":
+                found = True
+                image = layer["image"]
+                cluster.world_image(image, MIRROR_IMAGE_MB)
+                blocks = (MIRROR_IMAGE_MB * 1024 * 1024 - 512) // 1024
+                _must(cluster, node, ["mkfs.ext4", "-q", "-F", "-b", "1024", image,
+                                      str(blocks)])
+                os.makedirs(os.path.dirname(layer["exports_file"]), exist_ok=True)
+                with open(layer["exports_file"], "w") as fh:
+                    fh.write(f"{cluster.ips[cluster.peer(node)]} RW {image}\n")
+    return found
 
 
 def _provision_config(cluster, node: str, below: list[dict]) -> None:
@@ -169,7 +197,8 @@ def _create_storage(cluster, node: str, storage: dict, stack: list[dict]) -> Non
     else:
         dev = storage["device"]
         fstype = storage.get("fstype") or "ext4"
-        _must(cluster, node, [f"mkfs.{fstype}", "-q", "-F", "-E", "nodiscard", dev])
+        if not any(layer["kind"] == "gmirror" for layer in stack):   # else made on the image
+            _must(cluster, node, [f"mkfs.{fstype}", "-q", "-F", "-E", "nodiscard", dev])
         _must(cluster, node, ["mkdir", "-p", storage["mountpoint"]])
         _must(cluster, node, ["mount", "-t", "ext4", dev, storage["mountpoint"]])
 
