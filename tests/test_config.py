@@ -82,6 +82,9 @@ BAD = [
      "expected a list of exit codes 1..255"),
     ("demote-string", NODE + 'demote = "sysctl net.inet.carp.demotion=240"\n' + GOOD_LAYER,
      6, "not a shell string"),
+    ("relative-command-path", NODE + GOOD_LAYER.replace('acquire = ["sh", "-c",',
+                                                        'acquire = ["bin/sh", "-c",'),
+     10, "must be a bare name (looked up) or an absolute path"),
     ("nul-in-string", NODE + GOOD_LAYER.replace('acquire = ["sh", "-c",', 'acquire = ["sh\\u0000x", "-c",'),
      10, "bad command"),
 ]

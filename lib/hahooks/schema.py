@@ -142,6 +142,10 @@ def argv_list(v) -> list[str]:
         raise Invalid(f"expected a non-empty list of strings, got {v!r}")
     if not v[0] or any("\x00" in x for x in v):
         raise Invalid(f"bad command {v!r}")
+    if "/" in v[0] and not v[0].startswith("/"):
+        # a detached worker runs in /: a relative path would name another file there
+        raise Invalid(f"the command {v[0]!r} must be a bare name (looked up) or an absolute "
+                      "path")
     return list(v)
 
 
