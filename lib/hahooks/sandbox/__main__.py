@@ -11,7 +11,8 @@ import os
 import shutil
 import sys
 
-from hahooks.sandbox.hoststate import MANIFEST, lock_prefix, purge, read_manifest
+from hahooks.sandbox.hoststate import (MANIFEST, lock_prefix, purge, read_manifest,
+                                       unlock_prefix)
 from hahooks.sandbox.lab import MARKER, PREFIX_RE
 from hahooks.sandbox.nsproc import SandboxError
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep_files and os.path.exists(os.path.join(lab_dir, MARKER)):
                 shutil.rmtree(lab_dir)
         finally:
-            os.close(fd)
+            unlock_prefix(prefix, fd)
     except SandboxError as err:
         print(f"hahooks.sandbox: {err}", file=sys.stderr)
         return 1

@@ -29,19 +29,35 @@ MANIFEST = "lab.json"
 
 
 def lock_prefix(prefix: str) -> int:
-    """An fd holding the prefix lock (close it to release), or SandboxError."""
+    """An fd holding the prefix lock (release with unlock_prefix), or SandboxError."""
     os.makedirs(LOCK_DIR, exist_ok=True)
-    fd = os.open(os.path.join(LOCK_DIR, prefix + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    path = os.path.join(LOCK_DIR, prefix + ".lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise SandboxError(f"lab prefix {prefix!r} is in use by another live lab "
+                               f"(pid {owner or '?'}): pick another prefix") from None
+        try:                 # the holder unlinks the file on release: lock the live one
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise SandboxError(f"lab prefix {prefix!r} is in use by another live lab "
-                           f"(pid {owner or '?'}): pick another prefix") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def unlock_prefix(prefix: str, fd: int) -> None:
+    try:
+        os.unlink(os.path.join(LOCK_DIR, prefix + ".lock"))
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def list_netns() -> list[str]:

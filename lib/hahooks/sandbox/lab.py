@@ -279,7 +279,7 @@ class Lab:
             attempt("workdir", shutil.rmtree, self.workdir)
         _live.discard(self)
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            hoststate.unlock_prefix(self.prefix, self._lock_fd)
             self._lock_fd = None
         if errors:
             raise SandboxError(f"lab {self.prefix} cleanup: " + "; ".join(errors))
