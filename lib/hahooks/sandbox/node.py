@@ -180,7 +180,7 @@ class Node:
         """Global PIDs of every process in the node (its PID namespace, and anything that
         entered its network namespace). The launcher (`unshare`, waiting for the node's
         init in the host's PID namespace) is not one: it must outlive init to reap it, as
-        this machine's PID 1 does not reap orphans."""
+        this VM's PID 1 (process_api) reaps orphans late, if at all."""
         return sorted(p for p in nsproc.all_pids() if p != os.getpid() and self._is_member(p))
 
     def global_pid(self, ns_pid: int) -> int | None:
