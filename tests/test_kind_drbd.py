@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from conftest import require_root, require_tool
+from conftest import require_tool
 from hahooks import parsers
-from replication_helpers import SimCluster, layer, unique, world  # noqa: F401
+from replication_helpers import (SandboxCluster, SimCluster, layer, sandbox,  # noqa: F401
+                                 unique, world)
 
 
 @pytest.mark.parametrize("text,pair", [
@@ -24,8 +25,8 @@ def test_split_pair(text, pair):
     assert parsers.split_pair(text) == pair
 
 
-def cluster(tmp_path, world, r, node_extra="", **params):
-    c = SimCluster(tmp_path, world)
+def cluster(tmp_path, world, r, node_extra="", lab=None, **params):
+    c = SandboxCluster(tmp_path, world, lab) if lab else SimCluster(tmp_path, world)
     minor = world.state()["drbd"][r]["minor"]
     params = {"promote_wait": "1s", "demote_wait": "1s", **params}
     for n in c.nodes:
@@ -135,24 +136,22 @@ def test_down_resource_is_released_and_master_refuses(tmp_path, world):
     c.assert_no_violations()
 
 
-def test_demote_refused_while_mounted(tmp_path, world):
-    require_root()
+def test_demote_refused_while_mounted(tmp_path, sandbox):
     require_tool("mkfs.ext4")
+    world, lab = sandbox                    # the mount lives in nodea's own namespace
     r = unique("r")
     world.add_drbd(r, size_mb=16, primary="nodea")
-    c, minor = cluster(tmp_path, world, r)
+    c, minor = cluster(tmp_path, world, r, lab=lab)
     dev = c.dev("nodea", f"drbd{minor}")
     subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
     mnt = tmp_path / "drbd"
     mnt.mkdir()
-    subprocess.run(["mount", dev, str(mnt)], check=True)
-    try:
-        p = c.hh("nodea", "slave")
-        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
-        assert ["drbdadm", "secondary", r] not in c.commands("nodea", "drbdadm")
-        assert role(world, r, "nodea") == "Primary"
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
+    p = c.hh("nodea", "slave")
+    assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+    assert ["drbdadm", "secondary", r] not in c.commands("nodea", "drbdadm")
+    assert role(world, r, "nodea") == "Primary"
+    assert c.run("nodea", "umount", str(mnt)).returncode == 0
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()
 

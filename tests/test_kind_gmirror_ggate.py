@@ -85,7 +85,8 @@ def test_ggatec_list_plain_and_verbose():
 
 import os  # noqa: E402
 
-from replication_helpers import SimCluster, layer, unique, world  # noqa: E402,F401
+from replication_helpers import (SandboxCluster, SimCluster, layer, sandbox,  # noqa: E402,F401
+                                 unique, world)
 
 
 def md_units(c: SimCluster, node: str) -> list[str]:
@@ -178,7 +179,7 @@ def test_gmirror_prefer_must_be_a_component(tmp_path, world):
 
 import subprocess  # noqa: E402
 
-from conftest import require_root, require_tool  # noqa: E402
+from conftest import require_tool  # noqa: E402
 
 A, B = "10.99.0.1", "10.99.0.2"
 
@@ -187,7 +188,7 @@ class Seed000:
     """Server_A (nodea, master) mirrors its image md0 with Server_B's image (nodeb) seen
     as ggate0; Server_B exports its image with ggated while it is the slave."""
 
-    def __init__(self, tmp_path, world, **master_mirror):
+    def __init__(self, tmp_path, world, lab=None, **master_mirror):
         world.add_node("nodea", A)
         world.add_node("nodeb", B)
         self.world = world
@@ -196,7 +197,7 @@ class Seed000:
         self.primary = world.image(unique("sitesprimary"), 16)    # on Server_A
         self.exports = tmp_path / "gg.exports"
         self.exports.write_text(f"{A} RW {self.backup}\n")
-        self.c = SimCluster(tmp_path, world)
+        self.c = SandboxCluster(tmp_path, world, lab) if lab else SimCluster(tmp_path, world)
         self.c.write("nodea", self.master_stack(**master_mirror))
         self.c.write("nodeb", self.slave_stack())
 
@@ -295,10 +296,10 @@ def test_ggate_export_refuses_an_image_not_in_the_exports(tmp_path, world):
     assert p.returncode == 1 and "does not export" in p.stderr and str(s.exports) in p.stderr
 
 
-def test_mirror_degraded_when_the_slave_dies_is_a_warning(tmp_path, world):
-    require_root()
+def test_mirror_degraded_when_the_slave_dies_is_a_warning(tmp_path, sandbox):
     require_tool("mkfs.ext4")
-    s = Seed000(tmp_path, world, wait_sync=True)
+    world, lab = sandbox                       # mounts in the node's own namespace
+    s = Seed000(tmp_path, world, lab, wait_sync=True)
     c = s.c
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
@@ -306,16 +307,32 @@ def test_mirror_degraded_when_the_slave_dies_is_a_warning(tmp_path, world):
     subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
     mnt = tmp_path / "sites"
     mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", dev, str(mnt)], check=True)
-    try:
-        world.crash("nodeb")                       # seed 000 test 3: pull Server_B's cable
-        st = c.hh("nodea", "status")
-        assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
-        assert "DEGRADED: ggate0 not in the mirror" in st.stdout
-        # the mirror is mounted: release refuses to take it away
-        p = c.hh("nodea", "slave")
-        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
+    c.crash("nodeb")                           # seed 000 test 3: pull Server_B's cable
+    st = c.hh("nodea", "status")
+    assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
+    assert "DEGRADED: ggate0 not in the mirror" in st.stdout
+    # the mirror is mounted: release refuses to take it away
+    p = c.hh("nodea", "slave")
+    assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+    assert c.run("nodea", "umount", str(mnt)).returncode == 0
     c.hh("nodea", "slave", check=0)
+    c.assert_no_violations()
+
+
+def test_master_that_wrote_alone_refuses_to_relabel_from_the_stale_remote(tmp_path, world):
+    s = Seed000(tmp_path, world, wait_sync=True)
+    c = s.c
+    c.hh("nodeb", "slave", check=0)
+    c.hh("nodea", "master", check=0)
+    world.crash("nodeb")                       # Server_B dies; Server_A goes on alone
+    write_marker(s.mirror_dev("nodea"), b"written-alone")
+    c.hh("nodea", "slave", check=0)            # (e.g. a reboot of Server_A)
+    world.restart("nodeb")
+    c.hh("nodeb", "slave", check=0)            # Server_B back: ggated serves its old copy
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1, p.stderr
+    assert "last ran without ggate0" in p.stderr and "would discard them" in p.stderr
+    assert not any(a[1] == "label" for a in c.commands("nodea", "gmirror")[-3:])
+    assert read_marker(s.primary, 13) == b"written-alone"      # nothing overwritten
     c.assert_no_violations()

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from conftest import require_root, require_tool
+from conftest import require_tool
 from hahooks import parsers
-from replication_helpers import SimCluster, unique, world  # noqa: F401
+from replication_helpers import (SandboxCluster, SimCluster, sandbox,  # noqa: F401
+                                 unique, world)
 
 # -- parsers: the exact reference texts ----------------------------------------------------
 
@@ -107,8 +108,8 @@ secondary_wait = "1s"
 {extra}"""
 
 
-def make(tmp_path, world, res, node_extra="", **params):
-    c = SimCluster(tmp_path, world)
+def make(tmp_path, world, res, node_extra="", lab=None, **params):
+    c = SandboxCluster(tmp_path, world, lab) if lab else SimCluster(tmp_path, world)
     for n in c.nodes:
         c.write(n, hast_stack(res, **params), node_extra)
     return c
@@ -241,23 +242,21 @@ def test_dry_run_changes_nothing(tmp_path, world):
     assert world.hast_role(r, "nodea") == "secondary"
 
 
-def test_release_refused_while_mounted(tmp_path, world):
-    require_root()
+def test_release_refused_while_mounted(tmp_path, sandbox):
     require_tool("mkfs.ext4")
+    world, lab = sandbox                    # the mount lives in nodea's own namespace
     r = unique()
     world.add_hast(r, size_mb=16)
-    c = make(tmp_path, world, [r])
+    c = make(tmp_path, world, [r], lab=lab)
     c.hh("nodea", "master", check=0)
     dev = c.dev("nodea", "hast", r)
     subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", dev, str(mnt)], check=True)
-    try:
-        p = c.hh("nodea", "slave")
-        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
-        assert world.hast_role(r, "nodea") == "primary" and os.path.exists(dev)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
+    p = c.hh("nodea", "slave")
+    assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+    assert world.hast_role(r, "nodea") == "primary" and os.path.exists(dev)
+    assert c.run("nodea", "umount", str(mnt)).returncode == 0
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()

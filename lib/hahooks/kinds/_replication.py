@@ -5,14 +5,10 @@ secondary` destroys /dev/hast/X even when it is mounted)."""
 from __future__ import annotations
 
 import glob
-import logging
 import os
 
 from hahooks import mounts as mount_table, parsers
 from hahooks.errors import HahooksError, Refused, WaitTimeout
-
-log = logging.getLogger("hahooks.kinds")
-
 
 def dev_path(ctx, *parts: str) -> str:
     """<[node] dev_dir>/parts: /dev/hast/r0, /dev/ggate0, /dev/mirror/gm0, /dev/md0."""

@@ -26,12 +26,15 @@ With `autosync = false` labels are `-n` and each inserted component gets `gmirro
 
 release refuses while the mirror device is mounted or in a pool, then `gmirror destroy`:
 stop, and clear every component's metadata, so GEOM cannot re-assemble a stale mirror when
-the providers come back (`release_mode = "stop"` keeps it).
+the providers come back (`release_mode = "stop"` keeps it). Released while `prefer` was not
+ACTIVE (the peer died and this node went on writing alone), it leaves a record in the state
+dir, and acquire then refuses to label from `prefer` until a person has chosen the copy.
 """
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 from hahooks import parsers, schema
 from hahooks.errors import Refused
@@ -92,6 +95,10 @@ class Gmirror(Resource):
         if not _active(m):
             return broken(f"{name} is {m.status} without an ACTIVE component ({comps})",
                           **details)
+        if os.path.exists(self.stale_record) and (m.status != "COMPLETE" or any(
+                m.component(p) is None for p in self.p["components"])):
+            return broken(f"{name} {m.status}: {comps}; but it last ran without "
+                          f"{self.prefer}, whose copy is stale ({self.stale_record})", **details)
         if not os.path.exists(self.device):
             return broken(f"{name} is {m.status} but {self.device} is missing", **details)
         outside = self.outside(m)
@@ -116,14 +123,31 @@ class Gmirror(Resource):
     def in_use(self) -> bool:
         return bool(rep.users_of(self.ctx, [self.device]))
 
+    @property
+    def stale_record(self) -> str:
+        """Written when the mirror is released while running without `prefer` ACTIVE: the
+        local components then hold writes that `prefer` lacks, and labelling from it would
+        silently throw them away (seed 000 after Server_B died: "manual intervention")."""
+        return os.path.join(self.ctx.node.state_dir,
+                            f"gmirror-{self.p['mirror']}.{self.prefer}-stale")
+
     def acquire(self) -> None:
         m = self.observe()
+        if os.path.exists(self.stale_record):
+            if m is None or m.status != "COMPLETE" or \
+                    any(m.component(p) is None for p in self.p["components"]):
+                self._refuse_stale(m)
+            # a person rebuilt the mirror from the copy they chose: the record is settled
+            self.ctx.effect(f"remove {self.stale_record}", lambda: os.unlink(self.stale_record))
         if m is not None and _active(m) and os.path.exists(self.device):
             source = m.component(self.prefer)
             if (not self.ctx.dry_run and self.in_use()) or \
                     (source and source.state == "ACTIVE") or \
                     not os.path.exists(self.provider(self.prefer)):
-                self._insert(self.outside(m))
+                outside = self.outside(m)
+                if outside:        # drop what GEOM still remembers of the lost components
+                    self._gmirror("forget", self.p["mirror"])
+                self._insert(outside)
                 return self._settle()
             log.warning("mirror %s runs without its sync source %s ACTIVE (assembled from "
                         "leftover metadata?): labelling it afresh from %s", self.p["mirror"],
@@ -146,6 +170,18 @@ class Gmirror(Resource):
         self._insert([c for c in others if c not in missing])
         self._settle()
 
+    def _refuse_stale(self, m: parsers.Mirror | None) -> None:
+        with open(self.stale_record) as fh:
+            since = fh.read().strip()
+        now = f"; GEOM has now assembled it as {m.status}: " + ", ".join(
+            _describe(c) for c in m.components) if m else ""
+        raise Refused(f"mirror {self.p['mirror']} last ran without {self.prefer} ({since})"
+                      f"{now}: the other components hold writes {self.prefer} lacks, and "
+                      f"rebuilding from {self.prefer} would discard them. Decide by hand "
+                      f"(e.g. `gmirror label {self.p['mirror']} <the newer copy>`, then "
+                      f"`gmirror insert` the other and wait for COMPLETE), then run master "
+                      f"again or remove {self.stale_record}")
+
     def _insert(self, components: list[str]) -> None:
         for comp in components:
             self._gmirror("insert", self.p["mirror"], comp)
@@ -160,15 +196,28 @@ class Gmirror(Resource):
                               "COMPLETE", f"mirror {self.p['mirror']} to be COMPLETE")
 
     def release(self) -> None:
-        if self.observe() is None:
+        m = self.observe()
+        if m is None:
             return
         rep.refuse_if_used(self.ctx, [self.device], f"{self.p['release_mode']} mirror "
                            f"{self.p['mirror']}")
+        source = m.component(self.prefer)
+        if _active(m) and not (source and source.state == "ACTIVE"):
+            note = (f"since {time.strftime('%Y-%m-%d %H:%M:%S')} or earlier; it ran on "
+                    + ", ".join(_describe(c) for c in m.components))
+            self.ctx.effect(f"record that {self.prefer} is stale in {self.stale_record}",
+                            lambda: _write(self.stale_record, note))
         self._gmirror(self.p["release_mode"], self.p["mirror"])
 
     def _gmirror(self, verb: str, *args: str) -> None:
         self.ctx.run(["gmirror", verb, *args], readonly=False,
                      what=f"gmirror {verb} {self.p['mirror']}")
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
 
 
 def _active(m: parsers.Mirror) -> bool:
