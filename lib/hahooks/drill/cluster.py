@@ -44,6 +44,12 @@ class Result:
         return text[-1] if text else f"exit {self.returncode}"
 
 
+def _mounts_under(path: str) -> list[str]:
+    prefix = path.rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as fh:
+        return [line.split()[4] for line in fh if line.split()[4].startswith(prefix)]
+
+
 def _text(data) -> str:
     if data is None:
         return ""
@@ -76,6 +82,9 @@ class Cluster:
         self.fast = fast
         self.faults = faults                  # fault shims on the nodes' PATH
         self.command_timeout = command_timeout
+        if workdir and os.path.exists(workdir) and os.listdir(workdir):
+            from hahooks.errors import UsageError
+            raise UsageError(f"--workdir {workdir}: not empty (the drill removes it after)")
         self.workdir = os.path.abspath(workdir) if workdir else \
             tempfile.mkdtemp(prefix=f"hahooks-drill-{scenario.name}-", dir="/var/tmp")
         os.makedirs(self.workdir, exist_ok=True)
@@ -432,6 +441,7 @@ class Cluster:
             stacks.wait_released(self, stacks.images(self), timeout=15)
         except Exception as exc:
             errors.append(f"kernel state: {exc}")
-        if not errors and not os.environ.get("HAHOOKS_DRILL_KEEP_FILES"):
+        if not errors and not os.environ.get("HAHOOKS_DRILL_KEEP_FILES") and \
+                not _mounts_under(self.workdir):     # never delete through a live mount
             shutil.rmtree(self.workdir, ignore_errors=True)
         return ("teardown problems: " + "; ".join(errors)) if errors else ""

@@ -40,6 +40,7 @@ class Step:
     resource: str
     action: str          # acquire | release
     argv: tuple[str, ...]
+    node_words: tuple[str, ...] = ()   # node-specific parts (dev dir, own dir, address)
 
     @property
     def cmdline(self) -> str:
@@ -47,10 +48,31 @@ class Step:
 
     @property
     def pattern(self) -> str:
-        return "".join(f"[{c}]" if c in "*?[" else c for c in self.cmdline)
+        """fnmatch pattern for this command on either node: the node-specific parts become
+        `*`, everything else must match literally."""
+        text = self.cmdline
+        for word in sorted(self.node_words, key=len, reverse=True):
+            text = text.replace(word, "\0")
+        escaped = "".join(f"[{c}]" if c in "*?[" else c for c in text)
+        return escaped.replace("\0", "*")
 
     def __str__(self) -> str:
-        return f"{self.resource}/{self.action}: {self.cmdline}"
+        return f"{self.resource}/{self.action}: {self.short}"
+
+    @property
+    def short(self) -> str:
+        text = self.cmdline
+        for word in sorted(self.node_words, key=len, reverse=True):
+            text = text.replace(word, "<node>")
+        return text
+
+
+def node_words(cluster) -> tuple[str, ...]:
+    words = []
+    for n in cluster.nodes:
+        place = cluster.places[n]
+        words += [place.dev_dir, place.private, cluster.ips[n]]
+    return tuple(words)
 
 
 @dataclasses.dataclass
@@ -76,7 +98,7 @@ def mutating_steps(cluster, node: str, since: float, action: str) -> list[Step]:
             continue
         if not rec.get("resource") or rec.get("role") != role or rec.get("dry_run"):
             continue
-        step = Step(rec["resource"], action, tuple(rec.get("argv") or ()))
+        step = Step(rec["resource"], action, tuple(rec.get("argv") or ()), node_words(cluster))
         if step.argv and step not in out:
             out.append(step)
     return out
@@ -91,10 +113,16 @@ def discover(cluster) -> list[Step]:
     cluster.elect(other)
     t1 = time.time()
     cluster.elect(holder)
-    steps = mutating_steps(cluster, other, t0, "acquire")
-    steps += mutating_steps(cluster, holder, t0, "release")
-    steps += [s for s in mutating_steps(cluster, holder, t1, "acquire") if s not in steps]
-    steps += [s for s in mutating_steps(cluster, other, t1, "release") if s not in steps]
+    found = (mutating_steps(cluster, other, t0, "acquire") +
+             mutating_steps(cluster, holder, t0, "release") +
+             mutating_steps(cluster, holder, t1, "acquire") +
+             mutating_steps(cluster, other, t1, "release"))
+    steps, seen = [], set()
+    for step in found:                 # the same step on either node counts once
+        key = (step.resource, step.action, step.pattern)
+        if key not in seen:
+            seen.add(key)
+            steps.append(step)
     return steps
 
 

@@ -20,6 +20,7 @@ class Report:
     timeline: Timeline
     verdict: Verdict
     workdir: str = ""
+    prefix: str = ""
     kept: str = ""
     figures: dict = dataclasses.field(default_factory=dict)
 
@@ -38,7 +39,7 @@ class Report:
         return {"scenario": self.scenario, "passed": self.verdict.passed,
                 "verdict": self.verdict.summary(), "checks": self.verdict.as_json(),
                 "timeline": self.timeline.as_json(), "figures": self.figures,
-                "workdir": self.workdir}
+                "workdir": self.workdir, "prefix": self.prefix}
 
 
 class Stage:
@@ -66,7 +67,7 @@ def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = Non
 
     verdict = Verdict()
     cluster = Cluster(scenario, workdir=workdir, keep=keep, progress=progress)
-    report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir)
+    report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir, cluster.prefix)
     try:
         with Stage(cluster, verdict, "start the sandbox (2 nodes, provisioning)"):
             cluster.start()
