@@ -260,3 +260,18 @@ def test_release_refused_while_mounted(tmp_path, sandbox):
     assert c.run("nodea", "umount", str(mnt)).returncode == 0
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()
+
+
+def test_without_list_falls_back_to_status(tmp_path, world):
+    # FreeBSD 9.0's hastctl has no `list` (usage, exit 64): the terse/verbose status is read
+    r = unique()
+    world.add_hast(r, size_mb=8)
+    world.inject("hastctl list*", fail=64, stderr="usage: hastctl ...\n")
+    c = make(tmp_path, world, [r])
+    c.hh("nodea", "master", check=0)
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and f"primary: {r} (complete)" in st.stdout, st.stdout
+    assert ["hastctl", "status", r] in c.commands("nodea", "hastctl")
+    c.hh("nodea", "slave", check=0)
+    assert world.hast_role(r, "nodea") == "secondary"
+    c.assert_no_violations()
