@@ -2,8 +2,10 @@
 replication kind tests: each node gets its own config, state dir and sim environment."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import subprocess
 import textwrap
 
 import pytest
@@ -142,3 +144,15 @@ def sandbox(tmp_path):
             yield w, lab
         finally:
             w.close()
+
+
+@contextlib.contextmanager
+def mounted_in(c: SandboxCluster, node: str, device: str, mountpoint):
+    """A fresh ext4 on `device`, mounted inside `node` for the with-block."""
+    subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
+    os.makedirs(mountpoint, exist_ok=True)
+    assert c.run(node, "mount", device, str(mountpoint)).returncode == 0
+    try:
+        yield str(mountpoint)
+    finally:
+        assert c.run(node, "umount", str(mountpoint)).returncode == 0

@@ -3,15 +3,14 @@ dstate, cstate, primary, secondary), and what drbddisk does not do (linux-ha.md 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
 
 from conftest import require_tool
 from hahooks import parsers
-from replication_helpers import (SandboxCluster, SimCluster, layer, sandbox,  # noqa: F401
-                                 unique, world)
+from replication_helpers import (SandboxCluster, SimCluster, layer,  # noqa: F401
+                                 mounted_in, sandbox, unique, world)
 
 
 @pytest.mark.parametrize("text,pair", [
@@ -143,15 +142,11 @@ def test_demote_refused_while_mounted(tmp_path, sandbox):
     world.add_drbd(r, size_mb=16, primary="nodea")
     c, minor = cluster(tmp_path, world, r, lab=lab)
     dev = c.dev("nodea", f"drbd{minor}")
-    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
-    mnt = tmp_path / "drbd"
-    mnt.mkdir()
-    assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
-    p = c.hh("nodea", "slave")
-    assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
-    assert ["drbdadm", "secondary", r] not in c.commands("nodea", "drbdadm")
-    assert role(world, r, "nodea") == "Primary"
-    assert c.run("nodea", "umount", str(mnt)).returncode == 0
+    with mounted_in(c, "nodea", dev, tmp_path / "drbd") as mnt:
+        p = c.hh("nodea", "slave")
+        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+        assert ["drbdadm", "secondary", r] not in c.commands("nodea", "drbdadm")
+        assert role(world, r, "nodea") == "Primary"
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()
 

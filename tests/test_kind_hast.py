@@ -3,15 +3,14 @@ master/slave/status through the CLI on the simulator (FreeBSD command forms forc
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
 
 from conftest import require_tool
 from hahooks import parsers
-from replication_helpers import (SandboxCluster, SimCluster, sandbox,  # noqa: F401
-                                 unique, world)
+from replication_helpers import (SandboxCluster, SimCluster, mounted_in,  # noqa: F401
+                                 sandbox, unique, world)
 
 # -- parsers: the exact reference texts ----------------------------------------------------
 
@@ -250,14 +249,10 @@ def test_release_refused_while_mounted(tmp_path, sandbox):
     c = make(tmp_path, world, [r], lab=lab)
     c.hh("nodea", "master", check=0)
     dev = c.dev("nodea", "hast", r)
-    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
-    p = c.hh("nodea", "slave")
-    assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
-    assert world.hast_role(r, "nodea") == "primary" and os.path.exists(dev)
-    assert c.run("nodea", "umount", str(mnt)).returncode == 0
+    with mounted_in(c, "nodea", dev, tmp_path / "mnt") as mnt:
+        p = c.hh("nodea", "slave")
+        assert p.returncode == 1 and f"{dev} is mounted at {mnt}" in p.stderr, p.stderr
+        assert world.hast_role(r, "nodea") == "primary" and os.path.exists(dev)
     c.hh("nodea", "slave", check=0)
     c.assert_no_violations()
 
