@@ -68,14 +68,17 @@ def fault_matrix(args) -> dict:
         with _cluster(name, faults=True, command_timeout="8s", verbose=args.verbose) as c:
             trials += faults.matrix(c)
     unsafe = [tr for tr in trials if not tr.safe]
+    retried = sum(1 for tr in trials if tr.safe and tr.outcome == "recovered by a retry")
     return {"figure": "fault matrix", "target": "every trial safe",
             "tried": len(trials), "safe": len(trials) - len(unsafe),
             "met": bool(trials) and not unsafe,
             "result": f"{len(trials)} tried / {len(trials) - len(unsafe)} safe "
                       f"({', '.join(names)}: {len({(tr.scenario, tr.step) for tr in trials})} "
-                      "steps x fail/hang/kill)",
+                      f"steps x fail/hang/kill; {retried} of the safe ones recovered by the "
+                      "layer's own retry, the others stopped and converged on the re-run)",
             "trials": [{"scenario": tr.scenario, "step": str(tr.step), "fault": tr.fault,
                         "node": tr.node, "safe": tr.safe, "seconds": round(tr.seconds, 1),
+                        "outcome": tr.outcome,
                         "failed": [f"{c.name}: {c.detail}" for c in tr.verdict.failed]}
                        for tr in trials],
             "seconds": round(time.time() - t, 1)}

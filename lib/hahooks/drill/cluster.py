@@ -211,6 +211,9 @@ class Cluster:
         data = scenarios.overlay(example, place, self.service.layer(self, node),
                                  stacks.tweaks(self), self.sc.add_service)
         data["node"]["command_timeout"] = self.command_timeout
+        if self.faults:     # a layer retrying a step that keeps failing gives up sooner
+            for layer in data["resource"]:
+                layer["timeout"] = "25s"
         scenarios.write_config(data, place.config_path)
 
     def world_image(self, path: str, size_mb: int) -> str:
