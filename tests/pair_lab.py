@@ -42,6 +42,9 @@ class PairLab:
         return self
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is not None:      # a failure: keep the logs (the next run purges them)
+            self.lab.keep = True
+            print(f"pair lab files kept in {self.root}")
         self.lab.__exit__(*exc)
 
     def add_node(self, name: str, ip: str, *, wiring: str = "", lease: bool = True,
