@@ -103,7 +103,10 @@ def run_script(args) -> int:
 
         vips = VipManager(make_runner(cfg), args.iface, args.vip, prefix)
         try:
-            vips.add() if role == "master" else vips.remove()
+            if role == "master":
+                vips.add()
+            else:
+                vips.remove()
         except HahooksError as exc:
             # The desire is recorded anyway: ucarp has decided, and the stack must follow
             # it (or leave) even if the address could not be changed.
