@@ -126,7 +126,9 @@ class Runner:
         result = self._execute(exe, argv, timeout, input, env)
         self.history.append(result)
         quiet = (result.exit_code in ok or not check) and not result.timed_out
-        level = logging.DEBUG if quiet else logging.INFO
+        # a command that hung past its timeout is never routine, even when a caller retries
+        level = logging.WARNING if result.timed_out else (logging.DEBUG if quiet
+                                                          else logging.INFO)
         log.log(level, "ran %s -> %s in %.3fs", result.display(),
                 "timeout" if result.timed_out else result.exit_code, result.duration,
                 extra={"event": "command", "argv": argv, "exe": exe, "what": what,

@@ -391,6 +391,20 @@ class Cluster:
     def violations(self) -> list[dict]:
         return self.world.violations() if self.world else []
 
+    def _enter_script(self, node: str) -> str:
+        """A script that opens a shell in the node with the drill's environment."""
+        import shlex
+
+        path = os.path.join(self.places[node].private, "enter")
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env(node).items())
+        enter = self.handles[node].enter_hint().rsplit(" -- ", 1)[0]
+        with open(path, "w") as fh:
+            fh.write(f"#!/bin/sh\n# a shell in sandbox node {node}, with its hahooks, simulated "
+                     "tools and config\n"
+                     f"exec env -i {env} {enter} -- \"${{@:-bash}}\"\n")
+        os.chmod(path, 0o755)
+        return path
+
     def __enter__(self) -> "Cluster":
         try:
             self.start()
@@ -414,10 +428,10 @@ class Cluster:
             if self.desk:
                 self.desk.stop()
             lines = ["sandbox kept (--keep): the nodes run on after this command ends"]
-            for node, h in self.handles.items():
-                lines.append(f"  enter {node}: {h.enter_hint()}")
-            lines.append(f"  as a node's hahooks sees it: hahooks status -c "
-                         f"{self.places[NODES[0]].config_path}  (inside the node)")
+            for node in NODES:
+                if node not in self.down:
+                    lines.append(f"  enter {node}: {self._enter_script(node)}   (then e.g. "
+                                 "hahooks status; hahooks history)")
             lines.append(f"  files: {self.workdir}")
             teardown = self.lab.release()
             lines.append(f"  tear down: {teardown} && rm -rf {self.workdir}")
