@@ -424,6 +424,7 @@ class Cluster:
         if self._closed:
             return ""
         self._closed = True
+        self.timeline.freeze()
         if self.keep and self.lab is not None:
             if self.desk:
                 self.desk.stop()

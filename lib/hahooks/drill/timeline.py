@@ -95,6 +95,16 @@ class Timeline:
         self.markers: list[Entry] = []
         self.logs: dict[str, str] = {}     # node -> JSON log path
         self.start = 0.0
+        self._records: dict[str, list[dict]] | None = None   # set by freeze()
+
+    def freeze(self) -> None:
+        """Read the logs now (the sandbox, logs included, is about to be removed)."""
+        self._records = {node: read_log(path) for node, path in self.logs.items()}
+
+    def _read(self, node: str) -> list[dict]:
+        if self._records is not None:
+            return self._records.get(node, [])
+        return read_log(self.logs[node])
 
     def mark(self, text: str, node: str = "", t: float | None = None, **data) -> Entry:
         import time
@@ -107,18 +117,18 @@ class Timeline:
 
     def entries(self) -> list[Entry]:
         out = list(self.markers)
-        for node, path in self.logs.items():
-            out.extend(entries_from_log(node, read_log(path), self.start))
+        for node in self.logs:
+            out.extend(entries_from_log(node, self._read(node), self.start))
         # stable: a marker before the log lines it caused when their times are equal
         return sorted(out, key=lambda e: (e.t, e.level))
 
     def transitions(self, node: str | None = None) -> list[dict]:
         """[{node, role, start, end, ok}] from the logs (for overlap checks and figures)."""
         found: dict[tuple, dict] = {}
-        for name, path in self.logs.items():
+        for name in self.logs:
             if node and name != node:
                 continue
-            for rec in read_log(path):
+            for rec in self._read(name):
                 tid = rec.get("transition")
                 if not tid or rec.get("event") not in ("transition_start", "transition_end"):
                     continue
