@@ -66,7 +66,9 @@ def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = Non
     from hahooks.drill import checks
 
     verdict = Verdict()
-    cluster = Cluster(scenario, workdir=workdir, keep=keep, progress=progress)
+    # with --inject: fault shims for the real tools, and hangs cut after 8 s, not 30 s
+    cluster = Cluster(scenario, workdir=workdir, keep=keep, progress=progress,
+                      faults=bool(injects), command_timeout="8s" if injects else "30s")
     report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir, cluster.prefix)
     try:
         with Stage(cluster, verdict, "start the sandbox (2 nodes, provisioning)"):
