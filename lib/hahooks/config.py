@@ -42,6 +42,8 @@ RESOURCE_COMMON: dict[str, Field] = {
     "kind": schema.Str(doc="resource kind"),
     "timeout": schema.Duration("60s", "budget for one acquire or release of this layer",
                                minimum=0.001),
+    "parallel": schema.Name(None, "group name: consecutive layers with the same group are "
+                            "independent of each other and acquired/released concurrently"),
 }
 
 # [wiring]: what the daemon wiring matches on and what `hahooks render` prints. Optional;
@@ -87,6 +89,7 @@ class ResourceSpec:
     params: dict[str, Any]
     line: int = 0
     index: int = 0
+    parallel: str | None = None   # group of consecutive independent layers (engine.groups)
 
 
 @dataclasses.dataclass
@@ -246,7 +249,14 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         seen[name] = i
         vals.pop("kind")
         timeout = vals.pop("timeout")
-        spec = ResourceSpec(name, kind_name, timeout, vals, lines.of(*where), i)
+        group = vals.pop("parallel")
+        if group is not None and group != (resources[-1].parallel if resources else None) \
+                and any(r.parallel == group for r in resources):
+            first = next(r for r in resources if r.parallel == group)
+            fail((*where, "parallel"), f"{label}: parallel: group {group!r} must be "
+                 f"consecutive layers (it started at resource {first.name!r}, line "
+                 f"{first.line}, and another layer came in between)")
+        spec = ResourceSpec(name, kind_name, timeout, vals, lines.of(*where), i, group)
         try:
             cls.validate(spec)
         except Invalid as exc:

@@ -7,8 +7,10 @@ state handler.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
+import threading
 import time
 from typing import Callable
 
@@ -32,9 +34,11 @@ class Step:
     reason: str
 
     commands: list[str] = dataclasses.field(default_factory=list)  # plan: "would run: ..."
+    parallel: str | None = None     # the layer's parallel group: run together with its group
 
     def __str__(self) -> str:
-        return f"{self.action:8} {self.resource} ({self.kind}): {self.reason}"
+        group = f", parallel {self.parallel}" if self.parallel else ""
+        return f"{self.action:8} {self.resource} ({self.kind}{group}): {self.reason}"
 
 
 @dataclasses.dataclass
@@ -74,14 +78,32 @@ class Engine:
         self.runner = runner
         self.superseded = superseded
         self.fenced: bool | None = None   # None: fence not tried in this transition
+        self._fence_lock = threading.Lock()  # parallel layers may ask at the same time
+        self.holder_scans: list = []      # procs.SharedScan of each group released together
+
+    def groups(self) -> list[list[int]]:
+        """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
+        the same `parallel` group are one step (independent: acquired/released together)."""
+        out: list[list[int]] = []
+        for spec in self.config.resources:
+            if out and spec.parallel is not None and \
+                    self.config.resources[out[-1][0]].parallel == spec.parallel:
+                out[-1].append(spec.index)
+            else:
+                out.append([spec.index])
+        return out
+
+    def _group_start(self, index: int) -> int:
+        return next(g[0] for g in self.groups() if index in g)
 
     # -- building blocks ---------------------------------------------------
-    def resource(self, index: int) -> Resource:
+    def resource(self, index: int, holder_scan=None) -> Resource:
         spec = self.config.resources[index]
+        # the members of a parallel group are not below one another
+        below = self.config.resources[:self._group_start(index) if spec.parallel else index]
         ctx = Context(runner=self.runner, node=self.config.node, config=self.config,
-                      below=self.config.resources[:index],
-                      deadline=waits.Deadline(spec.timeout), fencer=self.fence,
-                      superseded=self.superseded)
+                      below=below, deadline=waits.Deadline(spec.timeout), fencer=self.fence,
+                      superseded=self.superseded, holder_scan=holder_scan)
         return kinds.get(spec.kind)(spec, ctx)
 
     def observe(self) -> list[tuple[ResourceSpec, Observation]]:
@@ -106,7 +128,7 @@ class Engine:
         order = observed if role == "master" else list(reversed(observed))
         steps = []
         for spec, obs in order:
-            step = Step(spec.name, spec.kind, *decide(role, obs))
+            step = Step(spec.name, spec.kind, *decide(role, obs), parallel=spec.parallel)
             if step.action != "skip" and self.runner.dry_run:
                 step.commands = self._preview(spec.index, step.action)
             steps.append(step)
@@ -144,40 +166,88 @@ class Engine:
             raise Superseded()
 
     def _acquire_all(self, outcome: Outcome) -> None:
-        n = len(self.config.resources)
-        for i in range(n):
+        groups = self.groups()
+        for g, group in enumerate(groups):
             self._checkpoint()
-            res = self.resource(i)
-            try:
-                self._step(res, "master", outcome)
-            except Superseded:       # a wait ended by a newer desire: the next one converges
-                raise
-            except Exception as exc:  # a bug in a kind too: never leave half a stack
-                reason = _reason(exc)
-                log.error("acquire of %s failed: %s", res.name, reason,
-                          extra={"event": "step_failed", "resource": res.name, "step": "acquire"})
-                rolled = self._rollback(i, outcome)
-                self._demote()
-                raise _keep_code(StepFailed(f"acquire {res.name} failed: {reason}; "
-                                            + ("rolled back" if rolled else
-                                               "ROLLBACK INCOMPLETE, see log")), exc) from exc
+            failures = self._run_group(group, "master", outcome)
+            if not failures:
+                continue
+            res, exc = failures[0]
+            reason = _reason(exc)
+            for name, err in failures:
+                log.error("acquire of %s failed: %s", name, _reason(err),
+                          extra={"event": "step_failed", "resource": name, "step": "acquire"})
+            rolled = self._rollback(groups[:g + 1], outcome)
+            self._demote()
+            raise _keep_code(StepFailed(f"acquire {res} failed: {reason}; "
+                                        + ("rolled back" if rolled else
+                                           "ROLLBACK INCOMPLETE, see log")), exc) from exc
 
     def _release_all(self, outcome: Outcome) -> None:
-        for i in reversed(range(len(self.config.resources))):
+        for group in reversed(self.groups()):
             self._checkpoint()
-            res = self.resource(i)
-            try:
-                self._step(res, "slave", outcome)
-            except Superseded:
-                raise
-            except Exception as exc:
+            failures = self._run_group(group, "slave", outcome)
+            if not failures:
+                continue
+            for name, err in failures:
                 log.critical("release of %s failed: %s; lower layers left as they are so "
-                             "nothing is pulled from under it", res.name, _reason(exc),
-                             extra={"event": "step_failed", "resource": res.name,
+                             "nothing is pulled from under it", name, _reason(err),
+                             extra={"event": "step_failed", "resource": name,
                                     "step": "release"})
-                raise _keep_code(UnsafeToRelease(f"release {res.name} failed: {_reason(exc)}"
-                                                 "; stopped there, lower layers untouched"),
-                                 exc) from exc
+            res, exc = failures[0]
+            raise _keep_code(UnsafeToRelease(f"release {res} failed: {_reason(exc)}"
+                                             "; stopped there, lower layers untouched"),
+                             exc) from exc
+
+    def _run_group(self, group: list[int], role: str,
+                   outcome: Outcome) -> list[tuple[str, BaseException]]:
+        """One step of the walk: its layers one by one, or, for a parallel group, each in
+        its own thread (dry-run keeps them in order so the plan reads top to bottom).
+        Waits for every member; returns the failures (name, exception) in layer order.
+        Superseded in any member is raised once all have finished (the next walk resumes
+        from what it observes)."""
+        scan = None
+        if len(group) > 1 and role == "slave":
+            from hahooks.procs import SharedScan
+            scan = SharedScan()
+            self.holder_scans.append(scan)
+        members = {i: self.resource(i, scan) for i in group}
+        for res in members.values() if scan is not None else ():
+            try:     # known before any umount: the first busy one scans for every member
+                for mountpoint, dev in res.holder_targets():
+                    scan.register(mountpoint, dev)
+            except Exception as exc:     # its release registers itself, or fails there
+                log.debug("holder targets of %s: %s", res.name, exc)
+        results: dict[int, BaseException | None] = {}
+
+        def one(i: int) -> None:
+            try:
+                self._step(members[i], role, outcome)
+                results[i] = None
+            except BaseException as exc:   # collected: the walk decides after all finish
+                results[i] = exc
+
+        if len(group) == 1 or self.runner.dry_run:
+            for i in group:
+                one(i)
+                if results[i] is not None and not isinstance(results[i], Exception):
+                    raise results[i]
+        else:
+            threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, i),
+                                        name=f"hahooks-{self.config.resources[i].name}")
+                       for i in group]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        for i in group:
+            if isinstance(results.get(i), Superseded):
+                raise results[i]
+        for i in group:                   # KeyboardInterrupt, SystemExit: not ours to keep
+            if results.get(i) is not None and not isinstance(results[i], Exception):
+                raise results[i]
+        return [(self.config.resources[i].name, results[i]) for i in group
+                if results.get(i) is not None]
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
         with logs.context(resource=res.name, kind=res.KIND):
@@ -213,16 +283,19 @@ class Engine:
             raise Refused(f"{res.name} is {obs.state.value} after "
                           f"{'acquire' if want is State.HELD else 'release'}: {obs.reason}")
 
-    def _rollback(self, failed: int, outcome: Outcome) -> bool:
-        """Release layers failed..0 so the node never holds half a stack."""
-        for i in reversed(range(failed + 1)):
-            res = self.resource(i)
+    def _rollback(self, groups: list[list[int]], outcome: Outcome) -> bool:
+        """Release `groups` top-down (the failed one first) so the node never holds half a
+        stack; a parallel group's members that were acquired are released together."""
+        for group in reversed(groups):
             try:
-                self._step(res, "slave", outcome)
-            except Exception as exc:
-                log.critical("rollback: release of %s failed: %s; stopping rollback so "
-                             "nothing is pulled from under it", res.name, _reason(exc),
-                             extra={"event": "rollback_failed", "resource": res.name})
+                failures = self._run_group(group, "slave", outcome)
+            except Superseded as exc:     # a wait in a release ended by a newer desire
+                failures = [(self.config.resources[group[0]].name, exc)]
+            if failures:
+                for name, exc in failures:
+                    log.critical("rollback: release of %s failed: %s; stopping rollback so "
+                                 "nothing is pulled from under it", name, _reason(exc),
+                                 extra={"event": "rollback_failed", "resource": name})
                 return False
         return True
 
@@ -252,6 +325,10 @@ class Engine:
     def fence(self, why: str) -> bool:
         """Run node.fence at most once per transition; forced steps are allowed only if it
         succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
+        with self._fence_lock:
+            return self._fence_once(why)
+
+    def _fence_once(self, why: str) -> bool:
         if self.fenced is not None:
             return self.fenced
         if self.superseded():

@@ -91,7 +91,6 @@ def holders(mountpoints: list[str], same_device: bool = True,
 
     Returns {Process: reason}.
     """
-    psutil = _psutil()
     mounts = [os.path.realpath(m) for m in mountpoints]
     devs = set(devices or ())
     for m in mounts if devices is None else ():
@@ -99,54 +98,155 @@ def holders(mountpoints: list[str], same_device: bool = True,
             devs.add(os.stat(m).st_dev)
         except OSError:
             pass
+
+    def match(path: str) -> str | None:
+        if not any(_under(path, m) for m in mounts):
+            return None
+        return "*" if _on_device(path, devs if same_device else set()) else None
+
+    return {proc: found["*"] for proc, found in _scan(match, stop_at=1).items()}
+
+
+def holders_by_mount(targets: dict[str, int | None]) -> dict[str, dict]:
+    """One /proc pass for several mounts: {mountpoint: {Process: reason}}. `targets` maps
+    each mountpoint to its st_dev from the mount table (None: stat() it now)."""
+    devs: dict[str, int | None] = {}
+    by_real: dict[str, str] = {}
+    for mp, dev in targets.items():
+        real = os.path.realpath(mp)
+        if dev is None:
+            try:
+                dev = os.stat(real).st_dev
+            except OSError:
+                pass
+        devs[real], by_real[real] = dev, mp
+    # the longest mountpoint first: a path under a nested mount belongs to the inner one
+    ordered = sorted(devs, key=len, reverse=True)
+
+    def match(path: str) -> str | None:
+        for m in ordered:
+            if _under(path, m):
+                dev = devs[m]
+                return by_real[m] if _on_device(path, set() if dev is None else {dev}) \
+                    else None
+        return None
+
+    out: dict[str, dict] = {mp: {} for mp in targets}
+    for proc, found in _scan(match, stop_at=len(targets)).items():
+        for mp, reason in found.items():
+            out[mp][proc] = reason
+    return out
+
+
+def _on_device(path: str, devs: set[int]) -> bool:
+    if not devs:
+        return True
+    try:
+        return os.stat(path).st_dev in devs
+    except OSError:
+        return True  # deleted-but-open files under the mount still hold it
+
+
+def _scan(match, stop_at: int) -> dict:
+    """{Process: {target: reason}} for every process (but this one and its ancestors) with
+    a path for which match(path) names a target; a process is read until it was seen
+    holding `stop_at` targets."""
+    psutil = _psutil()
     skip = protected_pids()
     found: dict = {}
-
-    def hit(path: str) -> bool:
-        if not path or not any(_under(path, m) for m in mounts):
-            return False
-        if not same_device or not devs:
-            return True
-        try:
-            return os.stat(path).st_dev in devs
-        except OSError:
-            return True  # deleted-but-open files under the mount still hold it
-
     for proc in psutil.process_iter(["pid"]):
         if proc.pid in skip:
             continue
-        reason = _hold_reason(proc, hit)
-        if reason:
-            found[proc] = reason
+        reasons = _hold_reasons(proc, match, stop_at)
+        if reasons:
+            found[proc] = reasons
     return found
 
 
-def _hold_reason(proc, hit) -> str | None:
+def _hold_reasons(proc, match, stop_at: int) -> dict[str, str]:
     pid = proc.pid
+    found: dict[str, str] = {}
+
+    def seen(path: str | None, label: str) -> bool:
+        target = match(path) if path else None
+        if target is not None and target not in found:
+            found[target] = label
+        return len(found) >= stop_at
+
     try:
         for label, getter in (("cwd", proc.cwd), ("exe", proc.exe)):
-            if hit(getter()):
-                return label
+            if seen(getter(), label):
+                return found
         root = _readlink(f"/proc/{pid}/root")
-        if root and root != "/" and hit(root):
-            return "root"
+        if root and root != "/" and seen(root, "root"):
+            return found
         # /proc/PID/fd covers regular files *and* directories (psutil's open_files skips dirs)
         fd_dir = f"/proc/{pid}/fd"
         if os.path.isdir(fd_dir):
             for fd in os.listdir(fd_dir):
                 target = _readlink(f"{fd_dir}/{fd}")
-                if target and target.startswith("/") and hit(target.removesuffix(" (deleted)")):
-                    return f"open {target}"
+                if target and target.startswith("/") and \
+                        seen(target.removesuffix(" (deleted)"), f"open {target}"):
+                    return found
         else:
             for f in proc.open_files():
-                if hit(f.path):
-                    return f"open {f.path}"
+                if seen(f.path, f"open {f.path}"):
+                    return found
         for path in _mapped_paths(proc):
-            if hit(path):
-                return f"map {path}"
+            if seen(path, f"map {path}"):
+                return found
     except Exception:  # NoSuchProcess, AccessDenied, ZombieProcess: not a holder we can act on
-        return None
-    return None
+        return found
+    return found
+
+
+class SharedScan:
+    """Holder scans shared by the layers of one parallel group released together: each
+    layer registers its mount before its first umount, and a layer whose mount is busy
+    gets the result of one /proc pass covering every registered mount. A scan serves every
+    layer asking while it runs or after it, as long as it is newer than the one that layer
+    used last (each retry round sees a fresh scan)."""
+
+    def __init__(self):
+        import threading
+
+        self._cond = threading.Condition()
+        self._targets: dict[str, int | None] = {}
+        self._covered: set[str] = set()
+        self._result: dict[str, dict] = {}
+        self._gen = 0
+        self._running = False
+        self.scans = 0          # how many /proc passes were made (tests and the bench read it)
+
+    def register(self, mountpoint: str, device: int | None) -> None:
+        with self._cond:
+            self._targets[mountpoint] = device
+
+    def holders(self, mountpoint: str, after: int) -> tuple[dict, int]:
+        """({Process: reason} for `mountpoint`, the scan's generation) from a scan newer
+        than generation `after` that covered it."""
+        with self._cond:
+            self._targets.setdefault(mountpoint, None)
+            while True:
+                if not self._running and self._gen > after and mountpoint in self._covered:
+                    return dict(self._result.get(mountpoint, {})), self._gen
+                if not self._running:
+                    break
+                self._cond.wait()
+            self._running = True
+            targets = dict(self._targets)
+        result: dict[str, dict] = {}
+        try:
+            result = holders_by_mount(targets)
+        finally:
+            with self._cond:
+                self._gen += 1
+                self.scans += 1
+                self._result, self._covered = result, set(targets)
+                self._running = False
+                self._cond.notify_all()
+                gen = self._gen
+        return dict(result.get(mountpoint, {})), gen
 
 
 def _mapped_paths(proc) -> set[str]:

@@ -7,7 +7,8 @@ opened with O_NOFOLLOW so a planted symlink cannot redirect a root write.
 Files (all JSON written by rename, so a crash leaves the old or the new content):
   desire.json      {"seq", "role", "source", "at", "pid"}: the newest request
   done.json        {"seq", "role", "exit_code", "message", "at"}: the newest finished one
-  inflight.json    {"pgid", "pid", "argv", "started"}: the command running now, if any
+  inflight.json    {"pgid", "argv", "started"}: the command running now, if any, and
+                   "commands": every one running now (a parallel group runs several)
 Locks (flock):
   transition.lock  exclusive while a process walks the stack (only convergers take it)
   active.lock      shared while a converger holds transition.lock; probes (status, drill)
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 
 from hahooks.errors import PermissionProblem
@@ -53,6 +55,8 @@ class Desire:
 class StateDir:
     def __init__(self, path: str):
         self.path = path
+        self._inflight: dict[int, dict] = {}   # pgid -> record (parallel layers' commands)
+        self._inflight_lock = threading.Lock()
 
     def prepare(self) -> "StateDir":
         """Create the dir (0700) if needed and refuse an unsafe one. Call before writing."""
@@ -162,10 +166,21 @@ class StateDir:
 
     # -- the command running now (a runner tracker) ------------------------------
     def command_started(self, pgid: int, argv: list[str]) -> None:
-        self._write(INFLIGHT, {"pgid": pgid, "argv": argv, "started": time.time()})
+        with self._inflight_lock:
+            self._inflight[pgid] = {"pgid": pgid, "argv": argv, "started": time.time()}
+            self._write_inflight()
 
     def command_finished(self, pgid: int) -> None:
-        self._remove(INFLIGHT)
+        with self._inflight_lock:
+            self._inflight.pop(pgid, None)
+            self._write_inflight()
+
+    def _write_inflight(self) -> None:
+        if not self._inflight:
+            self._remove(INFLIGHT)
+            return
+        records = list(self._inflight.values())
+        self._write(INFLIGHT, {**records[0], "commands": records})
 
     def reap_orphans(self, grace: float = 2.0) -> list[int]:
         """Called with the transition lock held, before walking the stack. A transition
@@ -177,18 +192,21 @@ class StateDir:
         if not record:
             self._remove(INFLIGHT)   # a torn or empty record: nothing to reap
             return []
-        pgid, started = int(record.get("pgid", 0)), float(record.get("started", 0))
         from hahooks import procs
 
-        orphans = procs.group_members(pgid, started_after=started - 1.0) if pgid > 1 else []
-        if orphans:
-            log.warning("a killed transition left %s (process group %d: pids %s) running: "
-                        "ending it before converging", " ".join(record.get("argv", [])),
-                        pgid, " ".join(str(p.pid) for p in orphans),
-                        extra={"event": "orphans", "pgid": pgid})
-            procs.terminate_then_kill(orphans, grace)
+        reaped: list[int] = []
+        for rec in record.get("commands") or [record]:
+            pgid, started = int(rec.get("pgid", 0)), float(rec.get("started", 0))
+            orphans = procs.group_members(pgid, started_after=started - 1.0) if pgid > 1 else []
+            if orphans:
+                log.warning("a killed transition left %s (process group %d: pids %s) running: "
+                            "ending it before converging", " ".join(rec.get("argv", [])),
+                            pgid, " ".join(str(p.pid) for p in orphans),
+                            extra={"event": "orphans", "pgid": pgid})
+                procs.terminate_then_kill(orphans, grace)
+                reaped += [p.pid for p in orphans]
         self._remove(INFLIGHT)
-        return [p.pid for p in orphans]
+        return reaped
 
 
 class TransitionLock:

@@ -63,6 +63,9 @@ class Context:
     fencer: Callable[[str], bool] | None = None   # engine-provided: runs node.fence once
     # engine-provided: True once a newer desire with the other role arrived
     superseded: Callable[[], bool] | None = None
+    # engine-provided for a parallel group's release: one /proc pass for every member's
+    # holders (procs.SharedScan); None: each release scans on its own
+    holder_scan: Any = None
 
     @property
     def dry_run(self) -> bool:
@@ -146,6 +149,11 @@ class Resource:
 
     def release(self) -> None:
         raise NotImplementedError
+
+    def holder_targets(self) -> list[tuple[str, int | None]]:
+        """(mountpoint, st_dev) of the mounts a release may find busy: a parallel group's
+        release scans /proc once for all of them (ctx.holder_scan). Default: none."""
+        return []
 
     def describe(self) -> str:
         return f"{self.KIND} {self.name}"

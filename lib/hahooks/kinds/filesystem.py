@@ -128,6 +128,10 @@ class Filesystem(Resource):
                 *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
         self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")
 
+    def holder_targets(self) -> list[tuple[str, int | None]]:
+        here = mounts.at(self.table(), self.mountpoint)
+        return [(self.mountpoint, here.dev)] if here is not None else []
+
     def release(self) -> None:
         mp = self.mountpoint
         table = self._unless(State.RELEASED, "unmounting",
@@ -139,7 +143,14 @@ class Filesystem(Resource):
         def umount(*flags):
             return lambda: self.ctx.run(["umount", *flags, mp], readonly=False, check=False)
 
+        scan, used = self.ctx.holder_scan, [0]
+        if scan is not None:       # released with its parallel group: one /proc pass for all
+            scan.register(mp, mount_dev)
+
         def holders() -> dict:
+            if scan is not None:
+                found, used[0] = scan.holders(mp, used[0])
+                return found
             return procs.holders([mp], devices={mount_dev} if mount_dev is not None else None)
 
         evict.release(self.ctx, what=f"{self.device} on {mp}", attempt=umount(),
