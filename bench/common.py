@@ -32,7 +32,7 @@ class Figure:
 
     def cell(self) -> str:
         if self.unit == "x":
-            return f"{self.value:.1f}x"
+            return f"{self.value:.2f}x" if self.value < 10 else f"{self.value:.1f}x"
         if self.unit == "ms":
             return f"{self.value:.1f} ms"
         if self.unit == "s":

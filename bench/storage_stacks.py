@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, env_with_lib, machine
+from common import ROOT, Figure, env_with_lib, machine
 
 HAHOOKS = [sys.executable, "-m", "hahooks"]
 
@@ -256,6 +256,21 @@ def table(results: list[dict]) -> str:
                      f"{r['bare_s'] * 1000:.0f} ms | {r['ratio']:.1f}x | "
                      f"+{r['extra_ms']:.0f} ms |")
     return "\n".join(lines) + "\n"
+
+
+def run(args) -> list[Figure]:
+    """Issue 7 part 4 for bench/run.py: every stack's master and slave as a ratio to the bare
+    script (target <= 1.15x), with both walls in the note."""
+    runs = getattr(args, "runs", None) or (3 if getattr(args, "quick", False) else 7)
+    if os.geteuid() != 0 or not shutil.which("nginx"):
+        raise RuntimeError("part 4 needs root and nginx")
+    figs = []
+    for r in bench_fs(runs) + bench_zpool(runs):
+        figs.append(Figure("4 real parts", f"{r['stack']} {r['action']}", r["ratio"], "x",
+                           "<= 1.15x", r["ratio"] <= 1.15,
+                           note=f"hahooks {r['hahooks_s'] * 1000:.0f} ms vs bare "
+                                f"{r['bare_s'] * 1000:.0f} ms, +{r['extra_ms']:.0f} ms"))
+    return figs
 
 
 def main() -> int:
