@@ -89,6 +89,11 @@ def measure(runs: int) -> list[Figure]:
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "hahooks status (2 layers)", med * 1000, "ms", "",
                            None, lo * 1000, hi * 1000))
+    # the floor any Python hook pays before its first line runs (compare the figures above)
+    samples = time_command([sys.executable, "-c", "pass"], runs)
+    med, lo, hi = summary(samples)
+    figs.append(Figure("5 overhead", "python3 -c pass (interpreter start, the floor)",
+                       med * 1000, "ms", "", None, lo * 1000, hi * 1000))
     for module in ("sh", "psutil", "pythonjsonlogger.json", "hahooks.cli"):
         figs.append(Figure("5 overhead", f"import {module}", import_ms(module), "ms",
                            note="cumulative, -X importtime"))
