@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from hahooks import waits
+from hahooks.errors import WaitTimeout
 from test_sim_support import make_world, titles
 
 
@@ -156,13 +157,43 @@ def test_secondary_worker_title_and_exit_reference_2_process_titles(world):
     assert world.violations() == []
 
 
-def test_double_primary_exits_0_and_records_violation_reference_7_6(world):
-    """§2/§7.6: `hastctl role primary` exits 0 while the peer is still primary; both end up
-    primary; the simulator records the split brain."""
+def test_primary_beside_connected_primary_waits_for_it_reference_7_6(world):
+    """§7.6: `hastctl role primary` exits 0 while the connected peer is still primary; the
+    new worker waits for the peer to become secondary ("Waiting for remote node to become
+    secondary for 20s.") and only then starts: its device appears after the peer left, and
+    no two primaries ever ran."""
+    world.configure(hast_device_delay=0.0)
     world.add_hast("r0", primary="nodeb")
+    dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
     r = world.run("nodea", "hastctl", "role", "primary", "r0")
     assert r.returncode == 0
-    st = world.state()["hast"]["r0"]["role"]
-    assert st == {"nodea": "primary", "nodeb": "primary"}
+    assert world.state()["hast"]["r0"]["role"] == {"nodea": "primary", "nodeb": "primary"}
+    with pytest.raises(WaitTimeout):     # held back while nodeb is primary
+        waits.wait_for(lambda: os.path.exists(dev), 0.5, "nodea's device")
+    assert world.run("nodeb", "hastctl", "role", "secondary", "r0").returncode == 0
+    waits.wait_for(lambda: os.path.exists(dev), 5, "nodea's device after nodeb left")
+    assert world.violations() == []
+
+
+def test_primary_starts_anyway_after_the_wait_reference_7_6(world):
+    """§7.6: when the peer is still primary after the wait, "Remote node is still primary,
+    starting anyway.": both run primary, and the simulator records the split brain."""
+    world.configure(hast_device_delay=0.0, hast_peer_primary_wait=0.3)
+    world.add_hast("r0", primary="nodeb")
+    assert world.run("nodea", "hastctl", "role", "primary", "r0").returncode == 0
+    dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
+    waits.wait_for(lambda: os.path.exists(dev), 5, "nodea's device after the wait")
+    assert [v["kind"] for v in world.violations()] == ["two_hast_primaries"]
+    assert "anyway" in world.violations()[0]["detail"]
+
+
+def test_primary_beside_unconnected_primary_is_a_split_brain_reference_7_6(world):
+    """§7.6: with the link cut nobody answers "acts as primary": this node starts primary at
+    once beside the other, exit 0; the simulator records the split brain at once."""
+    world.add_hast("r0", primary="nodeb")
+    world.partition("nodea", "nodeb")
+    r = world.run("nodea", "hastctl", "role", "primary", "r0")
+    assert r.returncode == 0
+    assert world.state()["hast"]["r0"]["role"] == {"nodea": "primary", "nodeb": "primary"}
     kinds = [v["kind"] for v in world.violations()]
     assert kinds == ["two_hast_primaries"]

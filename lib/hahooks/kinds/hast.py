@@ -40,8 +40,12 @@ class Hast(Resource):
         "resources": schema.Names(doc='HAST resource names from hast.conf, or "all"'),
         "secondary_wait": schema.Duration("30s", "how long the peer may take to leave primary "
                                           "(its `hastd: NAME (secondary)` worker here exits)"),
+        # below hastd's 20 s: when the peer turned primary just after our secondary worker
+        # check, the new primary worker waits 20 s for it to leave before it starts
+        # "anyway" (§7.6); giving up sooner rolls back (role secondary) before that happens
         "device_wait": schema.Duration("10s", "how long <dev_dir>/hast/NAME may take to appear "
-                                       "after `hastctl role primary`"),
+                                       "after `hastctl role primary` (keep it under hastd's "
+                                       "20 s wait for a primary peer)"),
         "hast_conf": schema.Path(None, "hast.conf passed as `-c` (default: hastctl's own, "
                                  "/etc/hast.conf)"),
     }

@@ -214,14 +214,21 @@ def become_primary(ctx, st: dict, r: dict, name: str) -> None:
     peer = peer_of(r, ctx.node)
     delay = st["settings"]["hast_device_delay"] if r.get("device_delay") is None \
         else r["device_delay"]
+    r.setdefault("peer_wait", {}).pop(ctx.node, None)
     if peer and r["role"].get(peer) == "primary" and st["nodes"][peer]["up"]:
-        ctx.violation("two_hast_primaries",
-                      f"HAST resource {name}: {ctx.node} became primary while {peer} is "
-                      "still primary (hastctl exits 0; both run degraded, freebsd-tools.md §7.6)",
-                      resource=name)
         if connected(st, ctx.node, peer):
-            # "Waiting for remote node to become secondary for 20s." then "starting anyway"
-            delay += st["settings"]["hast_peer_primary_wait"]
+            # §7.6: the peer answers "Remote node acts as primary ..." with the wait flag; the
+            # new worker logs "Waiting for remote node to become secondary for 20s." and
+            # starts (device, writes) only once the peer left primary, or "anyway" when the
+            # wait ends: then both run primary. hastd.py records that moment.
+            r["peer_wait"][ctx.node] = {"until": now + st["settings"]["hast_peer_primary_wait"],
+                                        "gen": r["gen"][ctx.node]}
+        else:
+            # nobody to ask: this node starts primary at once beside the other
+            ctx.violation("two_hast_primaries",
+                          f"HAST resource {name}: {ctx.node} became primary while {peer} is "
+                          "still primary and not connected (hastctl exits 0; both run "
+                          "degraded, freebsd-tools.md §7.6)", resource=name)
     r["device_due"][ctx.node] = now + delay
     r["primary_since"][ctx.node] = now
 

@@ -195,6 +195,10 @@ class Daemon:
                 if (w.role != "primary" or (name, w.gen) in self.hung or r is None
                         or r["gen"].get(self.node) != w.gen or r["device"].get(self.node)):
                     continue
+                held_back = self.peer_still_primary(st, r, name, w.gen, now)
+                if held_back is not None:
+                    wake = min(wake, held_back)
+                    continue
                 due = r["device_due"].get(self.node, now)
                 if due <= now:
                     link_device(self.store.path(r["image"]),
@@ -203,6 +207,28 @@ class Daemon:
                 else:
                     wake = min(wake, due)
         return wake
+
+    def peer_still_primary(self, st: dict, r: dict, name: str, gen: int,
+                           now: float) -> float | None:
+        """§7.6: a worker started while the connected peer was primary waits for it to
+        become secondary. Returns when to look again while it waits; None once it may
+        start: the peer left primary (or went away), or the 20 s ran out and it starts
+        "anyway": then both nodes run primary, which the invariant log records."""
+        wait = r.get("peer_wait", {}).get(self.node)
+        if not wait or wait["gen"] != gen:
+            return None
+        peer = next((n for n in r["nodes"] if n != self.node), "")
+        if r["role"].get(peer) != "primary" or not connected(st, self.node, peer):
+            del r["peer_wait"][self.node]
+            return None
+        if now < wait["until"]:
+            return wait["until"]
+        del r["peer_wait"][self.node]
+        self.store.violation("two_hast_primaries", f"HAST resource {name}: {self.node} "
+                             f"started primary anyway after waiting for {peer} to become "
+                             "secondary (both run degraded, freebsd-tools.md §7.6)",
+                             node=self.node, resource=name)
+        return None
 
     def start_worker(self, name: str, role: str, gen: int) -> int | None:
         """Start the worker; returns the exit code of an injected worker failure instead."""
