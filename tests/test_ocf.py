@@ -3,7 +3,9 @@ layers, meta-data valid against ra-api-1.dtd, and the OCF exit codes and exit re
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -30,14 +32,38 @@ def exit_reasons(proc) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("ocf-exit-reason:")]
 
 
-def ocf_tester(config: str, *options: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def installed_agent():
+    """The agent and its library copied to a world-readable tree, as an install puts them
+    (/usr/lib/ocf/resource.d/..., site-packages): ocf-tester runs meta-data as nobody, who
+    cannot enter a checkout in a private directory (mktemp -d makes it 0700)."""
+    top = tempfile.mkdtemp(prefix="hahooks-ocf-")
+    try:
+        os.chmod(top, 0o755)
+        shutil.copytree(os.path.join(ROOT, "lib", "hahooks"), os.path.join(top, "lib", "hahooks"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        os.makedirs(os.path.join(top, "ocf"))
+        shutil.copy2(AGENT, os.path.join(top, "ocf", "hahooks"))
+        for base, dirs, files in os.walk(top):
+            for name in dirs:
+                os.chmod(os.path.join(base, name), 0o755)
+            for name in files:
+                os.chmod(os.path.join(base, name), 0o755 if base.endswith("ocf") else 0o644)
+        yield os.path.join(top, "ocf", "hahooks")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def ocf_tester(agent_path: str, config: str, *options: str) -> subprocess.CompletedProcess:
     require_tool("ocf-tester", "xmllint")
     require_root()   # ocf-tester runs meta-data as nobody only when root: we want that check
     args = ["ocf-tester", "-n", "hahooks_test", "-o", f"config={config}"]
     for opt in options:
         args += ["-o", opt]
-    return subprocess.run([*args, AGENT], capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("OCF_")})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCF_")}
+    env.pop("PYTHONPATH", None)      # the installed copy runs its own library
+    return subprocess.run([*args, agent_path], capture_output=True, text=True, timeout=600,
+                          env=env)
 
 
 def test_agent_is_executable_for_everyone():
@@ -59,9 +85,9 @@ def test_meta_data_is_valid_ra_api_xml():
         assert f'<action name="{action}"' in proc.stdout
 
 
-def test_ocf_tester_whole_stack(write_config, tmp_path):
+def test_ocf_tester_whole_stack(installed_agent, write_config, tmp_path):
     cfg = stack_config(write_config, tmp_path)
-    proc = ocf_tester(cfg)
+    proc = ocf_tester(installed_agent, cfg)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "passed all tests" in proc.stdout
     # It really started and stopped the stack, in order, several times.
@@ -71,14 +97,14 @@ def test_ocf_tester_whole_stack(write_config, tmp_path):
     assert log.count("acquire filesystem") == log.count("release filesystem") >= 2
 
 
-def test_ocf_tester_one_layer_at_a_time(write_config, tmp_path):
+def test_ocf_tester_one_layer_at_a_time(installed_agent, write_config, tmp_path):
     cfg = stack_config(write_config, tmp_path)
-    proc = ocf_tester(cfg, "resource=replication")
+    proc = ocf_tester(installed_agent, cfg, "resource=replication")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "filesystem" not in " ".join(commands_log(tmp_path))
     # the upper layer needs the lower one held, as a Pacemaker group in config order has it
     assert agent("start", cfg, OCF_RESKEY_resource="replication").returncode == 0
-    proc = ocf_tester(cfg, "resource=filesystem")
+    proc = ocf_tester(installed_agent, cfg, "resource=filesystem")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "replication.held").exists()
     assert not (tmp_path / "filesystem.held").exists()
