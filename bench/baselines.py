@@ -14,6 +14,10 @@ Every simulated FreeBSD tool (hastctl, gmirror, ggatec, mdconfig) costs LATENCY 
 both; zpool, mount, fsck are the real ones. Each figure is script wall / hahooks wall (the
 median of the runs), target >= 10x, and the end states (roles, pools, mounts, units) must be
 the same, or the figure is not met. Everything is named blpart1* and removed at the end.
+Each run starts both from the same state: seed003 alternates script and hahooks on nodea
+(nodeb's disks stay secondary); seed000 resets a node (nothing mounted, no unit, ggated
+serving on Server_B) before each master, and Server_A's backup starts from the master state
+hahooks makes, as its master script never ends (ggatec has no -d: see never_ends()).
 
 Adaptations: the scripts' text is untouched, they run with the interpreter their shebang
 names (bash; seed003's /bin/sh is run by bash too, see 1), and what differs from FreeBSD is
