@@ -31,6 +31,8 @@ class Figure:
     note: str = ""
 
     def cell(self) -> str:
+        if self.value != self.value:      # NaN: a figure that could not be measured
+            return "—"
         if self.unit == "x":
             return f"{self.value:.2f}x" if self.value < 10 else f"{self.value:.1f}x"
         if self.unit == "ms":
@@ -100,7 +102,9 @@ def write_results(figures: list[Figure], stem: str) -> tuple[str, str]:
     md = os.path.join(outdir, f"{stem}.md")
     with open(js, "w") as fh:
         json.dump({"date": time.strftime("%Y-%m-%d"), "machine": machine(),
-                   "figures": [dataclasses.asdict(f) for f in figures]}, fh, indent=2)
+                   "figures": [{k: (None if v != v else v)   # NaN is not JSON: null
+                                for k, v in dataclasses.asdict(f).items()}
+                               for f in figures]}, fh, indent=2)
     with open(md, "w") as fh:
         fh.write(render_markdown(figures, "hahooks benchmarks"))
     return js, md
