@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -15,7 +14,7 @@ import time
 from typing import TextIO
 
 from hahooks import waits
-from hahooks.drill import events, fence, scenarios, stacks
+from hahooks.drill import events, fence, scenarios, stacks, teardown
 from hahooks.drill.timeline import Timeline
 from hahooks.errors import HahooksError, WaitTimeout
 
@@ -42,12 +41,6 @@ class Result:
     def tail(self) -> str:
         text = (self.stderr or self.stdout).strip().splitlines()
         return text[-1] if text else f"exit {self.returncode}"
-
-
-def _mounts_under(path: str) -> list[str]:
-    prefix = path.rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as fh:
-        return [line.split()[4] for line in fh if line.split()[4].startswith(prefix)]
 
 
 def _text(data) -> str:
@@ -391,20 +384,6 @@ class Cluster:
     def violations(self) -> list[dict]:
         return self.world.violations() if self.world else []
 
-    def _enter_script(self, node: str) -> str:
-        """A script that opens a shell in the node with the drill's environment."""
-        import shlex
-
-        path = os.path.join(self.places[node].private, "enter")
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env(node).items())
-        enter = self.handles[node].enter_hint().rsplit(" -- ", 1)[0]
-        with open(path, "w") as fh:
-            fh.write(f"#!/bin/sh\n# a shell in sandbox node {node}, with its hahooks, simulated "
-                     "tools and config\n"
-                     f"exec env -i {env} {enter} -- \"${{@:-bash}}\"\n")
-        os.chmod(path, 0o755)
-        return path
-
     def __enter__(self) -> "Cluster":
         try:
             self.start()
@@ -426,40 +405,5 @@ class Cluster:
         self._closed = True
         self.timeline.freeze()
         if self.keep and self.lab is not None:
-            if self.desk:
-                self.desk.stop()
-            lines = ["sandbox kept (--keep): the nodes run on after this command ends"]
-            for node in NODES:
-                if node not in self.down:
-                    lines.append(f"  enter {node}: {self._enter_script(node)}   (then e.g. "
-                                 "hahooks status; hahooks history)")
-            lines.append(f"  files: {self.workdir}")
-            teardown = self.lab.release()
-            lines.append(f"  tear down: {teardown} && rm -rf {self.workdir}")
-            return "\n".join(lines)
-        errors = []
-        if self.desk:
-            self.desk.stop()
-        try:
-            if self.service:
-                self.service.stop_client(self)
-        except Exception as exc:  # teardown goes on whatever happens
-            errors.append(f"client: {exc}")
-        if self.lab is not None:
-            try:
-                self.lab.cleanup()
-            except Exception as exc:
-                errors.append(f"lab: {exc}")
-        if self.world is not None:
-            try:
-                self.world.close()
-            except Exception as exc:
-                errors.append(f"world: {exc}")
-        try:
-            stacks.wait_released(self, stacks.images(self), timeout=15)
-        except Exception as exc:
-            errors.append(f"kernel state: {exc}")
-        if not errors and not os.environ.get("HAHOOKS_DRILL_KEEP_FILES") and \
-                not _mounts_under(self.workdir):     # never delete through a live mount
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        return ("teardown problems: " + "; ".join(errors)) if errors else ""
+            return teardown.keep(self)
+        return teardown.remove(self)
