@@ -53,7 +53,10 @@ ADAPTATIONS = (
 )
 __doc__ += "\n".join("  " + a for a in ADAPTATIONS) + "\n"
 
-BASELINES = os.path.normpath(os.path.join(ROOT, "..", "shared", "baselines"))
+# the users' scripts stay where they are (beside the checkout); HAHOOKS_BASELINES names
+# another place for a checkout elsewhere
+BASELINES = os.environ.get("HAHOOKS_BASELINES") or \
+    os.path.normpath(os.path.join(ROOT, "..", "shared", "baselines"))
 LATENCY = 0.030                       # seconds, each simulated FreeBSD tool call
 SIM_TOOLS = ("hastctl", "gmirror", "ggatec", "mdconfig")
 TARGET = 10.0
@@ -165,7 +168,8 @@ def shims(parent: str, world) -> str:
 def script(name: str, *args) -> list[str]:
     path = os.path.join(BASELINES, name)
     if not os.path.isfile(path):
-        raise RuntimeError(f"{path}: not found (the users' scripts, ../shared/baselines)")
+        raise RuntimeError(f"{path}: not found (the users' scripts, ../shared/baselines; "
+                           "set HAHOOKS_BASELINES to their folder)")
     return ["bash", "-c", SOURCED, path, *args]
 
 
