@@ -25,7 +25,7 @@ import os
 import signal
 import time
 
-from hahooks import waits
+from hahooks import procs, waits
 from hahooks.drill import checks
 from hahooks.drill.timeline import read_log
 from hahooks.drill.verdict import Verdict
@@ -171,19 +171,11 @@ def _kill_worker(cluster, node: str, rule: int) -> str:
     cluster.mark(f"SIGKILL of the hook's worker (pid {', '.join(map(str, pids)) or 'none'})",
                  node)
     try:
-        waits.wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and not _zombie(p)
-                                       for p in pids), 10, "the worker to die")
+        waits.wait_for(lambda: not any(procs.pid_running(p) for p in pids), 10,
+                       "the worker to die")
     except WaitTimeout as exc:
         return exc.one_line()
     return "" if pids else "no worker process found"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _logged(cluster, node: str, since: float, step: Step, fault: str) -> tuple[bool, str]:

@@ -118,7 +118,7 @@ def start(defaults_file: str) -> int:
 
 
 def stop(defaults_file: str) -> int:
-    from hahooks import waits
+    from hahooks import procs, waits
     from hahooks.errors import WaitTimeout
 
     pid = _pid(defaults_file)
@@ -127,21 +127,13 @@ def stop(defaults_file: str) -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     try:
-        waits.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid),
+        waits.wait_for(lambda: not procs.pid_running(pid),
                        STOP_TIMEOUT, f"mariadbd (pid {pid}) to shut down", ceiling=0.1)
     except WaitTimeout as exc:
         print(f"mariadb: {exc.one_line()}", file=sys.stderr)
         return 1
     print("mariadb stopped")
     return 0
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def status(defaults_file: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
+
+from hahooks.logs import records
 
 # log events worth a line; everything at ERROR or above is shown too
 SHOWN = {"transition_start", "step", "transition_end", "step_failed", "rollback_failed",
@@ -34,16 +35,11 @@ def read_log(path: str) -> list[dict]:
     """Records of a node's JSON log (torn or foreign lines are skipped)."""
     out = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                t = _epoch(rec)
-                if isinstance(rec, dict) and t is not None:
-                    rec["_t"] = t
-                    out.append(rec)
+        for rec in records(path):
+            t = _epoch(rec)
+            if t is not None:
+                rec["_t"] = t
+                out.append(rec)
     except FileNotFoundError:
         pass
     return out
