@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from conftest import pid_alive
 from hahooks import logs, platforms, waits
 from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled, WaitTimeout
 from hahooks.runner import Runner
@@ -75,7 +76,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     assert err.value.result.timed_out and err.value.result.exit_code == 137
     assert "timed out after 2s (process group killed)" in str(err.value)
     orphan = int(pidfile.read_text())
-    waits.wait_for(lambda: not _alive(orphan), 10, "the backgrounded sleep to die")
+    waits.wait_for(lambda: not pid_alive(orphan), 10, "the backgrounded sleep to die")
 
 
 def test_dry_run_runs_queries_and_only_lists_changes(tmp_path, json_log):
@@ -222,14 +223,6 @@ def _result(code):
     from hahooks.runner import Result
 
     return Result(["tool"], code, stderr=f"failure {code}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_json_log_records_are_single_lines(json_log):

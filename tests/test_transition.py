@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from core_support import Stack, assert_no_overlap
-from conftest import hahooks_env
+from conftest import hahooks_env, pid_alive
 from hahooks import waits
 from hahooks.state import StateDir, TransitionLock
 
@@ -147,13 +147,13 @@ def test_sigkill_mid_transition_then_rerun_converges(tmp_path, write_config, mod
     transition_pid, orphan_pid = enter["ppid"], enter["pid"]
     os.kill(transition_pid, signal.SIGKILL)
     first.communicate(timeout=30)
-    waits.wait_for(lambda: not _alive(transition_pid), 30, "the transition to die")
-    assert _alive(orphan_pid)       # its command is still running in its own group
+    waits.wait_for(lambda: not pid_alive(transition_pid), 30, "the transition to die")
+    assert pid_alive(orphan_pid)       # its command is still running in its own group
 
     again = stack.hahooks("master")
     assert again.returncode == 0, again.stderr
     assert "left" in again.stderr and "running" in again.stderr   # the orphan warning
-    assert not _alive(orphan_pid)
+    assert not pid_alive(orphan_pid)
     assert stack.held() == ["a", "b", "c"]
     # a was held already; b is acquired again (the killed attempt never finished), then c
     assert stack.steps() == ["acquire a", "acquire b", "acquire b", "acquire c"]
@@ -192,11 +192,3 @@ def test_wait_reports_failure_of_its_own_transition(tmp_path, write_config):
     assert r.returncode == 1 and "acquire b failed" in r.stderr
     done = StateDir(stack.state_dir).done()
     assert done["exit_code"] == 1 and done["role"] == "master"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
