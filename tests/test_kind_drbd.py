@@ -3,12 +3,13 @@ dstate, cstate, primary, secondary), and what drbddisk does not do (linux-ha.md 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
 
 from conftest import require_tool
-from hahooks import parsers
+from hahooks import parsers, waits
 from replication_helpers import (SandboxCluster, SimCluster, layer,  # noqa: F401
                                  mounted_in, sandbox, unique, world)
 
@@ -65,6 +66,30 @@ def test_peer_primary_refuses(tmp_path, world):
     assert "the peer is Primary" in p.stderr
     assert role(world, r, "nodeb") == "Secondary"
     assert ["drbdadm", "primary", r] not in c.commands("nodeb", "drbdadm")  # never even tried
+    c.assert_no_violations()
+
+
+def test_promotes_once_the_peer_demotes_during_the_wait(tmp_path, world):
+    """Each promote attempt asks drbdadm afresh (a kept answer would show the peer Primary
+    until promote_wait ran out): the peer leaving Primary meanwhile is seen and taken."""
+    r = unique("r")
+    world.add_drbd(r, size_mb=8, primary="nodea")
+    c, _ = cluster(tmp_path, world, r, promote_wait="30s")
+    asked = lambda: c.commands("nodeb", "drbdadm").count(["drbdadm", "role", r])  # noqa: E731
+    proc = subprocess.Popen([sys.executable, "-m", "hahooks", "master", "-c", c.configs["nodeb"]],
+                            env=c.env("nodeb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        waits.wait_for(lambda: asked() >= 2, 20, "nodeb to ask again while the peer is Primary")
+        assert role(world, r, "nodeb") == "Secondary"
+        c.run("nodea", "drbdadm", "secondary", r)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert role(world, r, "nodeb") == "Primary" and role(world, r, "nodea") == "Secondary"
     c.assert_no_violations()
 
 

@@ -113,6 +113,25 @@ def test_md_attach_detach_and_foreign_unit(tmp_path, world):
     c.assert_no_violations()
 
 
+def test_md_asks_each_question_once_per_state(tmp_path, world):
+    """status() before the step, the step's own look and the confirming status() after it
+    share one answer until something changes (Context.query): one `mdconfig -l` before the
+    attach, one `-l`/`-lv` pair to confirm it; one pair before the detach, one `-l` after."""
+    img = world.image(unique("img"), 8)
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", layer("image", "md", file=img, unit=2))
+    c.hh("nodea", "master", check=0)
+    assert c.commands("nodea", "mdconfig") == [
+        ["mdconfig", "-l"], ["mdconfig", "-a", "-t", "vnode", "-f", img, "-u", "2"],
+        ["mdconfig", "-l"], ["mdconfig", "-lv"]]
+    c.hh("nodea", "slave", check=0)
+    assert c.commands("nodea", "mdconfig")[4:] == [
+        ["mdconfig", "-l"], ["mdconfig", "-lv"], ["mdconfig", "-d", "-u", "2"],
+        ["mdconfig", "-l"]]
+    assert md_units(c, "nodea") == []
+    c.assert_no_violations()
+
+
 def local_mirror_stack(img0: str, img1: str, **mirror) -> str:
     return (layer("img0", "md", file=img0, unit=0) + layer("img1", "md", file=img1, unit=1) +
             layer("mirror", "gmirror", mirror=mirror.pop("name"), components=["md0", "md1"],

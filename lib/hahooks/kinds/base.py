@@ -66,6 +66,8 @@ class Context:
     # engine-provided for a parallel group's release: one /proc pass for every member's
     # holders (procs.SharedScan); None: each release scans on its own
     holder_scan: Any = None
+    # query()'s answers for this step, dropped as soon as it changes something or waits
+    _answers: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -77,9 +79,28 @@ class Context:
 
     def run(self, argv, *, readonly: bool, timeout: float | None = None, **kw) -> "Result":
         """Run through the runner with the step's remaining budget as the upper timeout."""
+        if not readonly:
+            self._answers.clear()
         budget = self.deadline.remaining(floor=0.05)
         limit = min(self.node.command_timeout, budget) if timeout is None else min(timeout, budget)
         return self.runner.run(argv, readonly=readonly, timeout=limit, **kw)
+
+    def query(self, argv, **kw) -> "Result":
+        """A read-only command whose answer the step may reuse. The engine's status() before
+        acquire/release, the kind's own look at the start of it, and the engine's confirming
+        status() after it ask the same question, and each asking is a process (a hastctl,
+        gmirror or mdconfig round trip). The answer stands until the step changes something
+        (run(readonly=False), effect()) or waits or retries (each poll asks afresh)."""
+        key = (tuple(argv), kw.get("check", True))
+        if key not in self._answers:
+            self._answers[key] = self.run(argv, readonly=True, **kw)
+        return self._answers[key]
+
+    def _afresh(self, predicate: Callable[[], Any]) -> Callable[[], Any]:
+        def poll():
+            self._answers.clear()
+            return predicate()
+        return poll
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None):
         """Bounded by the step's budget; in dry-run nothing changes, so don't wait."""
@@ -88,6 +109,7 @@ class Context:
             return True
         limit = self.deadline.remaining() if timeout is None else min(timeout,
                                                                       self.deadline.remaining())
+        predicate = self._afresh(predicate)
         if self.superseded is None:
             return waits.wait_for(predicate, limit, what)
 
@@ -100,6 +122,11 @@ class Context:
             return predicate()
         return waits.wait_for(check, limit, what)
 
+    def retry(self, attempt: Callable[[], Any], budget: float, what: str, **kw) -> Any:
+        """waits.retry within the step's budget; each attempt sees the world afresh."""
+        return waits.retry(self._afresh(attempt), min(budget, self.deadline.remaining()),
+                           what, **kw)
+
     def fence_peer(self, why: str) -> bool:
         """Before a forced step the peer may still be alive for (forced import, primary while
         the peer may be primary): run the configured fence command once per transition.
@@ -108,6 +135,7 @@ class Context:
 
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
+        self._answers.clear()
         if self.dry_run:
             self.runner.planned.append(f"would {description}")
             log.info("would %s", description, extra={"event": "effect", "dry_run": True})

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import os
 
-from hahooks import parsers, schema, waits
+from hahooks import parsers, schema
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -80,7 +80,7 @@ class Drbd(Resource):
         return None if m is None else rep.dev_path(self.ctx, f"drbd{m}")
 
     def _query(self, what: str) -> str:
-        r = self.ctx.run(["drbdadm", what, self.p["resource"]], readonly=True, check=False)
+        r = self.ctx.query(["drbdadm", what, self.p["resource"]], check=False)
         if r.exit_code != 0:
             # a resource that is down: drbdsetup-84 "Device minor not allocated" (exit 10),
             # DRBD 9 "No such resource"; DRBD 8.3's drbdadm printed "Unconfigured"
@@ -180,7 +180,7 @@ class Drbd(Resource):
     def _within(self, attempt, wait: float, what: str) -> None:
         budget = min(wait, self.ctx.deadline.remaining())
         try:
-            waits.retry(attempt, budget, what, retry_on=(NotYet,), first=0.05, ceiling=0.5)
+            self.ctx.retry(attempt, budget, what, retry_on=(NotYet,), first=0.05, ceiling=0.5)
         except NotYet as exc:
             raise Refused(f"refusing to {what}: {exc} (still so after {budget:g}s)") from None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from hahooks import parsers, schema, waits
+from hahooks import parsers, schema
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -50,7 +50,7 @@ class GgateAttach(Resource):
         return f"{self.p['host']}:{self.p['port']} {self.p['path']}"
 
     def listed(self) -> dict | None:
-        r = self.ctx.run(["ggatec", "list", "-v"], readonly=True)
+        r = self.ctx.query(["ggatec", "list", "-v"])
         return parsers.parse_ggatec_list(r.stdout).get(self.ggate)
 
     def status(self) -> Observation:
@@ -82,8 +82,7 @@ class GgateAttach(Resource):
             self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
                               timeout=1.0)
 
-        budget = min(self.p["connect_wait"], self.ctx.deadline.remaining())
-        waits.retry(attempt, budget, f"{self.device} from {self.info}")
+        self.ctx.retry(attempt, self.p["connect_wait"], f"{self.device} from {self.info}")
 
     def release(self) -> None:
         entry = self.listed()

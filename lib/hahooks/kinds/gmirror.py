@@ -81,7 +81,7 @@ class Gmirror(Resource):
         return rep.dev_path(self.ctx, name)
 
     def observe(self) -> parsers.Mirror | None:
-        r = self.ctx.run(["gmirror", "status"], readonly=True)
+        r = self.ctx.query(["gmirror", "status"])
         return parsers.parse_gmirror_status(r.stdout).get(self.p["mirror"])
 
     def status(self) -> Observation:

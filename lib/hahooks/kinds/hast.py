@@ -61,8 +61,6 @@ class Hast(Resource):
     def all(self) -> bool:
         return self.p["resources"] == ["all"]
 
-    _seen: dict | None = None     # observe()'s answer, until a role changes
-
     def hastctl(self, verb: str, *args: str) -> list[str]:
         opts = ["-c", self.p["hast_conf"]] if self.p["hast_conf"] else []
         return ["hastctl", verb, *opts, *args]
@@ -75,20 +73,11 @@ class Hast(Resource):
 
     def observe(self) -> dict[str, parsers.HastResource]:
         """Roles of our resources from `hastctl list` (`status` where `list` is missing).
-        Kept until this instance (one engine step) changes a role: the engine's status()
-        before acquire/release and its confirming status() after reuse the answer the step
-        just got instead of asking hastd again (each hastctl call costs a process)."""
-        if self._seen is None:
-            self._seen = self._ask()
-        return self._seen
-
-    def _changed(self) -> None:
-        self._seen = None
-
-    def _ask(self) -> dict[str, parsers.HastResource]:
-        r = self.ctx.run(self.hastctl("list", *self.targets()), readonly=True, check=False)
+        ctx.query: the engine's status() before acquire/release, acquire/release's own
+        look and the confirming status() after share one answer until a role changes."""
+        r = self.ctx.query(self.hastctl("list", *self.targets()), check=False)
         if r.exit_code == EX_USAGE:   # FreeBSD 9.0: no `list`, `status` is the verbose form
-            r = self.ctx.run(self.hastctl("status", *self.targets()), readonly=True, check=False)
+            r = self.ctx.query(self.hastctl("status", *self.targets()), check=False)
         if r.exit_code in (EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR):
             raise CommandFailed(r, "hastd")
         found = parsers.parse_hastctl(r.stdout)
@@ -143,7 +132,6 @@ class Hast(Resource):
         todo = [n for n, h in found.items() if h.role != "primary"]
         if todo:
             self._wait_for_peer_to_leave_primary(todo)
-            self._changed()
             self.ctx.run(self.hastctl("role", "primary", *(["all"] if self.all else todo)),
                          readonly=False, what=f"make {' '.join(todo)} primary")
         devices = [self.device(n) for n in found]
@@ -155,7 +143,7 @@ class Hast(Resource):
             raise WaitTimeout(self._why_no_device(devices), self.p["device_wait"]) from exc
         if self.ctx.dry_run:
             return
-        self._changed()        # after the devices appeared: ask again
+        # the device wait dropped the answer from before the role change: this asks hastd
         roles = {n: h.role for n, h in self.observe().items()}
         if any(role != "primary" for role in roles.values()):
             raise Refused("after `hastctl role primary`: " +
@@ -187,7 +175,6 @@ class Hast(Resource):
 
     def _why_no_device(self, devices: list[str]) -> str:
         missing = [d for d in devices if not os.path.exists(d)]
-        self._changed()
         try:
             roles = " ".join(f"{n}={h.role}" for n, h in self.observe().items())
         except CommandFailed as exc:
@@ -202,7 +189,6 @@ class Hast(Resource):
             return
         rep.refuse_if_used(self.ctx, [self.device(n) for n in found],
                            f"make {' '.join(todo)} secondary")
-        self._changed()
         self.ctx.run(self.hastctl("role", "secondary", *(["all"] if self.all else todo)),
                      readonly=False, what=f"make {' '.join(todo)} secondary")
 

@@ -42,10 +42,10 @@ class Md(Resource):
         return os.path.realpath(self.p["file"])
 
     def attached(self) -> parsers.MdUnit | None:
-        r = self.ctx.run(["mdconfig", "-l"], readonly=True)
+        r = self.ctx.query(["mdconfig", "-l"])
         if self.md not in parsers.parse_mdconfig_list(r.stdout):
             return None
-        r = self.ctx.run(["mdconfig", "-lv"], readonly=True)
+        r = self.ctx.query(["mdconfig", "-lv"])
         return parsers.parse_mdconfig_verbose(r.stdout).get(self.md) or \
             parsers.MdUnit(self.md, "?", "?")
 

@@ -55,8 +55,7 @@ class Zpool(Resource):
 
     def _health(self) -> str | None:
         """The pool's health, None if not imported; raises if zpool cannot answer."""
-        r = self.ctx.run(["zpool", "list", "-H", "-o", "name,health"], readonly=True,
-                         what="list pools")
+        r = self.ctx.query(["zpool", "list", "-H", "-o", "name,health"], what="list pools")
         for line in r.stdout.splitlines():
             name, _, health = line.partition("\t")
             if name == self.pool:

@@ -1,0 +1,87 @@
+"""Context.query: a step asks a read-only question once and reuses the answer, but never past
+a change it made, a wait or a retry (each poll must see the world afresh, or a wait for a
+device or a peer would spin on a stale answer until its timeout)."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hahooks import config as config_mod
+from hahooks.errors import HahooksError, WaitTimeout
+from hahooks.kinds.base import Context
+from hahooks.runner import Runner
+
+COUNT = "import sys; f = open(sys.argv[1], 'a+'); f.write('.'); f.seek(0); print(len(f.read()))"
+
+
+@pytest.fixture
+def ctx():
+    cfg = config_mod.parse({"node": {"platform": "linux"},
+                            "resource": [{"name": "x", "kind": "command", "acquire": ["true"],
+                                          "release": ["true"], "status": ["true"]}]})
+    return Context(runner=Runner(cfg.node.platform), node=cfg.node)
+
+
+def counter(tmp_path, name="calls"):
+    """argv of a real command that counts its own runs and prints the count."""
+    return [sys.executable, "-c", COUNT, str(tmp_path / name)]
+
+
+def runs(tmp_path, name="calls") -> int:
+    path = tmp_path / name
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_the_same_question_runs_once(ctx, tmp_path):
+    ask = counter(tmp_path)
+    first, second = ctx.query(ask), ctx.query(ask)
+    assert second is first and first.stdout.strip() == "1"
+    assert runs(tmp_path) == 1
+    assert ctx.query(counter(tmp_path, "other")).stdout.strip() == "1"   # another question
+    assert runs(tmp_path) == 1 and runs(tmp_path, "other") == 1
+
+
+def test_a_change_drops_the_answers(ctx, tmp_path):
+    ask = counter(tmp_path)
+    ctx.query(ask)
+    ctx.run(["true"], readonly=False)
+    assert ctx.query(ask).stdout.strip() == "2"
+    ctx.effect("touch nothing", lambda: None)
+    assert ctx.query(ask).stdout.strip() == "3"
+    ctx.run(["true"], readonly=True)           # a read-only command changes nothing
+    assert ctx.query(ask).stdout.strip() == "3"
+
+
+def test_every_poll_of_a_wait_asks_afresh(ctx, tmp_path):
+    ask = counter(tmp_path)
+    ctx.query(ask)
+    ctx.wait_for(lambda: int(ctx.query(ask).stdout) >= 4, "the fourth run", timeout=10)
+    assert runs(tmp_path) == 4
+    assert ctx.query(ask).stdout.strip() == "4"   # after the wait: the last poll's answer
+
+
+def test_a_wait_that_times_out_still_polled_afresh(ctx, tmp_path):
+    ask = counter(tmp_path)
+    with pytest.raises(WaitTimeout):
+        ctx.wait_for(lambda: int(ctx.query(ask).stdout) < 0, "never", timeout=0.3)
+    assert runs(tmp_path) > 1
+
+
+def test_every_attempt_of_a_retry_asks_afresh(ctx, tmp_path):
+    ask = counter(tmp_path)
+
+    def attempt():
+        if int(ctx.query(ask).stdout) < 3:
+            raise HahooksError("not yet")
+        return "done"
+    assert ctx.retry(attempt, 10, "three runs", first=0.01) == "done"
+    assert runs(tmp_path) == 3
+
+
+def test_a_failed_question_is_not_kept(ctx, tmp_path):
+    ask = [sys.executable, "-c", COUNT + "; sys.exit(3)", str(tmp_path / "calls")]
+    with pytest.raises(HahooksError):
+        ctx.query(ask)
+    assert ctx.query(ask, check=False).exit_code == 3
+    assert runs(tmp_path) == 2
