@@ -1,6 +1,6 @@
 """Context.query: a step asks a read-only question once and reuses the answer, but never past
-a change it made, a wait or a retry (each poll must see the world afresh, or a wait for a
-device or a peer would spin on a stale answer until its timeout)."""
+a change it made, nor in a wait's or retry's second poll or attempt (each must see the world
+afresh, or a wait for a device or a peer would spin on a stale answer until its timeout)."""
 from __future__ import annotations
 
 import sys
@@ -56,6 +56,9 @@ def test_a_change_drops_the_answers(ctx, tmp_path):
 def test_every_poll_of_a_wait_asks_afresh(ctx, tmp_path):
     ask = counter(tmp_path)
     ctx.query(ask)
+    # the first poll starts where the step is: a condition already true costs no question
+    ctx.wait_for(lambda: int(ctx.query(ask).stdout) >= 1, "the first run", timeout=10)
+    assert runs(tmp_path) == 1
     ctx.wait_for(lambda: int(ctx.query(ask).stdout) >= 4, "the fourth run", timeout=10)
     assert runs(tmp_path) == 4
     assert ctx.query(ask).stdout.strip() == "4"   # after the wait: the last poll's answer

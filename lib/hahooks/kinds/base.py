@@ -90,15 +90,22 @@ class Context:
         acquire/release, the kind's own look at the start of it, and the engine's confirming
         status() after it ask the same question, and each asking is a process (a hastctl,
         gmirror or mdconfig round trip). The answer stands until the step changes something
-        (run(readonly=False), effect()) or waits or retries (each poll asks afresh)."""
+        (run(readonly=False), effect()), and a wait or retry asks afresh from its second
+        poll or attempt on."""
         key = (tuple(argv), kw.get("check", True))
         if key not in self._answers:
             self._answers[key] = self.run(argv, readonly=True, **kw)
         return self._answers[key]
 
     def _afresh(self, predicate: Callable[[], Any]) -> Callable[[], Any]:
+        """predicate, asking afresh from its second call on (the first call comes right
+        after what the answers were kept for: a wait or retry starts where the step is)."""
+        calls = []
+
         def poll():
-            self._answers.clear()
+            if calls:
+                self._answers.clear()
+            calls.append(None)
             return predicate()
         return poll
 

@@ -143,7 +143,7 @@ class Hast(Resource):
             raise WaitTimeout(self._why_no_device(devices), self.p["device_wait"]) from exc
         if self.ctx.dry_run:
             return
-        # the device wait dropped the answer from before the role change: this asks hastd
+        # asks hastd again: the role change dropped the answer from before it
         roles = {n: h.role for n, h in self.observe().items()}
         if any(role != "primary" for role in roles.values()):
             raise Refused("after `hastctl role primary`: " +
