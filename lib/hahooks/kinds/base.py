@@ -66,7 +66,7 @@ class Context:
     # engine-provided for a parallel group's release: one /proc pass for every member's
     # holders (procs.SharedScan); None: each release scans on its own
     holder_scan: Any = None
-    # query()'s answers for this step, dropped as soon as it changes something or waits
+    # query()'s answers for this step, dropped when it changes something or polls again
     _answers: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -130,7 +130,8 @@ class Context:
         return waits.wait_for(check, limit, what)
 
     def retry(self, attempt: Callable[[], Any], budget: float, what: str, **kw) -> Any:
-        """waits.retry within the step's budget; each attempt sees the world afresh."""
+        """waits.retry within the step's budget; from the second attempt on, each one
+        asks afresh."""
         return waits.retry(self._afresh(attempt), min(budget, self.deadline.remaining()),
                            what, **kw)
 
