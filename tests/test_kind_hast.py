@@ -172,6 +172,13 @@ def test_device_never_appears_rolls_back(tmp_path, world):
     assert f"hast/{r} to appear" in p.stderr and "rolled back" in p.stderr, p.stderr
     assert world.hast_role(r, "nodea") == "secondary"
     assert not os.path.exists(c.dev("nodea", "hast", r))
+    asked = [a[1:] for a in c.commands("nodea", "hastctl")]
+    promote, demote = asked.index(["role", "primary", r]), asked.index(["role", "secondary", r])
+    # right after `role primary`: the confirmation (hastd set the role before hastctl
+    # returned); the device wait over, a new question for the message, not the answer
+    # kept from before the wait; then the rollback's own look before `role secondary`
+    assert asked[promote + 1:demote] == [["list", r]] * 3, asked
+    assert f"(now: {r}=primary;" in p.stderr, p.stderr
     c.assert_no_violations()
 
 

@@ -178,6 +178,26 @@ def test_wait_for_path_and_no_process(tmp_path):
     assert proc.wait(timeout=30) == 0
 
 
+def test_titles_running_names_those_some_process_carries(tmp_path):
+    from hahooks import procs
+
+    gate = tmp_path / "gate"
+    titles = [f"hh-titles: {os.getpid()}-{n} (secondary)" for n in ("a", "b", "c")]
+    started = [subprocess.Popen(["bash", "-c", f"exec -a '{t}' bash -c "
+                                 f"'while [ ! -e {gate} ]; do sleep 0.01; done'"])
+               for t in (titles[2], titles[0])]
+    try:
+        waits.wait_for(lambda: len(procs.titles_running(titles)) == 2, 30, "both titles")
+        # in the order asked, the absent one left out
+        assert procs.titles_running(titles) == [titles[0], titles[2]]
+        assert procs.titles_running([titles[1]]) == []
+    finally:
+        gate.touch()
+        for proc in started:
+            proc.wait(timeout=30)
+    waits.wait_for(lambda: not procs.titles_running(titles), 30, "the titles to go")
+
+
 def test_retry_backs_off_until_success_and_reraises_the_last_error(monkeypatch):
     naps = []
     monkeypatch.setattr(waits.time, "sleep", naps.append)

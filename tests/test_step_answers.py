@@ -1,6 +1,7 @@
 """Context.query: a step asks a read-only question once and reuses the answer, but never past
-a change it made, nor in a wait's or retry's second poll or attempt (each must see the world
-afresh, or a wait for a device or a peer would spin on a stale answer until its timeout)."""
+a change it made, nor in a wait's or retry's second poll or attempt for the questions that
+poll asks (each must see the world afresh, or a wait for a device or a peer would spin on a
+stale answer until its timeout)."""
 from __future__ import annotations
 
 import sys
@@ -62,6 +63,20 @@ def test_every_poll_of_a_wait_asks_afresh(ctx, tmp_path):
     ctx.wait_for(lambda: int(ctx.query(ask).stdout) >= 4, "the fourth run", timeout=10)
     assert runs(tmp_path) == 4
     assert ctx.query(ask).stdout.strip() == "4"   # after the wait: the last poll's answer
+
+
+def test_a_wait_drops_only_the_answers_its_polls_ask(ctx, tmp_path):
+    kept, polled = counter(tmp_path, "kept"), counter(tmp_path)
+    ctx.query(kept)
+    polls = []
+
+    def device_after_three_polls():        # asks nothing, like a wait for a device node
+        polls.append(None)
+        return len(polls) >= 3
+    ctx.wait_for(device_after_three_polls, "the device", timeout=10)
+    ctx.wait_for(lambda: int(ctx.query(polled).stdout) >= 3, "the third run", timeout=10)
+    assert runs(tmp_path) == 3
+    assert ctx.query(kept).stdout.strip() == "1" and runs(tmp_path, "kept") == 1
 
 
 def test_a_wait_that_times_out_still_polled_afresh(ctx, tmp_path):

@@ -51,6 +51,21 @@ def find_by_title(fragment: str) -> list:
     return found
 
 
+def titles_running(fragments: list[str]) -> list[str]:
+    """Those of `fragments` that some process's title contains, from one pass over the
+    process table (a hast layer of 64 resources asks for 64 worker titles per poll)."""
+    psutil = _psutil()
+    left, found = list(fragments), []
+    for proc in psutil.process_iter(["pid"]):
+        if not left:
+            break
+        text = title(proc)
+        hits = [f for f in left if f in text]
+        found += hits
+        left = [f for f in left if f not in hits]
+    return [f for f in fragments if f in found]
+
+
 def group_members(pgid: int, started_after: float = 0.0) -> list:
     """Processes of process group `pgid` started after `started_after` (epoch seconds):
     the creation time guards against a group id reused since it was recorded."""

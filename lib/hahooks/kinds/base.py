@@ -68,6 +68,8 @@ class Context:
     holder_scan: Any = None
     # query()'s answers for this step, dropped when it changes something or polls again
     _answers: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    # one set per wait/retry under way: the questions its current poll or attempt asked
+    _polls: list = dataclasses.field(default_factory=list, init=False, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -91,22 +93,37 @@ class Context:
         status() after it ask the same question, and each asking is a process (a hastctl,
         gmirror or mdconfig round trip). The answer stands until the step changes something
         (run(readonly=False), effect()), and a wait or retry asks afresh from its second
-        poll or attempt on."""
+        poll or attempt on the questions its polls ask."""
         key = (tuple(argv), kw.get("check", True))
+        for asked in self._polls:
+            asked.add(key)
         if key not in self._answers:
             self._answers[key] = self.run(argv, readonly=True, **kw)
         return self._answers[key]
 
+    def forget(self) -> None:
+        """Drop every kept answer: the next query() asks again (an error message that
+        says what the tool answers now)."""
+        self._answers.clear()
+
     def _afresh(self, predicate: Callable[[], Any]) -> Callable[[], Any]:
-        """predicate, asking afresh from its second call on (the first call comes right
-        after what the answers were kept for: a wait or retry starts where the step is)."""
+        """predicate, asking afresh from its second call on the questions its calls ask
+        (the first call comes right after what the answers were kept for: a wait or retry
+        starts where the step is). Answers it does not ask about stay: a wait for a device
+        node does not make the step ask hastd again."""
+        asked: set = set()
         calls = []
 
         def poll():
             if calls:
-                self._answers.clear()
+                for key in asked:
+                    self._answers.pop(key, None)
             calls.append(None)
-            return predicate()
+            self._polls.append(asked)
+            try:
+                return predicate()
+            finally:
+                self._polls.pop()      # ours: polls nest (a wait inside a retry attempt)
         return poll
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None):

@@ -10,8 +10,8 @@ acquire (freebsd-tools.md §1 ucarp_up.sh, §7.6): wait (bounded) for every
 `hastd: NAME (secondary)` worker to exit — while it runs the peer still acts as primary, and
 `hastctl role primary` would exit 0 anyway and leave two primaries — and refuse if it does
 not, unless the [node] fence command succeeded; then one `hastctl role primary r1 r2 ...`;
-then a bounded wait for every device (it appears after hastctl returns); then confirm the
-roles with `hastctl list`. Never `hastctl create` (§7.2: it discards metadata).
+then confirm the roles with `hastctl list` (hastd sets them before hastctl returns); then a
+bounded wait for every device (the primary worker makes it after hastctl returns). Never `hastctl create` (§7.2: it discards metadata).
 
 release: refuse while one of the devices is mounted or a vdev of an imported pool (§7.8:
 `role secondary` destroys the device under a mount), then `hastctl role secondary ...`.
@@ -134,6 +134,15 @@ class Hast(Resource):
             self._wait_for_peer_to_leave_primary(todo)
             self.ctx.run(self.hastctl("role", "primary", *(["all"] if self.all else todo)),
                          readonly=False, what=f"make {' '.join(todo)} primary")
+        if not self.ctx.dry_run:
+            # hastd has set the role when hastctl returns; the device comes later, from the
+            # primary worker. Asking now (the role change dropped the answer from before
+            # it) overlaps the question with the worker's start, and the engine's
+            # confirming status() reuses the answer and looks at the devices itself.
+            roles = {n: h.role for n, h in self.observe().items()}
+            if any(role != "primary" for role in roles.values()):
+                raise Refused("after `hastctl role primary`: " +
+                              " ".join(f"{n}={r}" for n, r in roles.items()))
         devices = [self.device(n) for n in found]
         try:
             self.ctx.wait_for(lambda: all(os.path.exists(d) for d in devices),
@@ -141,19 +150,12 @@ class Hast(Resource):
                               timeout=self.p["device_wait"])
         except WaitTimeout as exc:
             raise WaitTimeout(self._why_no_device(devices), self.p["device_wait"]) from exc
-        if self.ctx.dry_run:
-            return
-        # asks hastd again: the role change dropped the answer from before it
-        roles = {n: h.role for n, h in self.observe().items()}
-        if any(role != "primary" for role in roles.values()):
-            raise Refused("after `hastctl role primary`: " +
-                          " ".join(f"{n}={r}" for n, r in roles.items()))
 
     def _wait_for_peer_to_leave_primary(self, names: list[str]) -> None:
         titles = [f"hastd: {n} (secondary)" for n in names]
 
         def running() -> list[str]:
-            return [t for t in titles if procs.find_by_title(t)]
+            return procs.titles_running(titles)
 
         try:
             self.ctx.wait_for(lambda: not running(), "the peer to leave primary ("
@@ -175,6 +177,7 @@ class Hast(Resource):
 
     def _why_no_device(self, devices: list[str]) -> str:
         missing = [d for d in devices if not os.path.exists(d)]
+        self.ctx.forget()       # the roles now, not as they were before the wait
         try:
             roles = " ".join(f"{n}={h.role}" for n, h in self.observe().items())
         except CommandFailed as exc:
