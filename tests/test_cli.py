@@ -250,6 +250,31 @@ def test_detach_hook_imports_neither_sh_nor_psutil(tmp_path, write_config):
     assert done["role"] == "master" and stack.held() == ["a"]
 
 
+def test_a_hook_exits_without_teardown_but_with_its_log_and_output(tmp_path, write_config):
+    stack = Stack(tmp_path, write_config, names=("a",))
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('teardown ran'))\n"
+            "{extra}"
+            "sys.argv = ['hahooks', 'master', '-c', {cfg!r}]\n"
+            "from hahooks.cli import run\n"
+            "run()\n")
+    r = subprocess.run([sys.executable, "-c", code.format(extra="", cfg=stack.config)],
+                       env=hahooks_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    # os._exit after the flush: the output and the whole log are there, no teardown ran
+    assert r.stdout == "master: 1 layer(s) held (1 acquired now, 0 already)\n", r.stdout
+    records = [json.loads(line) for line in (tmp_path / "hahooks.jsonl").read_text()
+               .splitlines()]
+    assert records[-1]["event"] == "transition_end"
+    # with the sandbox loaded, the normal exit keeps its atexit net for labs left open
+    r = subprocess.run([sys.executable, "-c",
+                        code.format(extra="import hahooks.sandbox.lab\n", cfg=stack.config)],
+                       env=hahooks_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["master: 1 layer(s) held (0 acquired now, 1 already)",
+                                     "teardown ran"]
+
+
 def test_module_and_console_entry_points_agree():
     r = subprocess.run([sys.executable, "-m", "hahooks", "--version"], env=hahooks_env(),
                        capture_output=True, text=True, timeout=60)

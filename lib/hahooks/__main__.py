@@ -1,5 +1,3 @@
-import sys
+from hahooks.cli import run
 
-from hahooks.cli import main
-
-sys.exit(main())
+run()

@@ -93,5 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.GENERIC
 
 
+def run() -> None:
+    """The `hahooks` command and `python3 -m hahooks`: main(), then leave without the
+    interpreter's teardown. Freeing every module (sh brings asyncio, ssl and email) costs
+    ~25-35 ms at each exit, paid on every CARP event; the log and stdio are flushed first.
+    Where the sandbox is loaded its atexit net (labs nobody closed) needs the normal exit."""
+    code = main()
+    if "hahooks.sandbox.lab" in sys.modules:
+        sys.exit(code)
+    import os
+
+    logging.shutdown()                # flushes and closes the JSON log and syslog handlers
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say there
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
