@@ -66,7 +66,8 @@ class Context:
     # engine-provided for a parallel group's release: one /proc pass for every member's
     # holders (procs.SharedScan); None: each release scans on its own
     holder_scan: Any = None
-    # query()'s answers for this step, dropped when it changes something or polls again
+    # query()'s answers for this step, dropped when it changes something, when a wait's or
+    # retry's next poll asks the same question again, or on forget()
     _answers: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
     # one set per wait/retry under way: the questions its current poll or attempt asked
     _polls: list = dataclasses.field(default_factory=list, init=False, repr=False)

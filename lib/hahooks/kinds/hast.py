@@ -11,7 +11,8 @@ acquire (freebsd-tools.md §1 ucarp_up.sh, §7.6): wait (bounded) for every
 `hastctl role primary` would exit 0 anyway and leave two primaries — and refuse if it does
 not, unless the [node] fence command succeeded; then one `hastctl role primary r1 r2 ...`;
 then confirm the roles with `hastctl list` (hastd sets them before hastctl returns); then a
-bounded wait for every device (the primary worker makes it after hastctl returns). Never `hastctl create` (§7.2: it discards metadata).
+bounded wait for every device (the primary worker makes it after hastctl returns). Never
+`hastctl create` (§7.2: it discards metadata).
 
 release: refuse while one of the devices is mounted or a vdev of an imported pool (§7.8:
 `role secondary` destroys the device under a mount), then `hastctl role secondary ...`.
