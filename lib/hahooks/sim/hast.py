@@ -1,4 +1,4 @@
-"""Simulated hastctl (freebsd-tools.md §2; sbin/hastctl/hastctl.c, sbin/hastd/control.c).
+"""Simulated hastctl (docs/reference/hast.md §2; sbin/hastctl/hastctl.c, sbin/hastd/control.c).
 
 The resources a node has (its hast.conf) are the world's HAST resources naming that node;
 `-c config` is accepted and ignored. hastd is the node daemon of hastd.py: when it is
@@ -22,7 +22,7 @@ EXTENTSIZE, KEEPDIRTY, IDLE_QUEUE = 2097152, 64, 255
 WORKER_REAP_TIMEOUT = 5.0
 POLL = 0.002
 
-USAGE = (  # §2 "Usage text" (modern hastctl.c, with list)
+USAGE = (  # docs/reference/hast.md §1 "Usage text" (modern hastctl.c, with list)
     "usage: hastctl create [-d] [-c config] [-e extentsize] [-k keepdirty]\n"
     "\t\t[-m mediasize] name ...\n"
     "       hastctl role [-d] [-c config] <init | primary | secondary> all | name ...\n"
@@ -130,7 +130,7 @@ def describe(st: dict, node: str, name: str) -> dict:
 
 
 def print_status(info: list[tuple[str, dict | None]]) -> int:
-    """§2 `hastctl status`: the terse table of control_status() in hastctl.c."""
+    """docs/reference/hast.md §2 `hastctl status`: the terse table of control_status() in hastctl.c."""
     ret = 0
     out = []
     for name, d in info:
@@ -147,7 +147,7 @@ def print_status(info: list[tuple[str, dict | None]]) -> int:
 
 
 def print_list(info: list[tuple[str, dict | None]]) -> int:
-    """§2 `hastctl list`: the verbose form of control_list() in hastctl.c."""
+    """docs/reference/hast.md §2 `hastctl list`: the verbose form of control_list() in hastctl.c."""
     ret = 0
     out = []
     for name, d in info:
@@ -177,8 +177,8 @@ def print_list(info: list[tuple[str, dict | None]]) -> int:
 def set_role(ctx, role: str, names: list[str]) -> int:
     """control_set_role_common(): per resource, same role is a no-op; leaving primary
     waits for the primary worker, whose cleanup destroys hast/<name> with gctl_force=1
-    (§2 "Role semantics", §7.8); primary forks a worker and returns at once (the device
-    appears later, hastd.py). Primary is granted even while the peer is primary (§7.6)."""
+    (docs/reference/hast.md §3); primary forks a worker and returns at once (the device
+    appears later, hastd.py). Primary is granted even while the peer is primary (docs/reference/hast.md §4)."""
     ret = 0
     leaving = []
     with ctx.store.locked(write=True) as st:
@@ -217,7 +217,7 @@ def become_primary(ctx, st: dict, r: dict, name: str) -> None:
     r.setdefault("peer_wait", {}).pop(ctx.node, None)
     if peer and r["role"].get(peer) == "primary" and st["nodes"][peer]["up"]:
         if connected(st, ctx.node, peer):
-            # §7.6: the peer answers "Remote node acts as primary ..." with the wait flag; the
+            # docs/reference/hast.md §4: the peer answers "Remote node acts as primary ..." with the wait flag; the
             # new worker logs "Waiting for remote node to become secondary for 20s." and
             # starts (device, writes) only once the peer left primary, or "anyway" when the
             # wait ends: then both run primary. hastd.py records that moment.
@@ -228,7 +228,7 @@ def become_primary(ctx, st: dict, r: dict, name: str) -> None:
             ctx.violation("two_hast_primaries",
                           f"HAST resource {name}: {ctx.node} became primary while {peer} is "
                           "still primary and not connected (hastctl exits 0; both run "
-                          "degraded, freebsd-tools.md §7.6)", resource=name)
+                          "degraded, docs/reference/hast.md §4)", resource=name)
     r["device_due"][ctx.node] = now + delay
     r["primary_since"][ctx.node] = now
 
@@ -239,7 +239,7 @@ def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/hast/{name} destroyed while in use: {', '.join(used)} "
-                          "(freebsd-tools.md §7.8: role change force-destroys the device)",
+                          "(docs/reference/hast.md §3: role change force-destroys the device)",
                           resource=name, device=device)
         unlink_device(device)
     r["device"][ctx.node] = False
@@ -247,7 +247,7 @@ def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
 
 def create(ctx, names: list[str]) -> int:
     """`hastctl create` initialises metadata (no daemon needed). The simulator notes it:
-    running it during failover discards metadata and forces a full sync (§7.2)."""
+    running it during failover discards metadata and forces a full sync (docs/reference/hast.md §6)."""
     ec = 0
     with ctx.store.locked(write=True) as st:
         mine = my_resources(st, ctx.node)

@@ -1,6 +1,6 @@
 """The simulated hastd: one daemon per node, living in that node's namespaces.
 
-It owns the node's HAST worker processes (freebsd-tools.md §2 "Process titles"):
+It owns the node's HAST worker processes (docs/reference/hast.md §5 "Process titles"):
   - `hastd: X (primary)` while X is primary here; after the configured delay it creates
     nodes/<n>/dev/hast/X (the device appears asynchronously after hastctl returned);
   - `hastd: X (secondary)` only while X is secondary here AND the peer is primary and
@@ -183,7 +183,7 @@ class Daemon:
             for name, (gen, code) in failed.items():
                 r = st["hast"].get(name)
                 if r and r["gen"].get(self.node) == gen and code != EX_TEMPFAIL:
-                    # "Changing resource role back to init.": no device, ever (§2)
+                    # "Changing resource role back to init.": no device, ever (docs/reference/hast.md §5)
                     r["role"][self.node] = "init"
                     r["gen"][self.node] = gen + 1
                 elif code == EX_TEMPFAIL:      # "Restarting worker process."
@@ -210,7 +210,7 @@ class Daemon:
 
     def peer_still_primary(self, st: dict, r: dict, name: str, gen: int,
                            now: float) -> float | None:
-        """§7.6: a worker started while the connected peer was primary waits for it to
+        """docs/reference/hast.md §4: a worker started while the connected peer was primary waits for it to
         become secondary. Returns when to look again while it waits; None once it may
         start: the peer left primary (or went away), or the 20 s ran out and it starts
         "anyway": then both nodes run primary, which the invariant log records."""
@@ -226,7 +226,7 @@ class Daemon:
         del r["peer_wait"][self.node]
         self.store.violation("two_hast_primaries", f"HAST resource {name}: {self.node} "
                              f"started primary anyway after waiting for {peer} to become "
-                             "secondary (both run degraded, freebsd-tools.md §7.6)",
+                             "secondary (both run degraded, docs/reference/hast.md §4)",
                              node=self.node, resource=name)
         return None
 

@@ -30,9 +30,9 @@ VIOLATIONS = "violations.jsonl"
 COMMANDS = "commands.jsonl"
 
 DEFAULT_SETTINGS = {
-    # freebsd-tools.md §2: the primary worker creates /dev/hast/X after hastctl returned.
+    # docs/reference/hast.md §3: the primary worker creates /dev/hast/X after hastctl returned.
     "hast_device_delay": 0.1,
-    # §2 "Requesting primary while the peer is primary": newer hastd waits 20 s, then starts anyway.
+    # docs/reference/hast.md §4 "Requesting primary while the peer is primary": newer hastd waits 20 s, then starts anyway.
     "hast_peer_primary_wait": 20.0,
     # dirty bytes drain at this rate while a primary is connected to its secondary.
     "hast_sync_rate": 1 << 30,
