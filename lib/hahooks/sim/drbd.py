@@ -12,10 +12,11 @@ exit code N" (user/shared/shared_main.c m__system()). On 9 the object is the res
 
 Data: one shared image per resource (protocol C: both disks hold the same bytes).
 /dev/drbdN exists while the resource is up, whatever the role: DRBD creates the minor on
-`up` (new-minor) and removes it on `down`. A real Secondary refuses opens (8.4 drbd_open():
-EROFS for writers, EMEDIUMTYPE for readers; 9 auto-promotes a writer when it can, else
-EROFS/EMEDIUMTYPE); here the device is a plain hard link to the image and a Secondary's
-opens are not refused: nothing in the kinds opens it.
+`up` (user/v9/drbdadm_main.c adm_up(): new-minor) and removes it on `down`. A real Secondary
+refuses opens in the kernel (drbd_main.c drbd_open(): 8.4 EROFS for a writer, EMEDIUMTYPE for
+a reader; 9 auto-promotes a writer when it can, and a reader gets EMEDIUMTYPE while a peer
+is Primary or no disk is UpToDate); here the device is a plain hard link to the image and a
+Secondary's opens are not refused: nothing in the kinds opens it.
 """
 from __future__ import annotations
 
