@@ -91,12 +91,12 @@ class Drbd(Resource):
                                    "policy, as drbddisk does", choices=("fence", "promote")),
     }
 
+    _drbd9 = False       # this step saw DRBD 9's one-word `drbdadm role` (one per step)
+
     @property
     def device(self) -> str | None:
         m = self.p["minor"]
         return None if m is None else rep.dev_path(self.ctx, f"drbd{m}")
-
-    _drbd9 = False       # this step saw DRBD 9's one-word `drbdadm role`
 
     def _query(self, what: str) -> str:
         r = self.ctx.query(["drbdadm", what, self.p["resource"]], check=False)
@@ -109,10 +109,9 @@ class Drbd(Resource):
     def observe(self) -> DrbdState:
         if self._drbd9:
             return self._observe_9()
-        text = self._query("role")
-        if text == "Unconfigured":
+        role, peer_role = parsers.split_pair(self._query("role"))
+        if role == "Unconfigured":    # down (see _DOWN), or DRBD 8.3's own word for it
             return _UNCONFIGURED
-        role, peer_role = parsers.split_pair(text)
         if peer_role is None:         # DRBD 9: the local role only; the peer is in status
             self._drbd9 = True
             return self._observe_9()
