@@ -1,7 +1,10 @@
 """The `drbd` kind through master/slave/status on the simulated DRBD 8.4 (drbdadm role,
-dstate, cstate, primary, secondary), and what drbddisk does not do (docs/reference/drbd.md §4)."""
+dstate, cstate, primary, secondary) and DRBD 9 (drbdadm role prints the local role only,
+the peer comes from `drbdadm status`; docs/reference/drbd.md), and what drbddisk does not
+do (docs/reference/drbd.md §4). Tests taking `world` run on both versions."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +14,29 @@ import pytest
 from conftest import require_tool
 from hahooks import parsers, waits
 from replication_helpers import (SandboxCluster, SimCluster, layer,  # noqa: F401
-                                 mounted_in, sandbox, unique, world)
+                                 mounted_in, sandbox, unique)
+
+VERSIONS = ["8.4", "9"]
+
+
+@pytest.fixture(params=VERSIONS)
+def world(request, tmp_path):
+    """A fresh simulated world whose DRBD kernel is 8.4, then 9."""
+    from hahooks.sim import World
+
+    w = World(str(tmp_path / "world"))
+    w.configure(drbd_version=request.param)
+    yield w
+    w.close()
+
+
+def on_9(world) -> bool:
+    return world.state()["settings"]["drbd_version"] == "9"
+
+
+def connected_word(world) -> str:
+    """How the kind names a healthy connection: 8.4's cstate, 9's replication state."""
+    return "Established" if on_9(world) else "Connected"
 
 
 @pytest.mark.parametrize("text,pair", [
@@ -23,6 +48,42 @@ from replication_helpers import (SandboxCluster, SimCluster, layer,  # noqa: F40
 ])
 def test_split_pair(text, pair):
     assert parsers.split_pair(text) == pair
+
+
+# `drbdadm status` of drbd-utils 9 (user/v9/drbdsetup.c status_cmd(), wrap_printf.c)
+STATUS_9_SECONDARY = ("r0 role:Secondary\n  disk:UpToDate open:no\n  nodea role:Primary\n"
+                      "    peer-disk:UpToDate\n\n")
+STATUS_9_VERBOSE_SYNC = (
+    "r0 node-id:1 role:Primary suspended:no force-io-failures:no\n"
+    "  volume:0 minor:0 disk:UpToDate backing_dev:/dev/vg0/r0 quorum:yes open:yes\n"
+    "      blocked:no\n"
+    "  nodea node-id:0 connection:Connected role:Secondary tls:no congested:no\n"
+    "      ap-in-flight:0 rs-in-flight:0\n"
+    "    volume:0 replication:SyncSource peer-disk:Inconsistent done:42.10\n"
+    "        resync-suspended:no\n\n")
+STATUS_9_TWO_VOLUMES_CONNECTING = (
+    "r0 role:Secondary\n  volume:0 disk:UpToDate open:no\n  volume:1 disk:Outdated open:no\n"
+    "  nodea connection:Connecting\n\n")
+
+
+@pytest.mark.parametrize("text,want", [
+    (STATUS_9_SECONDARY, ("Secondary", "UpToDate",
+                          [("nodea", "Connected", "Primary", "Established", "UpToDate")])),
+    (STATUS_9_VERBOSE_SYNC, ("Primary", "UpToDate",
+                             [("nodea", "Connected", "Secondary", "SyncSource",
+                               "Inconsistent")])),
+    (STATUS_9_TWO_VOLUMES_CONNECTING, ("Secondary", "Outdated",
+                                       [("nodea", "Connecting", "Unknown", "Established",
+                                         None)])),
+    ("r0 role:Primary\n  disk:UpToDate open:yes\n\n", ("Primary", "UpToDate", [])),
+])
+def test_parse_drbd_status_9(text, want):
+    """A key is placed by what came before it (the local role before any connection, the
+    peer's after), whatever the wrapping; omitted fields mean Connected/Established."""
+    st = parsers.parse_drbd_status(text)
+    peers = [(p["name"], p["connection"], p["role"], p["replication"], p["peer_disk"])
+             for p in st["peers"]]
+    assert (st["name"], (st["role"], st["disk"], peers)) == ("r0", want)
 
 
 def cluster(tmp_path, world, r, node_extra="", lab=None, **params):
@@ -43,12 +104,13 @@ def test_failover_both_ways(tmp_path, world):
     world.add_drbd(r, size_mb=8)
     c, minor = cluster(tmp_path, world, r)
     assert c.hh("nodea", "status").returncode == 0          # Secondary: a clean slave
+    assert os.path.exists(c.dev("nodea", f"drbd{minor}"))   # a Secondary has the device too
     c.hh("nodea", "master", check=0)
     assert role(world, r, "nodea") == "Primary"
-    assert os.path.exists(c.dev("nodea", f"drbd{minor}"))
     st = c.hh("nodea", "status")
     assert st.returncode == 0, st.stdout
-    assert "Primary, peer Secondary, Connected, disk UpToDate/UpToDate" in st.stdout
+    assert (f"Primary, peer Secondary, {connected_word(world)}, disk UpToDate/UpToDate"
+            in st.stdout)
     c.hh("nodea", "slave", check=0)
     assert role(world, r, "nodea") == "Secondary"
     c.hh("nodeb", "master", check=0)
@@ -69,13 +131,63 @@ def test_peer_primary_refuses(tmp_path, world):
     c.assert_no_violations()
 
 
+def with_filesystem(c, tmp_path, r, minor):
+    """drbd + a filesystem layer above it (it must never run in these tests)."""
+    for n in c.nodes:
+        c.write(n, layer("r0", "drbd", resource=r, minor=minor, promote_wait="1s")
+                + layer("fs", "filesystem", device=c.dev(n, f"drbd{minor}"),
+                        mountpoint=str(tmp_path / "mnt"), fstype="ufs"))
+
+
+def layer_records(tmp_path, node, name) -> list[dict]:
+    with open(tmp_path / f"{node}.jsonl") as f:
+        return [rec for rec in map(json.loads, f) if rec.get("resource") == name]
+
+
+def test_peer_primary_refuses_before_any_filesystem_layer_ran(tmp_path, world):
+    """DRBD 9's `drbdadm role` prints no peer: the peer's Primary comes from `drbdadm
+    status` (user/v9/drbdsetup.c connection_status() "role:"); the kind waits, refuses,
+    and never even asks DRBD to promote; the filesystem above never runs."""
+    r = unique("r")
+    world.add_drbd(r, size_mb=8, primary="nodea")
+    c, minor = cluster(tmp_path, world, r)
+    with_filesystem(c, tmp_path, r, minor)
+    p = c.hh("nodeb", "master")
+    assert p.returncode == 1 and "the peer is Primary" in p.stderr, p.stderr
+    assert ["drbdadm", "primary", r] not in c.commands("nodeb", "drbdadm")
+    assert layer_records(tmp_path, "nodeb", "fs") == []
+    assert role(world, r, "nodeb") == "Secondary"
+    c.assert_no_violations()
+
+
+def test_peer_unreachable_fence_runs_before_primary(tmp_path, world):
+    """A cut link (both alive): the peer may be Primary unseen (8.4 WFConnection, 9
+    "connection:Connecting"); the [node] fence runs first, while this node is still
+    Secondary, and only then `drbdadm primary`; one Primary in the end."""
+    r = unique("r")
+    world.add_drbd(r, size_mb=8, primary="nodea")
+    world.partition("nodea", "nodeb")
+    seen = tmp_path / "role-at-fence"
+    fence = [sys.executable, "-c",
+             "from hahooks.sim import World; w = World(%r); "
+             "open(%r, 'w').write(w.state()['drbd'][%r]['role']['nodeb']); w.crash('nodea')"
+             % (world.root, str(seen), r)]
+    c, _ = cluster(tmp_path, world, r,
+                   node_extra="fence = [" + ", ".join(json.dumps(a) for a in fence) + "]\n")
+    c.hh("nodeb", "master", check=0)
+    assert seen.read_text() == "Secondary"           # fenced before the promotion
+    assert role(world, r, "nodeb") == "Primary" and role(world, r, "nodea") == "Secondary"
+    c.assert_no_violations()
+
+
 def test_promotes_once_the_peer_demotes_during_the_wait(tmp_path, world):
     """Each promote attempt asks drbdadm afresh (a kept answer would show the peer Primary
     until promote_wait ran out): the peer leaving Primary meanwhile is seen and taken."""
     r = unique("r")
     world.add_drbd(r, size_mb=8, primary="nodea")
     c, _ = cluster(tmp_path, world, r, promote_wait="30s")
-    asked = lambda: c.commands("nodeb", "drbdadm").count(["drbdadm", "role", r])  # noqa: E731
+    question = ["drbdadm", "status" if on_9(world) else "role", r]
+    asked = lambda: c.commands("nodeb", "drbdadm").count(question)  # noqa: E731
     proc = subprocess.Popen([sys.executable, "-m", "hahooks", "master", "-c", c.configs["nodeb"]],
                             env=c.env("nodeb"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -135,7 +247,8 @@ def test_peer_unseen_needs_the_fence(tmp_path, world):
     c.hh("nodeb", "master", check=0)
     assert role(world, r, "nodeb") == "Primary"
     st = c.hh("nodeb", "status")
-    assert st.returncode == 1 and "not replicating: connection WFConnection" in st.stdout
+    unseen = "Connecting" if on_9(world) else "WFConnection"
+    assert st.returncode == 1 and f"not replicating: connection {unseen}" in st.stdout
     c.assert_no_violations()
 
 
@@ -160,9 +273,11 @@ def test_down_resource_is_released_and_master_refuses(tmp_path, world):
     c.assert_no_violations()
 
 
-def test_demote_refused_while_mounted(tmp_path, sandbox):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_demote_refused_while_mounted(tmp_path, sandbox, version):
     require_tool("mkfs.ext4")
     world, lab = sandbox                    # the mount lives in nodea's own namespace
+    world.configure(drbd_version=version)
     r = unique("r")
     world.add_drbd(r, size_mb=16, primary="nodea")
     c, minor = cluster(tmp_path, world, r, lab=lab)

@@ -161,8 +161,12 @@ def test_seed002_peer_crash_then_takeover_is_degraded_warning(tmp_path, sandbox)
 
 # -- seeds 001/004: DRBD + ext3/ext4 + drbdlinks + Apache (Heartbeat) -------------------------
 
-def seed001(tmp_path, world, lab, node_extra=None):
+DRBD_VERSIONS = pytest.mark.parametrize("drbd_version", ["8.4", "9"])
+
+
+def seed001(tmp_path, world, lab, drbd_version, node_extra=None):
     r = unique("r")
+    world.configure(drbd_version=drbd_version)
     image = world.add_drbd(r, size_mb=32)
     seed_files(image, {"www/index.html": "served from DRBD\n"}, tmp_path / "seed")
     minor = world.state()["drbd"][r]["minor"]
@@ -181,9 +185,10 @@ def seed001(tmp_path, world, lab, node_extra=None):
     return r, c, sites
 
 
-def test_seed001_failover_failback_and_refusal(tmp_path, sandbox):
+@DRBD_VERSIONS
+def test_seed001_failover_failback_and_refusal(tmp_path, sandbox, drbd_version):
     world, lab = sandbox
-    r, c, sites = seed001(tmp_path, world, lab)
+    r, c, sites = seed001(tmp_path, world, lab, drbd_version)
     c.hh("nodea", "master", check=0)
     assert sites["nodea"].get() == "served from DRBD\n"
     assert os.path.islink(tmp_path / "nodea" / "var" / "www")
@@ -198,9 +203,10 @@ def test_seed001_failover_failback_and_refusal(tmp_path, sandbox):
     assert not os.path.islink(tmp_path / "nodea" / "var" / "www")
 
 
-def test_seed001_without_uptodate_data_refuses_and_mounts_nothing(tmp_path, sandbox):
+@DRBD_VERSIONS
+def test_seed001_without_uptodate_data_refuses_and_mounts_nothing(tmp_path, sandbox, drbd_version):
     world, lab = sandbox
-    r, c, sites = seed001(tmp_path, world, lab)
+    r, c, sites = seed001(tmp_path, world, lab, drbd_version)
     world.set_drbd(r, "nodeb", disk="Outdated")
     world.partition("nodea", "nodeb")
     p = c.hh("nodeb", "master")
@@ -209,9 +215,10 @@ def test_seed001_without_uptodate_data_refuses_and_mounts_nothing(tmp_path, sand
     c.assert_no_violations()
 
 
-def test_seed001_crash_takeover_with_fence(tmp_path, sandbox, fence_desk):
+@DRBD_VERSIONS
+def test_seed001_crash_takeover_with_fence(tmp_path, sandbox, fence_desk, drbd_version):
     world, lab = sandbox
-    r, c, sites = seed001(tmp_path, world, lab)
+    r, c, sites = seed001(tmp_path, world, lab, drbd_version)
     c.write("nodeb", _stack_of(c, "nodeb"), fence_desk(c, "nodeb", "nodea"))
     c.hh("nodea", "master", check=0)
     world.partition("nodea", "nodeb")        # nodeb stops hearing nodea: is it dead?

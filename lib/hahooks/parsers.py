@@ -1,17 +1,15 @@
 """Pure parsers for what the replication tools print (no I/O; tested against the reference
-texts of docs/reference/hast.md §2, docs/reference/gmirror.md §1, docs/reference/md.md §1 and
-docs/reference/ggate.md §1, quoted in tests/test_kind_*.py).
+texts of docs/reference/hast.md §2, docs/reference/gmirror.md §1, docs/reference/md.md §1 and docs/reference/ggate.md §1, quoted in tests/test_kind_*.py).
 
-hastctl status/list (docs/reference/hast.md §2), gmirror status (docs/reference/gmirror.md §1),
-mdconfig -l/-lv (docs/reference/md.md §1), ggatec list [-v] (docs/reference/ggate.md §1),
-drbdadm role/cstate/dstate, `zpool status [-P]`.
+hastctl status/list (docs/reference/hast.md §2), gmirror status (docs/reference/gmirror.md §1), mdconfig -l/-lv (docs/reference/md.md §1), ggatec list [-v] (docs/reference/ggate.md §1),
+drbdadm role/cstate/dstate and (drbd-utils 9) status, `zpool status [-P]`.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 
-# -- hastctl (docs/reference/hast.md §2) ------------------------------------------------
+# -- hastctl (docs/reference/hast.md §2) -----------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -102,7 +100,7 @@ def human_bytes(n: int) -> str:
     return f"{value:.1f}{units[i]}" if value < 10 else f"{value:.0f}{units[i]}"
 
 
-# -- gmirror status (docs/reference/gmirror.md §1) --------------------------------------
+# -- gmirror status (docs/reference/gmirror.md §1) ----------------------------------------------------------------
 
 MIRROR_STATES = ("COMPLETE", "DEGRADED", "STARTING")
 
@@ -155,7 +153,7 @@ def parse_gmirror_status(text: str) -> dict[str, Mirror]:
     return out
 
 
-# -- mdconfig (docs/reference/md.md §1) -------------------------------------------------
+# -- mdconfig (docs/reference/md.md §1) ----------------------------------------------------------------------
 
 
 def parse_mdconfig_list(text: str) -> list[str]:
@@ -183,7 +181,7 @@ def parse_mdconfig_verbose(text: str) -> dict[str, MdUnit]:
     return out
 
 
-# -- ggatec list (docs/reference/ggate.md §1) -------------------------------------------
+# -- ggatec list (docs/reference/ggate.md §1) -------------------------------------------------------------------
 
 
 def parse_ggatec_list(text: str) -> dict[str, dict[str, str]]:
@@ -220,6 +218,46 @@ def split_pair(text: str) -> tuple[str, str | None]:
     value = text.strip().splitlines()[0].strip() if text.strip() else ""
     local, sep, peer = value.partition("/")
     return local, (peer if sep else None)
+
+
+def _worse(kept: str | None, value: str) -> str:
+    """Of several volumes' disk states, the first that is not UpToDate."""
+    return value if kept in (None, "UpToDate") else kept
+
+
+def parse_drbd_status(text: str) -> dict:
+    """`drbdadm status RES` of drbd-utils 9 (docs/reference/drbd.md; LINBIT/drbd-utils
+    user/v9/drbdsetup.c status_cmd()) -> {"name", "role", "disk", "peers": [{"name",
+    "connection", "role", "replication", "peer_disk"}]}.
+
+    The resource line is unindented, a connection line starts at column 2 with the peer's
+    name (a word without a colon); everything else is key:value, in a fixed order, so a key
+    is placed by what came before it: `role` before any connection is the local role, after
+    one the peer's. Lines wrapped at 80 columns (wrap_printf()) only add key:value words.
+    Non-verbose output omits what is normal: "connection:" while Connected,
+    "replication:" while Established; a peer not Connected shows no role (left "Unknown")."""
+    res: dict = {"name": None, "role": None, "disk": None, "peers": []}
+    peer = None
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        for i, word in enumerate(line.split()):
+            key, sep, value = word.partition(":")
+            if not sep:
+                if i == 0 and indent == 0 and res["name"] is None:
+                    res["name"] = word
+                elif i == 0 and indent == 2:
+                    peer = {"name": word, "connection": "Connected", "role": "Unknown",
+                            "replication": "Established", "peer_disk": None}
+                    res["peers"].append(peer)
+            elif peer is None and key in ("role", "disk"):
+                res[key] = value if key == "role" else _worse(res["disk"], value)
+            elif peer is not None and key in ("connection", "role"):
+                peer[key] = value
+            elif peer is not None and key == "replication":
+                peer[key] = value if peer[key] == "Established" else peer[key]
+            elif peer is not None and key == "peer-disk":
+                peer["peer_disk"] = _worse(peer["peer_disk"], value)
+    return res
 
 
 # -- mounts and pools -------------------------------------------------------------------

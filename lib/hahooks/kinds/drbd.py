@@ -9,13 +9,24 @@ acquire looks before it promotes, on every try until `promote_wait` runs out:
     disk Consistent, Outdated, Inconsistent,  then refuse: promoting would serve data that
     Diskless, ... and no connected peer      may not be the newest (DRBD's own "Need access
     with an UpToDate disk)                   to UpToDate data", drbd.ocf exit 17);
-  - not connected (WFConnection, StandAlone): the peer may be Primary unseen, so promote
-    only after the [node] fence command succeeded (`unknown_peer = "promote"` leaves it to
-    DRBD's own fencing policy instead, as drbddisk does);
+  - not connected (8.4 WFConnection/StandAlone, 9 Connecting/StandAlone/...): the peer may
+    be Primary unseen, so promote only after the [node] fence command succeeded
+    (`unknown_peer = "promote"` leaves it to DRBD's own fencing policy instead, as drbddisk
+    does);
   - otherwise `drbdadm primary RES`; a refusal by DRBD is retried the same way.
 It never passes --force. release refuses while the device is mounted or in a pool, then
 retries `drbdadm secondary RES` within `demote_wait` (DRBD refuses while the device is held
 open; "don't lie to your cluster manager").
+
+Which DRBD: on a DRBD 8.4 kernel `drbdadm role` prints "Local/Peer" and the kind reads
+role, dstate and cstate; on DRBD 9 it prints the local role only (docs/reference/drbd.md;
+LINBIT/drbd-utils user/v9/drbdsetup.c role_cmd()), so the first answer without a "/" tells
+the step it runs on 9, and from then on the step reads `drbdadm status RES` alone (role,
+disk, each peer's role, connection and disk: status_cmd()). Text, not `--json`: drbdadm
+does not pass --json on to `drbdsetup status` (user/v9/drbdadm_main.c __adm_drbdsetup()
+adds only --verbose), and drbdsetup alone would not know the resource's config. The rules
+above are the same on both: a peer Primary waits, a peer that is not Connected is not
+proof it is not Primary.
 
 held     = role Primary (warning when not replicating: connection not Connected, or the
            peer's disk not UpToDate).
@@ -38,7 +49,10 @@ REPLICATING = ("Connected", "Established", "SyncSource", "SyncTarget", "PausedSy
                "PausedSyncT", "VerifyS", "VerifyT")
 
 
-_DOWN = "Device minor not allocated"
+# a resource that is down: drbdsetup-84 "Device minor not allocated" (exit 10); DRBD 9
+# role_cmd() "Unknown resource", status_cmd() "No such resource" (user/v9/drbdsetup.c);
+# DRBD 8.3's drbdadm printed "Unconfigured"
+_DOWN = ("Device minor not allocated", "Unknown resource", "No such resource")
 
 
 class NotYet(Refused):
@@ -59,6 +73,9 @@ class DrbdState:
         return f"{self.role}{peer}, {self.cstate}, disk {self.disk}{pdisk}"
 
 
+_UNCONFIGURED = DrbdState("Unconfigured", None, "Unconfigured", None, "Unconfigured")
+
+
 class Drbd(Resource):
     KIND = "drbd"
     EXCLUSIVE = True     # Primary while the peer is not: this node alone writes the device
@@ -74,6 +91,8 @@ class Drbd(Resource):
                                    "policy, as drbddisk does", choices=("fence", "promote")),
     }
 
+    _drbd9 = False       # this step saw DRBD 9's one-word `drbdadm role` (one per step)
+
     @property
     def device(self) -> str | None:
         m = self.p["minor"]
@@ -82,21 +101,46 @@ class Drbd(Resource):
     def _query(self, what: str) -> str:
         r = self.ctx.query(["drbdadm", what, self.p["resource"]], check=False)
         if r.exit_code != 0:
-            # a resource that is down: drbdsetup-84 "Device minor not allocated" (exit 10),
-            # DRBD 9 "No such resource"; DRBD 8.3's drbdadm printed "Unconfigured"
-            text = r.stdout + r.stderr
-            if (r.exit_code == 10 and _DOWN in text) or "No such resource" in text:
+            if r.exit_code == 10 and any(m in r.stdout + r.stderr for m in _DOWN):
                 return "Unconfigured"
             raise CommandFailed(r, f"drbd {what}")
         return r.stdout
 
     def observe(self) -> DrbdState:
+        if self._drbd9:
+            return self._observe_9()
         role, peer_role = parsers.split_pair(self._query("role"))
-        if role == "Unconfigured":
-            return DrbdState("Unconfigured", None, "Unconfigured", None, "Unconfigured")
+        if role == "Unconfigured":    # down (see _DOWN), or DRBD 8.3's own word for it
+            return _UNCONFIGURED
+        if peer_role is None:         # DRBD 9: the local role only; the peer is in status
+            self._drbd9 = True
+            return self._observe_9()
         disk, peer_disk = parsers.split_pair(self._query("dstate"))
         cstate = parsers.split_pair(self._query("cstate"))[0]
         return DrbdState(role, peer_role, disk, peer_disk, cstate)
+
+    def _observe_9(self) -> DrbdState:
+        """From `drbdadm status RES`. The peer that decides: one seen Primary, else one not
+        Connected (it may be Primary unseen), else the first. No connection at all is
+        StandAlone: nothing is known about a peer."""
+        text = self._query("status")
+        if text == "Unconfigured":
+            return _UNCONFIGURED
+        st = parsers.parse_drbd_status(text)
+        if not st["role"] or not st["disk"]:
+            # a format this kind does not know: no guess about who is Primary
+            raise Refused(f"cannot read `drbdadm status {self.p['resource']}`: "
+                          f"{text.strip()[:200]!r}")
+        peers = st["peers"]
+        peer = (next((p for p in peers if p["role"] == "Primary"), None)
+                or next((p for p in peers if p["connection"] != "Connected"), None)
+                or (peers[0] if peers else None))
+        if peer is None:
+            return DrbdState(st["role"], None, st["disk"], None, "StandAlone")
+        connected = peer["connection"] == "Connected"
+        return DrbdState(st["role"], peer["role"], st["disk"],
+                         peer["peer_disk"] if connected else "DUnknown",
+                         peer["replication"] if connected else peer["connection"])
 
     def status(self) -> Observation:
         try:

@@ -1,15 +1,22 @@
-"""Simulated drbdadm/drbdsetup: DRBD 8.4 kernel (Debian's in-tree module, the seeds' DRBD 8)
-driven by drbd-utils 9 (docs/reference/drbd.md §2; LINBIT/drbd-utils user/v84/drbdsetup.c
-print_config_error(), role_scmd(), status_cmd(), user/shared/shared_main.c m__system()).
+"""Simulated drbdadm/drbdsetup for a DRBD 8.4 kernel (Debian's in-tree module, the seeds'
+DRBD 8) or a DRBD 9 kernel, both driven by drbd-utils 9; chosen per world with
+World.configure(drbd_version="8.4" | "9") (docs/reference/drbd.md; docs/reference/drbd.md §2).
 
-drbdadm runs "drbdsetup-84 <cmd> <minor|res>"; a failing drbdsetup prints
-"<obj>: State change failed: (<rv>) <text>" and drbdadm adds
-"Command 'drbdsetup-84 ...' terminated with exit code N" (N >= 10). Exit codes: 17 for
-SS_NO_UP_TO_DATE_DISK, 11 for other state changes, 10 for failures such as an
-unallocated minor.
+drbdadm runs one drbdsetup per step: "drbdsetup-84 <cmd> <minor|res>" on 8.4, "drbdsetup
+<cmd> <res> [peer-node-id]" on 9 (user/v9/drbdadm_main.c __adm_drbdsetup()). A failing
+drbdsetup prints "<obj>: State change failed: (<rv>) <text>" or "<obj>: Failure: (<n>) ..."
+(user/v84|v9/drbdsetup.c print_config_error(): exit 17 for SS_NO_UP_TO_DATE_DISK, 11 for
+other state changes, 10 for other failures) and drbdadm adds "Command '...' terminated with
+exit code N" (user/shared/shared_main.c m__system()). On 9 the object is the resource name
+(primary/secondary/role are per resource, CTX_RESOURCE); on 8.4 the minor.
 
 Data: one shared image per resource (protocol C: both disks hold the same bytes).
-/dev/drbdN exists only while this node is Primary (a Secondary refuses opens in DRBD).
+/dev/drbdN exists while the resource is up, whatever the role: DRBD creates the minor on
+`up` (user/v9/drbdadm_main.c adm_up(): new-minor) and removes it on `down`. A real Secondary
+refuses opens in the kernel (drbd_main.c drbd_open(): 8.4 EROFS for a writer, EMEDIUMTYPE for
+a reader; 9 auto-promotes a writer when it can, and a reader gets EMEDIUMTYPE while a peer
+is Primary or no disk is UpToDate); here the device is a plain hard link to the image and a
+Secondary's opens are not refused: nothing in the kinds opens it.
 """
 from __future__ import annotations
 
@@ -17,14 +24,18 @@ import os
 import sys
 import time
 
-from hahooks.sim import checks
+from hahooks.sim import checks, drbd_text
 from hahooks.sim.state import connected, link_device, unlink_device
 
-SETUP = "drbdsetup-84"
 STATE_ERRORS = {-1: "Multiple primaries not allowed by config",
                 -2: "Need access to UpToDate data",
                 -6: "Refusing to be Outdated while Connected",
                 -12: "Device is held open by someone"}
+# commands whose drbdsetup object is the resource name (the rest take the minor)
+BY_NAME_84 = ("status", "down", "connect", "disconnect")
+BY_NAME_9 = ("status", "down", "connect", "disconnect", "primary", "secondary", "role",
+             "cstate", "outdate")
+PER_PEER_9 = ("cstate", "connect", "disconnect")   # CTX_PEER_NODE: "<res> <peer-node-id>"
 
 
 class Failed(Exception):
@@ -33,19 +44,40 @@ class Failed(Exception):
         self.lines, self.code = lines, code
 
 
+def v9(st: dict) -> bool:
+    return str(st["settings"].get("drbd_version", "8.4")).startswith("9")
+
+
+def obj_of(st: dict, r: dict, name: str, cmd: str):
+    return name if cmd in (BY_NAME_9 if v9(st) else BY_NAME_84) else r["minor"]
+
+
 def state_failed(obj, rv: int) -> Failed:
     return Failed([f"{obj}: State change failed: ({rv}) {STATE_ERRORS[rv]}"],
                   17 if rv == -2 else 11)
 
 
-def not_allocated(obj) -> Failed:
-    return Failed([f"{obj}: Failure: (127) Device minor not allocated",
-                   "additional info from kernel:", "unknown minor"], 10)
+def not_up(st: dict, r: dict, name: str, cmd: str) -> Failed:
+    """The resource is down: 8.4 "Device minor not allocated" (ERR_MINOR_INVALID, 127);
+    9 role_cmd() "Unknown resource", cstate_cmd() "No such connection", dstate_cmd()
+    "No such device", status_cmd() "No such resource" (all exit 10)."""
+    if cmd == "status":
+        return Failed([f"{name}: No such resource"], 10)
+    if not v9(st):
+        return Failed([f"{r['minor']}: Failure: (127) Device minor not allocated",
+                       "additional info from kernel:", "unknown minor"], 10)
+    text = {"cstate": "No such connection", "dstate": "No such device"}.get(
+        cmd, "Unknown resource")
+    return Failed([f"{obj_of(st, r, name, cmd)}: {text}"], 10)
 
 
 # -- derived state -------------------------------------------------------------------------
 def peer_of(r: dict, node: str) -> str:
     return next((n for n in r["nodes"] if n != node), "")
+
+
+def device_of(store, r: dict, node: str) -> str:
+    return os.path.join(store.dev_dir(node), f"drbd{r['minor']}")
 
 
 def linked(st: dict, r: dict, node: str) -> bool:
@@ -89,6 +121,7 @@ def refresh_all(st: dict, store=None) -> None:
 
 
 def cstate(st: dict, r: dict, node: str) -> str:
+    """8.4 connection state: StandAlone, WFConnection, Connected, SyncSource/Target."""
     if r["standalone"].get(node):
         return "StandAlone"
     if not linked(st, r, node):
@@ -99,6 +132,13 @@ def cstate(st: dict, r: dict, node: str) -> str:
     return "Connected"
 
 
+def cstate_9(st: dict, r: dict, node: str) -> str:
+    """DRBD 9 splits it: the connection (StandAlone, Connecting, Connected) and, per peer
+    device, the replication state (Established, SyncSource, ...)."""
+    cs = cstate(st, r, node)
+    return {"WFConnection": "Connecting", "StandAlone": "StandAlone"}.get(cs, "Connected")
+
+
 def peer_role(st: dict, r: dict, node: str) -> str:
     return r["role"][peer_of(r, node)] if linked(st, r, node) else "Unknown"
 
@@ -107,11 +147,33 @@ def peer_disk(st: dict, r: dict, node: str) -> str:
     return r["disk"][peer_of(r, node)] if linked(st, r, node) else "DUnknown"
 
 
+def view(ctx, st: dict, r: dict, name: str) -> dict:
+    """Everything drbd_text prints about `name` as ctx.node sees it."""
+    node = ctx.node
+    cs, done = cstate(st, r, node), None
+    if r.get("sync") and cs in ("SyncSource", "SyncTarget"):
+        rate = st["settings"]["drbd_sync_rate"]
+        done = min(99.99, 100.0 * (time.time() - r["sync"]["start"]) * rate / r["size"])
+    device = device_of(ctx.store, r, node)
+    return {"name": name, "role": r["role"][node], "disk": r["disk"][node],
+            "peer": peer_of(r, node), "node_id": r["nodes"].index(node),
+            "peer_node_id": r["nodes"].index(peer_of(r, node)), "minor": r["minor"],
+            "backing_dev": ctx.store.path(r["image"]),
+            # a Secondary cannot be opened (see the module docstring); the hard links share
+            # one inode, so only the Primary's own use counts
+            "open": r["role"][node] == "Primary" and bool(checks.usage(device,
+                                                                       (ctx.store.root,))),
+            "cstate": cs if not v9(st) else cstate_9(st, r, node),
+            "repl": "Established" if cs in ("Connected", "WFConnection", "StandAlone") else cs,
+            "peer_role": peer_role(st, r, node), "peer_disk": peer_disk(st, r, node),
+            "done": done}
+
+
 # -- commands ------------------------------------------------------------------------------
 def primary(ctx, st: dict, r: dict, name: str, force: bool) -> None:
-    obj = r["minor"]
+    obj = obj_of(st, r, name, "primary")
     if not r["up"].get(ctx.node):
-        raise not_allocated(obj)
+        raise not_up(st, r, name, "primary")
     if r["role"][ctx.node] == "Primary":
         return
     if linked(st, r, ctx.node) and peer_role(st, r, ctx.node) == "Primary":
@@ -128,44 +190,41 @@ def primary(ctx, st: dict, r: dict, name: str, force: bool) -> None:
     r["role"][ctx.node] = "Primary"
     if not linked(st, r, ctx.node):
         r["ahead"][ctx.node] = True        # writes from now on exist only here
-    link_device(ctx.store.path(r["image"]), ctx.dev(f"drbd{obj}"))
 
 
 def secondary(ctx, st: dict, r: dict, name: str, down: bool = False) -> None:
-    obj = r["minor"]
     if not r["up"].get(ctx.node):
         if down:
             return
-        raise not_allocated(obj)
-    device = ctx.dev(f"drbd{obj}")
+        raise not_up(st, r, name, "secondary")
+    device = device_of(ctx.store, r, ctx.node)
     if r["role"][ctx.node] == "Primary" and checks.usage(device, (ctx.store.root,)):
-        raise state_failed(name if down else obj, -12)
+        raise state_failed(name if down else obj_of(st, r, name, "secondary"), -12)
     r["role"][ctx.node] = "Secondary"
-    unlink_device(device)
 
 
-def status_text(st: dict, r: dict, name: str, node: str) -> str:
-    """drbdsetup-84 status (status_cmd(): 8.4 states in DRBD 9 words)."""
-    lines = [f"{name} role:{r['role'][node]}", f"  disk:{r['disk'][node]}"]
-    cs = cstate(st, r, node)
-    if cs == "StandAlone":
-        pass   # no net config, no connection entry
-    elif cs == "WFConnection":
-        lines.append("  peer connection:Connecting")
-    else:
-        lines.append(f"  peer role:{peer_role(st, r, node)}")
-        repl = "Established" if cs == "Connected" else cs
-        extra = ""
-        if r.get("sync"):
-            rate = st["settings"]["drbd_sync_rate"]
-            done = min(99.99, 100.0 * (time.time() - r["sync"]["start"]) * rate / r["size"])
-            extra = f" done:{done:.2f}"
-        lines.append(f"    replication:{repl} peer-disk:{peer_disk(st, r, node)}{extra}")
-    return "\n".join(lines) + "\n\n"
+def show(ctx, st: dict, r: dict, name: str, cmd: str, args: list[str]) -> str:
+    """role, cstate, dstate, status: what each version prints (drbd_text)."""
+    node = ctx.node
+    if not r["up"].get(node):
+        raise not_up(st, r, name, cmd)
+    verbose = "--verbose" in args or "-v" in args
+    if cmd == "status":
+        if v9(st):
+            return drbd_text.status_9(view(ctx, st, r, name), verbose)
+        if verbose:
+            raise Failed(["drbdsetup-84 status --verbose: not modelled by the simulator"], 20)
+        return drbd_text.status_84(view(ctx, st, r, name))
+    if cmd == "role":
+        # 8.4 role_scmd() "Local/Peer"; 9 role_cmd() the resource's own role only
+        return r["role"][node] + ("" if v9(st) else f"/{peer_role(st, r, node)}") + "\n"
+    if cmd == "cstate":
+        return (cstate_9(st, r, node) if v9(st) else cstate(st, r, node)) + "\n"
+    return f"{r['disk'][node]}/{peer_disk(st, r, node)}\n"        # dstate, both versions
 
 
 def run_setup(ctx, st: dict, name: str, cmd: str, args: list[str]) -> tuple[str, int]:
-    """One drbdsetup-84 call; returns (stdout, code) or raises Failed."""
+    """One drbdsetup call; returns (stdout, code) or raises Failed."""
     r = st["drbd"][name]
     refresh(st, r, name, ctx.store)
     node = ctx.node
@@ -174,25 +233,19 @@ def run_setup(ctx, st: dict, name: str, cmd: str, args: list[str]) -> tuple[str,
                                             for a in args))
     elif cmd == "secondary":
         secondary(ctx, st, r, name)
-    elif cmd in ("role", "cstate", "dstate"):
-        if not r["up"].get(node):
-            raise not_allocated(r["minor"])
-        return ({"role": f"{r['role'][node]}/{peer_role(st, r, node)}",
-                 "cstate": cstate(st, r, node),
-                 "dstate": f"{r['disk'][node]}/{peer_disk(st, r, node)}"}[cmd] + "\n", 0)
-    elif cmd == "status":
-        if not r["up"].get(node):
-            raise Failed([f"{name}: No such resource"], 10)
-        return status_text(st, r, name, node), 0
+    elif cmd in ("role", "cstate", "dstate", "status"):
+        return show(ctx, st, r, name, cmd, args), 0
     elif cmd == "up":
         if r["up"].get(node):
             raise Failed([f"{r['minor']}: Failure: (124) Device is attached to a disk "
                           "(use detach first)"], 10)
         r["up"][node], r["role"][node], r["standalone"][node] = True, "Secondary", False
+        link_device(ctx.store.path(r["image"]), device_of(ctx.store, r, node))
         refresh(st, r, name, ctx.store)
     elif cmd == "down":
         secondary(ctx, st, r, name, down=True)
         r["up"][node] = False
+        unlink_device(device_of(ctx.store, r, node))
     elif cmd == "connect":
         r["standalone"][node] = False
         refresh(st, r, name, ctx.store)
@@ -200,7 +253,7 @@ def run_setup(ctx, st: dict, name: str, cmd: str, args: list[str]) -> tuple[str,
         r["standalone"][node] = True
     elif cmd == "outdate":
         if linked(st, r, node):
-            raise state_failed(r["minor"], -6)
+            raise state_failed(obj_of(st, r, name, cmd), -6)
         r["disk"][node] = "Outdated"
     elif cmd == "create-md":
         return "New drbd meta data block successfully created.\nsuccess\n", 0
@@ -209,9 +262,12 @@ def run_setup(ctx, st: dict, name: str, cmd: str, args: list[str]) -> tuple[str,
     return "", 0
 
 
-def setup_argv(r: dict, name: str, cmd: str, args: list[str]) -> str:
-    obj = name if cmd in ("status", "down", "connect", "disconnect") else str(r["minor"])
-    return " ".join([SETUP, cmd, obj, *args])
+def setup_argv(st: dict, r: dict, name: str, node: str, cmd: str, args: list[str]) -> str:
+    """The drbdsetup command line drbdadm reports in "Command '...' terminated"."""
+    words = ["drbdsetup" if v9(st) else "drbdsetup-84", cmd, str(obj_of(st, r, name, cmd))]
+    if v9(st) and cmd in PER_PEER_9:
+        words.append(str(r["nodes"].index(peer_of(r, node))))
+    return " ".join([*words, *args])
 
 
 def main(ctx, args: list[str]) -> int:
@@ -225,6 +281,8 @@ def main(ctx, args: list[str]) -> int:
             skip = False
         elif a in ("-c", "--config-file"):
             skip = True
+        elif a == "-v":
+            opts.append("--verbose")
         elif a.startswith("--") and a != "--":
             opts.append(a)
         elif not a.startswith("-"):
@@ -249,7 +307,7 @@ def main(ctx, args: list[str]) -> int:
                 sys.stdout.write(out)
             except Failed as exc:
                 sys.stderr.write("\n".join(exc.lines) + "\n")
-                sys.stderr.write(f"Command '{setup_argv(r, name, cmd, opts)}' "
+                sys.stderr.write(f"Command '{setup_argv(st, r, name, ctx.node, cmd, opts)}' "
                                  f"terminated with exit code {exc.code}\n")
                 ret = ret or exc.code
     return ret
@@ -266,11 +324,12 @@ def drbdsetup(ctx, args: list[str]) -> int:
                  (obj in ("all", n) or obj == str(r["minor"]) or obj == f"/dev/drbd{r['minor']}")]
         if not names:
             sys.stderr.write(f"{obj}: No such resource\n" if cmd == "status" else
-                             "\n".join(not_allocated(obj).lines) + "\n")
+                             "\n".join(not_up(st, {"minor": obj}, obj, cmd).lines) + "\n")
             return 10
         for name in names:
             try:
-                out, _ = run_setup(ctx, st, name, cmd, args[2:])
+                out, _ = run_setup(ctx, st, name, cmd, [a for a in args[2:]
+                                                        if a.startswith("-")])
                 sys.stdout.write(out)
             except Failed as exc:
                 sys.stderr.write("\n".join(exc.lines) + "\n")
@@ -283,4 +342,4 @@ def node_down(store, st: dict, node: str) -> None:
         if node in r["nodes"]:
             r["up"][node] = False
             r["role"][node] = "Secondary"
-            unlink_device(os.path.join(store.dev_dir(node), f"drbd{r['minor']}"))
+            unlink_device(device_of(store, r, node))

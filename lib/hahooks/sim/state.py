@@ -40,6 +40,8 @@ DEFAULT_SETTINGS = {
     "gmirror_sync_rate": 1 << 30,
     # DRBD resync speed after a reconnect (bytes/s).
     "drbd_sync_rate": 1 << 30,
+    # DRBD kernel: "8.4" (drbdadm role "Local/Peer") or "9" (role prints the local role only).
+    "drbd_version": "8.4",
 }
 
 

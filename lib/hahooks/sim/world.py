@@ -135,9 +135,10 @@ class World:
     def add_drbd(self, name: str, size_mb: int = 64, nodes=("nodea", "nodeb"),
                  primary: str | None = None, *, minor: int | None = None,
                  up: bool = True) -> str:
-        """One DRBD resource (8.4 semantics, drbd.py) on both nodes, backed by ONE shared image
-        (protocol C: both disks hold the same bytes). Both up, connected, UpToDate; `primary`
-        gets Primary and /dev/drbdN. Returns the image path."""
+        """One DRBD resource (8.4 or 9 as configure(drbd_version=) says, drbd.py) on both
+        nodes, backed by ONE shared image (protocol C: both disks hold the same bytes). Both
+        up (each with /dev/drbdN, whatever its role), connected, UpToDate; `primary` gets
+        Primary. Returns the image path."""
         for n in nodes:
             self.add_node(n)
         image = os.path.join("images", f"drbd-{name}.img")
@@ -150,9 +151,8 @@ class World:
                 "up": {n: up for n in nodes}, "standalone": {n: False for n in nodes},
                 "role": {n: "Primary" if n == primary else "Secondary" for n in nodes},
                 "disk": {n: "UpToDate" for n in nodes}, "ahead": {}, "sync": None}
-        if primary:
-            link_device(self.store.path(image), os.path.join(self.dev_dir(primary),
-                                                             f"drbd{minor}"))
+        for n in nodes if up else ():
+            link_device(self.store.path(image), os.path.join(self.dev_dir(n), f"drbd{minor}"))
         return self.store.path(image)
 
     def set_drbd(self, name: str, node: str, *, disk: str | None = None,
@@ -164,6 +164,11 @@ class World:
                 r["disk"][node] = disk
             if up is not None:
                 r["up"][node] = up
+                device = os.path.join(self.dev_dir(node), f"drbd{r['minor']}")
+                if up:
+                    link_device(self.store.path(r["image"]), device)
+                else:
+                    unlink_device(device)
             if standalone is not None:
                 r["standalone"][node] = standalone
 
