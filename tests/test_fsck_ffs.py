@@ -81,13 +81,13 @@ def freebsd_ctx() -> Context:
     (16, "rerun", "ERERUN")])
 def test_fsck_ffs_exit_codes_as_main_c_and_fsck_h_define_them(code, verdict, words):
     """main.c: 2 returntosingle (SIGQUIT), 3 unreadable superblock, 4 mounted fs modified and
-    reload failed, 8 EEXIT, 12 catch() on SIGINT, 16 ERERUN (checkfilesys(), 13/14)."""
+    reload failed, 8 EEXIT, 12 catch() on SIGINT, 16 ERERUN (checkfilesys(), FreeBSD 14)."""
     got = fsck.judge_freebsd(code)
     assert got[0] == verdict and words in got[1], got
 
 
 def test_fsck_ffs_rerun_banner_with_exit_0_runs_fsck_once_more(fake_fsck_ffs):
-    """checkfilesys() before FreeBSD 13 prints PLEASE RERUN FSCK and returns 0: fsck again,
+    """checkfilesys() of older releases prints PLEASE RERUN FSCK and returns 0: fsck again,
     and the second (clean) answer counts."""
     bindir = fake_fsck_ffs("rerun 0", "clean 0")
     summary = fsck.check(freebsd_ctx(), "/dev/ada0p2", "ufs", "preen")
@@ -95,7 +95,7 @@ def test_fsck_ffs_rerun_banner_with_exit_0_runs_fsck_once_more(fake_fsck_ffs):
 
 
 def test_fsck_ffs_ererun_exit_16_runs_fsck_once_more(fake_fsck_ffs):
-    """checkfilesys() in FreeBSD 13/14: `return (rerun ? ERERUN : 0)` after the banner."""
+    """checkfilesys() in FreeBSD 14: `return (rerun ? ERERUN : 0)` after the banner."""
     bindir = fake_fsck_ffs("rerun 16", "clean 0")
     summary = fsck.check(freebsd_ctx(), "/dev/ada0p2", "ufs", "preen")
     assert runs(bindir) == 2 and summary == "fsck /dev/ada0p2: clean"

@@ -24,7 +24,7 @@ checkfilesys(); fsck.h; utilities.c catch(), catchquit()):
   5-7 answers of the -F background-check probe only (never with -p)
   8   EEXIT: preen met an inconsistency it may not fix (pfatal): run fsck by hand
   12  SIGINT (catch())
-  16  ERERUN: "***** PLEASE RERUN FSCK *****". checkfilesys() returns it in FreeBSD 13/14
+  16  ERERUN: "***** PLEASE RERUN FSCK *****". checkfilesys() returns it in FreeBSD 14
       (`return (rerun ? ERERUN : 0)`); older releases print the same banner and exit 0.
 Either form means the check is not finished: fsck runs once more and that result counts;
 asked to rerun twice, the filesystem is reported not clean and is not mounted.
