@@ -98,7 +98,10 @@ class Gmirror(Resource):
         return found or parsers.Mirror(self.p["mirror"], "STARTING")
 
     def status(self) -> Observation:
-        m = self.observe()
+        try:
+            m = self.observe()
+        except CommandFailed as exc:
+            return broken(exc.one_line())
         name = f"mirror/{self.p['mirror']}"
         if m is None:
             return released(f"{name} not running")
