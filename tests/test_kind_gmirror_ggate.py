@@ -275,6 +275,32 @@ def test_gmirror_acquire_waits_out_a_starting_mirror(tmp_path, world):
     c.assert_no_violations()
 
 
+def test_gmirror_starting_mirror_without_prefer_is_stopped_and_labelled_from_prefer(
+        tmp_path, world):
+    """A STARTING geom has no provider yet (g_mirror.c), so nothing was served from it; when
+    GEOM tasted it from leftover metadata on md1 alone (md0's was cleared by the peer's
+    destroy, seed 000 failback after a crash), `gmirror status -g` shows it without
+    `prefer`: acquire stops it and labels from md0, whose data win."""
+    world.configure(gmirror_timeout=600)
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    hand_made_mirror(c, name, img0, img1)
+    assert c.run("nodea", "gmirror", "stop", name).returncode == 0
+    assert c.run("nodea", "gmirror", "clear", "md0").returncode == 0
+    for unit in ("0", "1"):
+        assert c.run("nodea", "mdconfig", "-d", "-u", unit).returncode == 0
+    write_marker(img0, b"prefer-data")
+    c.write("nodea", local_mirror_stack(img0, img1, name=name, wait_sync=True))
+    by_hand = len(c.commands("nodea", "gmirror"))
+    c.hh("nodea", "master", check=0)
+    verbs = [a[1] for a in c.commands("nodea", "gmirror")[by_hand:] if a[1] != "status"]
+    assert verbs == ["stop", "label", "insert"], verbs
+    assert read_marker(c.dev("nodea", "mirror", name), 11) == b"prefer-data"
+    assert read_marker(img1, 11) == b"prefer-data"          # md1 rebuilt from md0
+    c.assert_no_violations()
+
+
 # -- seed 000: ggated on the slave, ggatec + md + gmirror on the master ----------------------
 
 import subprocess  # noqa: E402

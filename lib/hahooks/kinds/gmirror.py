@@ -20,7 +20,9 @@ never stops or relabels a running one (one with a provider: COMPLETE or DEGRADED
     the others, which GEOM rebuilds from it. That is seed 000's policy: after a failover
     the peer wrote its image directly, so the remote copy (ggate0) is the newest. Acquire
     refuses when `prefer` does not exist rather than label from a stale copy.
-  - STARTING: wait (device_wait) for GEOM to launch it, then as below.
+  - STARTING (no provider yet, nothing served from it): without `prefer` among its disks
+    while `prefer` exists (leftover metadata, e.g. a failback after a crash) it is stopped
+    and labelled from `prefer` as above; else wait (device_wait) for GEOM to launch it.
   - running and in use (mounted, in a pool), or running with `prefer` in it, or `prefer`
     absent: it is kept; missing components are inserted and rebuilt from it (seed 000's
     manual `gmirror rebuild remotemirror ggate0` after the slave came back).
@@ -154,12 +156,7 @@ class Gmirror(Resource):
     def acquire(self) -> None:
         m = self.observe()
         if m is not None and m.status == "STARTING":
-            # g_mirror.c: launched when every component is there or kern.geom.mirror.timeout
-            # (4 s) passes; labelling now would fail on its busy components
-            self.ctx.wait_for(lambda: (self.observe() or _GONE).status != "STARTING",
-                              f"mirror {self.p['mirror']} to leave STARTING",
-                              timeout=self.p["device_wait"])
-            m = self.observe()
+            m = self._starting()
         if os.path.exists(self.stale_record):
             if m is None or m.status != "COMPLETE" or \
                     any(m.component(p) is None for p in self.p["components"]):
@@ -183,6 +180,29 @@ class Gmirror(Resource):
                         self.p["mirror"], extra={"resource": self.name})
         self._insert([c for c in others if c not in missing])
         self._settle()
+
+    def _starting(self) -> parsers.Mirror | None:
+        """A STARTING geom has no provider yet, so nothing was served from it. Without
+        `prefer` among its disks (`gmirror status -g` lists them, NONE until the launch)
+        while `prefer` exists, GEOM tasted leftover metadata (seed 000's failback after a
+        crash: the peer's destroy cleared prefer's): stop it and label from `prefer` as
+        when no mirror exists. Otherwise wait for the launch (g_mirror.c: every disk there,
+        or kern.geom.mirror.timeout, 4 s); labelling now would fail on its busy disks."""
+        r = self.ctx.query(["gmirror", "status", "-g", self.p["mirror"]], check=False)
+        geom = parsers.parse_gmirror_status(r.stdout).get(self.p["mirror"]) \
+            if r.exit_code == 0 else None          # FreeBSD <= 8 may lack -g: just wait
+        if geom and geom.status == "STARTING" and geom.component(self.prefer) is None and \
+                (self.ctx.dry_run or os.path.exists(self.provider(self.prefer))):
+            log.warning("mirror %s is STARTING from leftover metadata without its sync "
+                        "source %s (%s): stopping it before it launches", self.p["mirror"],
+                        self.prefer, ", ".join(c.provider for c in geom.components),
+                        extra={"resource": self.name})
+            self._gmirror("stop", self.p["mirror"])
+            return None
+        self.ctx.wait_for(lambda: (self.observe() or _GONE).status != "STARTING",
+                          f"mirror {self.p['mirror']} to leave STARTING",
+                          timeout=self.p["device_wait"])
+        return self.observe()
 
     def _keep_running(self, m: parsers.Mirror) -> None:
         """A running mirror is never stopped or relabelled: it may be what was served, and
