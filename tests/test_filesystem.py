@@ -179,13 +179,8 @@ def test_xfs_preen_refuses_corruption_force_repairs_auto_skips(lab, write_config
 @pytest.mark.parametrize("code,verdict", [(0, "ok"), (1, "ok"), (2, "warn"), (4, "manual"),
                                           (8, "error"), (12, "error"), (32, "error")])
 def test_linux_fsck_exit_codes(code, verdict):
+    """fsck(8)/e2fsck(8) bit mask; FreeBSD fsck_ffs codes are in test_fsck_ffs.py."""
     assert fsck.judge_linux(code)[0] == verdict
-
-
-@pytest.mark.parametrize("code,verdict", [(0, "ok"), (2, "error"), (4, "error"),
-                                          (8, "manual"), (16, "rerun"), (1, "error")])
-def test_freebsd_fsck_exit_codes(code, verdict):
-    assert fsck.judge_freebsd(code)[0] == verdict
 
 
 def test_freebsd_command_forms(lab, write_config, tmp_path):

@@ -194,6 +194,113 @@ def test_gmirror_prefer_must_be_a_component(tmp_path, world):
     assert p.returncode == 6 and "prefer" in p.stderr and "nodea.toml:" in p.stderr
 
 
+def test_gmirror_status_stateless_components_are_active_unless_a_percentage_shows():
+    """FreeBSD <= 8 geom.c status_one_consumer() prints only <Synchronized>: a component
+    without a state is ACTIVE, one with "(NN%)" is SYNCHRONIZING (docs/reference/gmirror.md)."""
+    m = parsers.parse_gmirror_status(SEED_DEGRADED)["remotemirror"]
+    assert [(c.provider, c.state, c.percent) for c in m.components] == [
+        ("ggate0", "ACTIVE", None), ("md0", "SYNCHRONIZING", 6)]
+
+
+def hand_made_mirror(c: SimCluster, name: str, *images: str, label=("md0", "md1")) -> None:
+    """md0, md1... attached and `gmirror label` run by hand, as at boot before hahooks."""
+    for unit, img in enumerate(images):
+        assert c.run("nodea", "mdconfig", "-a", "-t", "vnode", "-f", img, "-u",
+                     str(unit)).returncode == 0
+    assert c.run("nodea", "gmirror", "label", "-b", "prefer", name, *label).returncode == 0
+
+
+def test_gmirror_old_format_running_mirror_is_kept_with_its_data(tmp_path, world):
+    """FreeBSD <= 8 prints "md0" without "(ACTIVE)": the mirror is held, and acquire keeps
+    it (no label, stop, destroy or insert), its data intact."""
+    world.configure(gmirror_old_format=True)
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", local_mirror_stack(img0, img1, name=name))
+    hand_made_mirror(c, name, img0, img1)
+    assert c.run("nodea", "gmirror", "status", "-s").stdout.split()[-1] == "md1"   # old form
+    write_marker(c.dev("nodea", "mirror", name), b"kept-data")
+    by_hand = len(c.commands("nodea", "gmirror"))
+    c.hh("nodea", "master", check=0)
+    assert {a[1] for a in c.commands("nodea", "gmirror")[by_hand:]} == {"status"}
+    st = c.hh("nodea", "status")
+    assert st.returncode == 0 and f"mirror/{name} COMPLETE" in st.stdout, st.stdout
+    assert read_marker(c.dev("nodea", "mirror", name), 9) == b"kept-data"
+    c.assert_no_violations()
+
+
+def test_gmirror_acquire_never_stops_or_relabels_a_running_mirror(tmp_path, world):
+    """A mirror running (with a provider) without `prefer` in it, nothing using it: acquire
+    refuses instead of `gmirror stop` + `label` from `prefer`. The rollback's release then
+    records `prefer` as stale, so the next master refuses too and md1's data stay."""
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", local_mirror_stack(img0, img1, name=name))
+    hand_made_mirror(c, name, img0, img1, label=("md1",))
+    write_marker(c.dev("nodea", "mirror", name), b"md1-data")
+    by_hand = len(c.commands("nodea", "gmirror"))
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1 and "running without its sync source md0" in p.stderr, p.stderr
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1 and "last ran without md0" in p.stderr, p.stderr
+    verbs = [a[1] for a in c.commands("nodea", "gmirror")[by_hand:]]
+    assert not {"stop", "label", "insert"} & set(verbs), verbs
+    assert read_marker(img1, 8) == b"md1-data"
+    c.assert_no_violations()
+
+
+def test_gmirror_acquire_waits_out_a_starting_mirror(tmp_path, world):
+    """g_mirror.c: md0 tasted alone from a two-disk label is STARTING (hidden from plain
+    `gmirror status`, no provider) until kern.geom.mirror.timeout; acquire waits for the
+    launch and keeps the mirror instead of labelling a busy md0."""
+    world.configure(gmirror_timeout=0.5)
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    hand_made_mirror(c, name, img0, img1)
+    assert c.run("nodea", "gmirror", "stop", name).returncode == 0     # metadata stays
+    for unit in ("0", "1"):
+        assert c.run("nodea", "mdconfig", "-d", "-u", unit).returncode == 0
+    c.write("nodea", layer("img0", "md", file=img0, unit=0) +
+            layer("mirror", "gmirror", mirror=name, components=["md0", "md1"]))
+    by_hand = len(c.commands("nodea", "gmirror"))
+    c.hh("nodea", "master", check=0)
+    assert not any(a[1] in ("label", "stop", "destroy")
+                   for a in c.commands("nodea", "gmirror")[by_hand:])
+    st = c.hh("nodea", "status")
+    assert st.returncode == 1 and f"mirror/{name} DEGRADED" in st.stdout, st.stdout
+    assert "md1 missing" in st.stdout
+    c.assert_no_violations()
+
+
+def test_gmirror_starting_mirror_without_prefer_is_stopped_and_labelled_from_prefer(
+        tmp_path, world):
+    """A STARTING geom has no provider yet (g_mirror.c), so nothing was served from it; when
+    GEOM tasted it from leftover metadata on md1 alone (md0's was cleared by the peer's
+    destroy, seed 000 failback after a crash), `gmirror status -g` shows it without
+    `prefer`: acquire stops it and labels from md0, whose data win."""
+    world.configure(gmirror_timeout=600)
+    img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
+    name = unique("gm")
+    c = SimCluster(tmp_path, world)
+    hand_made_mirror(c, name, img0, img1)
+    assert c.run("nodea", "gmirror", "stop", name).returncode == 0
+    assert c.run("nodea", "gmirror", "clear", "md0").returncode == 0
+    for unit in ("0", "1"):
+        assert c.run("nodea", "mdconfig", "-d", "-u", unit).returncode == 0
+    write_marker(img0, b"prefer-data")
+    c.write("nodea", local_mirror_stack(img0, img1, name=name, wait_sync=True))
+    by_hand = len(c.commands("nodea", "gmirror"))
+    c.hh("nodea", "master", check=0)
+    verbs = [a[1] for a in c.commands("nodea", "gmirror")[by_hand:] if a[1] != "status"]
+    assert verbs == ["stop", "label", "insert"], verbs
+    assert read_marker(c.dev("nodea", "mirror", name), 11) == b"prefer-data"
+    assert read_marker(img1, 11) == b"prefer-data"          # md1 rebuilt from md0
+    c.assert_no_violations()
+
+
 # -- seed 000: ggated on the slave, ggatec + md + gmirror on the master ----------------------
 
 import subprocess  # noqa: E402

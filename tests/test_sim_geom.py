@@ -234,9 +234,11 @@ def test_seed000_crash_keeps_mirrored_writes_and_tastes_on_the_peer(world, tmp_p
     with open(backup, "rb") as f:
         assert f.read(27) == b"last write before the crash"
     os.kill(world.state()["ggated"]["serverb"]["pid"], 15)   # seed 000 slave: pkill ggated
+    world.configure(gmirror_timeout=0.3)
     assert world.run("serverb", "mdconfig", "-a", "-t", "vnode", "-f", backup).stdout == "md0\n"
-    st = world.run("serverb", "gmirror", "status").stdout
-    assert st.splitlines()[1] == "mirror/remotemirror  DEGRADED  md0 (ACTIVE)"
+    # one disk of two: STARTING (hidden) until kern.geom.mirror.timeout, then DEGRADED
+    waits.wait_for(lambda: world.run("serverb", "gmirror", "status").stdout.splitlines()[1:] ==
+                   ["mirror/remotemirror  DEGRADED  md0 (ACTIVE)"], 10, "the mirror to launch")
 
 
 def test_pkill_ggated_degrades_the_client_mirror(world, tmp_path):
@@ -273,3 +275,102 @@ def test_ggated_export_mounted_locally_is_a_violation(world, tmp_path):
         assert v["kind"] == "ggated_export_mounted_locally" and str(mnt) in v["detail"]
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+# -- fidelity to sbin/geom/core/geom.c (docs/reference/gmirror.md) --------------------------
+
+def test_gmirror_status_unknown_geom_exits_1_and_only_dev_is_stripped(world):
+    """geom.c std_status(): an unknown name is `errx(EXIT_FAILURE, "No such geom: %s.")`
+    before anything is printed; find_geom() strips only "/dev/", so "mirror/m" is unknown."""
+    plain_disk(world, "servera", "ada0")
+    world.run("servera", "gmirror", "label", "m", "ada0")
+    for name in ("nosuch", "mirror/m", "/dev/mirror/m"):
+        r = world.run("servera", "gmirror", "status", name)
+        assert (r.returncode, r.stdout, r.stderr) == (
+            1, "", f"gmirror: No such geom: {name}.\n"), name
+    r = world.run("servera", "gmirror", "status", "m", "nosuch")
+    assert (r.returncode, r.stdout) == (1, "")
+    for name in ("m", "/dev/m"):
+        r = world.run("servera", "gmirror", "status", name)
+        assert (r.returncode, r.stdout) == (0, "    Name    Status  Components\n"
+                                               "mirror/m  COMPLETE  ada0 (ACTIVE)\n"), name
+
+
+def test_gmirror_status_script_mode_has_no_minimum_widths(world):
+    """geom.c std_status(): name_len and status_len start at 0 with -s (4 and 6 without);
+    -g names the geom ("m") instead of its provider ("mirror/m")."""
+    plain_disk(world, "servera", "ada0")
+    world.run("servera", "gmirror", "label", "m", "ada0")
+    assert world.run("servera", "gmirror", "status", "-gs").stdout == \
+        "m  COMPLETE  ada0 (ACTIVE)\n"
+    assert world.run("servera", "gmirror", "status", "-g").stdout == (
+        "Name    Status  Components\n"
+        "   m  COMPLETE  ada0 (ACTIVE)\n")
+
+
+def stopped_two_disk_mirror(world) -> None:
+    """Mirror m labelled on md0 and md1, stopped (metadata kept), both units detached."""
+    for unit, img in enumerate(("a.img", "b.img")):
+        world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", world.image(img, 8),
+                  "-u", str(unit))
+    assert world.run("servera", "gmirror", "label", "m", "md0", "md1").returncode == 0
+    assert world.run("servera", "gmirror", "stop", "m").returncode == 0
+    for unit in ("0", "1"):
+        assert world.run("servera", "mdconfig", "-d", "-u", unit).returncode == 0
+
+
+def test_gmirror_starting_until_every_disk_or_the_timeout_and_hidden_without_a(world):
+    """g_mirror.c: a mirror tasted from fewer disks than its metadata counts stays STARTING,
+    without a provider, until the rest arrive or kern.geom.mirror.timeout passes; geom.c
+    std_status() skips geoms without a provider unless -a, and prints a provider-less geom
+    only with -g (disks are NONE until the launch)."""
+    stopped_two_disk_mirror(world)
+    world.configure(gmirror_timeout=600)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", world.image("a.img", 8),
+              "-u", "0")
+    dev = os.path.join(world.dev_dir("servera"), "mirror", "m")
+    assert world.run("servera", "gmirror", "status").stdout == ""
+    assert world.run("servera", "gmirror", "status", "-a").stdout == \
+        "Name  Status  Components\n"
+    assert world.run("servera", "gmirror", "status", "-ag").stdout == (
+        "Name    Status  Components\n"
+        "   m  STARTING  md0 (NONE)\n")
+    r = world.run("servera", "gmirror", "status", "m")       # found, but no provider line
+    assert (r.returncode, r.stdout) == (0, "Name  Status  Components\n")
+    assert not os.path.lexists(dev)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", world.image("b.img", 8),
+              "-u", "1")                                      # the last disk: launch now
+    assert world.run("servera", "gmirror", "status", "-s").stdout == (
+        "mirror/m  COMPLETE  md0 (ACTIVE)\nmirror/m  COMPLETE  md1 (ACTIVE)\n")
+    assert os.path.lexists(dev)
+
+
+def test_gmirror_starting_launches_degraded_after_the_timeout(world):
+    """g_mirror.c: when kern.geom.mirror.timeout expires the mirror starts with the disks it
+    has (DEGRADED) and its provider appears."""
+    stopped_two_disk_mirror(world)
+    world.configure(gmirror_timeout=0.3)
+    world.run("servera", "mdconfig", "-a", "-t", "vnode", "-f", world.image("a.img", 8),
+              "-u", "0")
+    waits.wait_for(lambda: world.run("servera", "gmirror", "status", "-s").stdout ==
+                   "mirror/m  DEGRADED  md0 (ACTIVE)\n", 10, "mirror m to launch")
+    assert os.path.lexists(os.path.join(world.dev_dir("servera"), "mirror", "m"))
+
+
+def test_gmirror_old_format_components_print_without_state_on_that_node_only(world):
+    """FreeBSD <= 8 geom.c status_one_consumer(): only g_mirror's <Synchronized> value, so a
+    component is "prov" or "prov (NN%)" (configure(gmirror_old_format=[node]))."""
+    world.configure(gmirror_old_format=["servera"], gmirror_sync_rate=1)
+    for node in ("servera", "serverb"):
+        plain_disk(world, node, "ada0")
+        plain_disk(world, node, "ada1")
+        world.run(node, "gmirror", "label", "m", "ada0")
+        world.run(node, "gmirror", "insert", "m", "ada1")
+        world.set_gmirror_progress(node, "m", "ada1", 42)
+    assert world.run("servera", "gmirror", "status").stdout == (
+        "    Name    Status  Components\n"
+        "mirror/m  DEGRADED  ada0\n"
+        "                    ada1 (42%)\n")
+    assert world.run("serverb", "gmirror", "status", "-s").stdout == (
+        "mirror/m  DEGRADED  ada0 (ACTIVE)\n"
+        "mirror/m  DEGRADED  ada1 (SYNCHRONIZING, 42%)\n")

@@ -8,13 +8,26 @@ Policies (the `fsck` key of a filesystem):
   auto   like resource-agents' run_fsck=auto: skip journaled and network filesystems
          (ext3/ext4/xfs/zfs/...), preen the rest (ext2, btrfs, ufs, unknown type)
 
-Linux `fsck` returns a bit mask (fsck(8)): 0 clean, 1 corrected, 2 corrected and a reboot
-is advised, 4 errors left uncorrected, 8 operational error, 16 usage, 32 cancelled, 128
-library error. FreeBSD fsck_ufs (sbin/fsck_ffs/fsck.h): 0 clean, 2 interrupted, 4 a mounted
-filesystem was modified (reboot), 8 (EEXIT) unexpected inconsistency, run fsck manually,
-16 (ERERUN) run fsck again. Linux's fsck.xfs is a no-op by design, so xfs is checked
-with `xfs_repair -n` (0 clean, 1 corruption found) and repaired with `xfs_repair`
-(0 repaired, 1 could not repair, 2 dirty log: mounting replays it).
+Linux `fsck` returns a bit mask (fsck(8), e2fsck(8)): 0 clean, 1 corrected, 2 corrected and
+a reboot is advised, 4 errors left uncorrected, 8 operational error, 16 usage, 32 cancelled,
+128 library error. Linux's fsck.xfs is a no-op by design, so xfs is checked with
+`xfs_repair -n` (0 clean, 1 corruption found) and repaired with `xfs_repair` (0 repaired,
+1 could not repair, 2 dirty log: mounting replays it).
+
+FreeBSD `fsck -p -t ufs DEV` runs fsck_ufs (= fsck_ffs) and exits with its status
+(sbin/fsck/fsck.c checkfs()). fsck_ffs (docs/reference/fsck.md; sbin/fsck_ffs/main.c main(),
+checkfilesys(); fsck.h; utilities.c catch(), catchquit()):
+  0   clean, or repaired while unmounted
+  2   SIGQUIT during a preen: "return to single user" (returntosingle)
+  3   the superblock cannot be read (the -p/-C and -F probes exit(3))
+  4   a *mounted* filesystem was modified and its reload failed (REBOOT NOW)
+  5-7 answers of the -F background-check probe only (never with -p)
+  8   EEXIT: preen met an inconsistency it may not fix (pfatal): run fsck by hand
+  12  SIGINT (catch())
+  16  ERERUN: "***** PLEASE RERUN FSCK *****". checkfilesys() returns it in FreeBSD 14
+      (`return (rerun ? ERERUN : 0)`); older releases print the same banner and exit 0.
+Either form means the check is not finished: fsck runs once more and that result counts;
+asked to rerun twice, the filesystem is reported not clean and is not mounted.
 """
 from __future__ import annotations
 
@@ -41,14 +54,14 @@ class Checker:
     name: str
     preen: Callable[[str, str], list[str]]
     repair: Callable[[str, str], list[str]]
-    judge: Callable[[int], tuple[str, str]]   # exit code -> (verdict, meaning)
+    judge: Callable[[int, str], tuple[str, str]]   # exit code, stdout -> (verdict, meaning)
 
 
 def _typed(mode: str):
     return lambda dev, fstype: ["fsck", mode, *(["-t", fstype] if fstype else []), dev]
 
 
-def judge_linux(code: int) -> tuple[str, str]:
+def judge_linux(code: int, output: str = "") -> tuple[str, str]:
     if code == 0:
         return OK, "clean"
     if code >= 8:
@@ -63,15 +76,26 @@ def judge_linux(code: int) -> tuple[str, str]:
     return OK, "errors corrected"
 
 
-def judge_freebsd(code: int) -> tuple[str, str]:
-    return {0: (OK, "clean"),
-            2: (ERROR, "interrupted"),
-            4: (ERROR, "a mounted filesystem was modified; reboot advised"),
-            8: (MANUAL, "UNEXPECTED INCONSISTENCY: needs a manual fsck"),
-            16: (RERUN, "fsck asked to be run again")}.get(code, (ERROR, f"exit {code}"))
+# fsck_ffs checkfilesys(): printed when the check must be repeated (see the docstring)
+RERUN_BANNER = "***** PLEASE RERUN FSCK *****"
+FREEBSD_CODES = {
+    0: (OK, "clean"),
+    2: (ERROR, "SIGQUIT: return to single-user after the check"),
+    3: (ERROR, "cannot read the superblock"),
+    4: (ERROR, "a mounted filesystem was modified and its reload failed; reboot"),
+    8: (MANUAL, "UNEXPECTED INCONSISTENCY: needs a manual fsck"),
+    12: (ERROR, "interrupted (SIGINT)"),
+    16: (RERUN, "fsck asked to be run again (ERERUN)"),
+}
 
 
-def judge_xfs(code: int) -> tuple[str, str]:
+def judge_freebsd(code: int, output: str = "") -> tuple[str, str]:
+    if code == 0 and RERUN_BANNER in output:
+        return RERUN, "fsck asked to be run again (PLEASE RERUN FSCK, exit 0)"
+    return FREEBSD_CODES.get(code, (ERROR, f"exit {code}"))
+
+
+def judge_xfs(code: int, output: str = "") -> tuple[str, str]:
     return {0: (OK, "clean"),
             1: (MANUAL, "corruption found (or left unrepaired)"),
             2: (WARN, "the log is dirty; the mount replays it")}.get(code, (ERROR, f"exit {code}"))
@@ -103,14 +127,11 @@ def check(ctx, device: str, fstype: str, policy: str) -> str:
     if not needed(policy, fstype):
         return f"fsck skipped (policy {policy}, type {fstype or 'unknown'})"
     checker = checker_for(ctx.freebsd, fstype)
-    verdict, meaning, result = _run(ctx, checker.preen(device, fstype), checker)
-    if verdict == RERUN:
-        verdict, meaning, result = _run(ctx, checker.preen(device, fstype), checker)
+    verdict, meaning, result = _run_twice_if_asked(ctx, checker.preen(device, fstype), checker)
     if verdict == MANUAL and policy == "force":
         log.warning("fsck of %s: %s; repairing (fsck = \"force\")", device, meaning)
-        verdict, meaning, result = _run(ctx, checker.repair(device, fstype), checker)
-        if verdict == RERUN:
-            verdict, meaning, result = _run(ctx, checker.repair(device, fstype), checker)
+        verdict, meaning, result = _run_twice_if_asked(ctx, checker.repair(device, fstype),
+                                                       checker)
     if verdict == OK:
         return f"fsck {device}: {meaning}"
     if verdict == WARN:
@@ -125,13 +146,26 @@ def check(ctx, device: str, fstype: str, policy: str) -> str:
     raise CommandFailed(result, f"fsck of {device}: {meaning}")
 
 
+def _run_twice_if_asked(ctx, argv: list[str], checker: Checker):
+    """fsck once more when it asks to be rerun, and only once: a second request means the
+    filesystem is still not known to be consistent, an error (nothing is mounted)."""
+    verdict, meaning, result = _run(ctx, argv, checker)
+    if verdict != RERUN:
+        return verdict, meaning, result
+    log.warning("fsck %s: %s; running it once more", argv[-1], meaning)
+    verdict, meaning, result = _run(ctx, argv, checker)
+    if verdict == RERUN:
+        return ERROR, f"{meaning}, twice in a row: not known to be clean", result
+    return verdict, meaning, result
+
+
 def _run(ctx, argv: list[str], checker: Checker):
     # fsck may take long on a big filesystem: allow it the step's whole remaining budget
     result = ctx.run(argv, readonly=argv[:2] == ["xfs_repair", "-n"], check=False,
                      timeout=ctx.deadline.remaining(floor=0.05))
     if result.dry_run:
         return OK, "dry-run", result
-    return (*checker.judge(result.exit_code), result)
+    return (*checker.judge(result.exit_code, result.stdout), result)
 
 
 def _tail(result) -> str:

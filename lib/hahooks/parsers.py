@@ -108,7 +108,7 @@ MIRROR_STATES = ("COMPLETE", "DEGRADED", "STARTING")
 @dataclasses.dataclass
 class MirrorComponent:
     provider: str
-    state: str | None = None       # ACTIVE, SYNCHRONIZING, STALE, ...; None in old "(6%)" form
+    state: str | None = None       # ACTIVE, SYNCHRONIZING, STALE, NONE (STARTING), ...
     percent: int | None = None     # rebuild progress while SYNCHRONIZING
 
 
@@ -128,8 +128,12 @@ _COMPONENT = re.compile(r"^(\S+)(?:\s+\((?:([A-Z]+))?(?:,\s*)?(?:(\d+)%)?\))?$")
 
 def parse_gmirror_status(text: str) -> dict[str, Mirror]:
     """`gmirror status` ("%*s  %*s  %s": right-aligned Name and Status, continuation lines
-    carry one more component) and `gmirror status -s` (name and status on every line).
-    Also tolerates whitespace-collapsed copies such as seed 000's."""
+    carry one more component) and `gmirror status -s` (name and status on every line);
+    -g's bare geom name too. Also tolerates whitespace-collapsed copies such as seed 000's.
+    FreeBSD <= 8 printed no disk state, only g_mirror's <Synchronized> while a disk
+    rebuilds (old sbin/geom/core/geom.c status_one_consumer(); docs/reference/gmirror.md):
+    such a component is ACTIVE, or SYNCHRONIZING when it shows "(NN%)". "N/A" (no
+    component) adds none."""
     out: dict[str, Mirror] = {}
     current: Mirror | None = None
     for line in text.splitlines():
@@ -147,9 +151,10 @@ def parse_gmirror_status(text: str) -> dict[str, Mirror]:
         else:
             continue
         c = _COMPONENT.match(comp)
-        if c:
-            current.components.append(MirrorComponent(
-                c.group(1), c.group(2), int(c.group(3)) if c.group(3) else None))
+        if c and comp != "N/A":
+            percent = int(c.group(3)) if c.group(3) else None
+            state = c.group(2) or ("ACTIVE" if percent is None else "SYNCHRONIZING")
+            current.components.append(MirrorComponent(c.group(1), state, percent))
     return out
 
 

@@ -3,25 +3,32 @@ ggate0 and the local image as md0), mounted from <dev_dir>/mirror/NAME.
 
 held     = the mirror runs with an ACTIVE component and its device exists. DEGRADED (a
            component missing, or SYNCHRONIZING with its %) is held with a warning, so
-           `hahooks status` says WARNING and mounting never waits for a rebuild.
-released = no such mirror.
-broken   = no ACTIVE component (STARTING) or no device; or, while nothing uses the mirror,
-           a configured component exists but is not in it (GEOM may have assembled the
-           mirror from leftover metadata on a stale copy: `hahooks master` repairs it).
-           While the mirror is in use the same state is a warning (the peer went away
-           and its ggate unit stays while ggatec reconnects).
+           `hahooks status` says WARNING and mounting never waits for a rebuild. On FreeBSD
+           <= 8 components print without a state: ACTIVE unless "(NN%)" shows (parsers).
+released = no such mirror (`gmirror status NAME`: "No such geom", exit 1).
+broken   = STARTING (GEOM tasted fewer components than its metadata counts and waits up
+           to kern.geom.mirror.timeout for the others; no device yet), no ACTIVE component
+           or no device; or, while nothing uses the mirror, a configured component exists
+           but is not in it (GEOM may have assembled the mirror from leftover metadata on a
+           stale copy). While the mirror is in use the same state is a warning (the peer
+           went away and its ggate unit stays while ggatec reconnects).
 
-Which copy is the sync source (docs/reference/gmirror.md §5: inserted components are synchronized
-from the running mirror):
-  - no mirror running: label it afresh from `prefer` (default: the first component), then
-    insert the others, which GEOM rebuilds from it. That is seed 000's policy: after a
-    failover the peer wrote its image directly, so the remote copy (ggate0) is the newest.
-    Acquire refuses when `prefer` does not exist rather than label from a stale copy.
-  - a mirror running and in use (mounted, in a pool): it is what has been served, so it is
-    the source; missing components are inserted and rebuilt from it (seed 000's manual
-    `gmirror rebuild remotemirror ggate0` after the slave came back).
-  - a mirror running but not in use and without `prefer` ACTIVE (GEOM tasted leftover
-    metadata when the providers appeared): stopped and labelled afresh from `prefer`.
+Which copy is the sync source (docs/reference/gmirror.md: inserted components are
+synchronized from the running mirror). acquire labels only when no mirror exists, and
+never stops or relabels a running one (one with a provider: COMPLETE or DEGRADED):
+  - no mirror: label it afresh from `prefer` (default: the first component), then insert
+    the others, which GEOM rebuilds from it. That is seed 000's policy: after a failover
+    the peer wrote its image directly, so the remote copy (ggate0) is the newest. Acquire
+    refuses when `prefer` does not exist rather than label from a stale copy.
+  - STARTING (no provider yet, nothing served from it): without `prefer` among its disks
+    while `prefer` exists (leftover metadata, e.g. a failback after a crash) it is stopped
+    and labelled from `prefer` as above; else wait (device_wait) for GEOM to launch it.
+  - running and in use (mounted, in a pool), or running with `prefer` in it, or `prefer`
+    absent: it is kept; missing components are inserted and rebuilt from it (seed 000's
+    manual `gmirror rebuild remotemirror ggate0` after the slave came back).
+  - running without `prefer`, nothing using it, `prefer` present outside it (GEOM tasted
+    leftover metadata when the providers appeared): which copy is newer is unknown, so
+    acquire refuses; a person stops it and labels from the copy they choose.
 With `autosync = false` labels are `-n` and each inserted component gets `gmirror rebuild`.
 
 release refuses while the mirror device is mounted or in a pool, then `gmirror destroy`:
@@ -37,7 +44,7 @@ import os
 import time
 
 from hahooks import parsers, schema
-from hahooks.errors import Refused
+from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
 from hahooks.schema import Invalid
@@ -81,14 +88,29 @@ class Gmirror(Resource):
         return rep.dev_path(self.ctx, name)
 
     def observe(self) -> parsers.Mirror | None:
-        r = self.ctx.query(["gmirror", "status"])
-        return parsers.parse_gmirror_status(r.stdout).get(self.p["mirror"])
+        """`gmirror status NAME` (sbin/geom/core/geom.c std_status(), docs/reference/
+        gmirror.md): exit 1 "No such geom" = no mirror; exit 0 without a line for it = a
+        geom without a provider yet, i.e. STARTING (one line per provider is printed)."""
+        r = self.ctx.query(["gmirror", "status", self.p["mirror"]], check=False)
+        if r.exit_code == 1 and "No such geom" in r.stderr:
+            return None
+        if r.exit_code != 0:
+            raise CommandFailed(r, f"gmirror status {self.p['mirror']}")
+        found = parsers.parse_gmirror_status(r.stdout).get(self.p["mirror"])
+        return found or parsers.Mirror(self.p["mirror"], "STARTING")
 
     def status(self) -> Observation:
-        m = self.observe()
+        try:
+            m = self.observe()
+        except CommandFailed as exc:
+            return broken(exc.one_line())
         name = f"mirror/{self.p['mirror']}"
         if m is None:
             return released(f"{name} not running")
+        if m.status == "STARTING":
+            return broken(f"{name} is STARTING: GEOM waits for the rest of its components "
+                          f"(kern.geom.mirror.timeout) before it provides {self.device}",
+                          status=m.status, components={})
         comps = ", ".join(_describe(c) for c in m.components)
         details = {"status": m.status, "components": {
             c.provider: {"state": c.state, "percent": c.percent} for c in m.components}}
@@ -133,28 +155,17 @@ class Gmirror(Resource):
 
     def acquire(self) -> None:
         m = self.observe()
+        if m is not None and m.status == "STARTING":
+            m = self._starting()
         if os.path.exists(self.stale_record):
             if m is None or m.status != "COMPLETE" or \
                     any(m.component(p) is None for p in self.p["components"]):
                 self._refuse_stale(m)
             # a person rebuilt the mirror from the copy they chose: the record is settled
             self.ctx.effect(f"remove {self.stale_record}", lambda: os.unlink(self.stale_record))
-        if m is not None and _active(m) and os.path.exists(self.device):
-            source = m.component(self.prefer)
-            if (not self.ctx.dry_run and self.in_use()) or \
-                    (source and source.state == "ACTIVE") or \
-                    not os.path.exists(self.provider(self.prefer)):
-                outside = self.outside(m)
-                if outside:        # drop what GEOM still remembers of the lost components
-                    self._gmirror("forget", self.p["mirror"])
-                self._insert(outside)
-                return self._settle()
-            log.warning("mirror %s runs without its sync source %s ACTIVE (assembled from "
-                        "leftover metadata?): labelling it afresh from %s", self.p["mirror"],
-                        self.prefer, self.prefer, extra={"resource": self.name})
         if m is not None:
-            rep.refuse_if_used(self.ctx, [self.device], f"restart mirror {self.p['mirror']}")
-            self._gmirror("stop", self.p["mirror"])
+            self._keep_running(m)
+            return self._settle()
         source = self.provider(self.prefer)
         if not self.ctx.dry_run and not os.path.exists(source):
             raise Refused(f"the sync source {source} does not exist; refusing to label "
@@ -169,6 +180,49 @@ class Gmirror(Resource):
                         self.p["mirror"], extra={"resource": self.name})
         self._insert([c for c in others if c not in missing])
         self._settle()
+
+    def _starting(self) -> parsers.Mirror | None:
+        """A STARTING geom has no provider yet, so nothing was served from it. Without
+        `prefer` among its disks (`gmirror status -g` lists them, NONE until the launch)
+        while `prefer` exists, GEOM tasted leftover metadata (seed 000's failback after a
+        crash: the peer's destroy cleared prefer's): stop it and label from `prefer` as
+        when no mirror exists. Otherwise wait for the launch (g_mirror.c: every disk there,
+        or kern.geom.mirror.timeout, 4 s); labelling now would fail on its busy disks."""
+        r = self.ctx.query(["gmirror", "status", "-g", self.p["mirror"]], check=False)
+        geom = parsers.parse_gmirror_status(r.stdout).get(self.p["mirror"]) \
+            if r.exit_code == 0 else None          # FreeBSD <= 8 may lack -g: just wait
+        if geom and geom.status == "STARTING" and geom.component(self.prefer) is None and \
+                (self.ctx.dry_run or os.path.exists(self.provider(self.prefer))):
+            log.warning("mirror %s is STARTING from leftover metadata without its sync "
+                        "source %s (%s): stopping it before it launches", self.p["mirror"],
+                        self.prefer, ", ".join(c.provider for c in geom.components),
+                        extra={"resource": self.name})
+            self._gmirror("stop", self.p["mirror"])
+            return None
+        self.ctx.wait_for(lambda: (self.observe() or _GONE).status != "STARTING",
+                          f"mirror {self.p['mirror']} to leave STARTING",
+                          timeout=self.p["device_wait"])
+        return self.observe()
+
+    def _keep_running(self, m: parsers.Mirror) -> None:
+        """A running mirror is never stopped or relabelled: it may be what was served, and
+        stopping it could discard writes only it holds. Missing components join it."""
+        if not _active(m) or not os.path.exists(self.device):
+            raise Refused(f"mirror {self.p['mirror']} runs {m.status} without an ACTIVE "
+                          f"component or without {self.device}; not stopping it: check it "
+                          f"by hand (`gmirror status {self.p['mirror']}`)")
+        outside = self.outside(m)
+        if self.prefer in outside and not self.in_use():
+            raise Refused(f"mirror {self.p['mirror']} is running without its sync source "
+                          f"{self.prefer}, which exists outside it (GEOM assembled it from "
+                          f"leftover metadata?); not stopping or relabelling a running "
+                          f"mirror, nor rebuilding {self.prefer} from it. Choose the newer "
+                          f"copy by hand: `gmirror stop {self.p['mirror']}` and `gmirror "
+                          f"label` from it, or `gmirror insert {self.p['mirror']} "
+                          f"{self.prefer}` to keep the running copy")
+        if outside:        # drop what GEOM still remembers of the lost components
+            self._gmirror("forget", self.p["mirror"])
+        self._insert(outside)
 
     def _refuse_stale(self, m: parsers.Mirror | None) -> None:
         with open(self.stale_record) as fh:
@@ -192,8 +246,8 @@ class Gmirror(Resource):
         self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
                           timeout=self.p["device_wait"])
         if self.p["wait_sync"]:
-            self.ctx.wait_for(lambda: (self.observe() or parsers.Mirror("", "")).status ==
-                              "COMPLETE", f"mirror {self.p['mirror']} to be COMPLETE")
+            self.ctx.wait_for(lambda: (self.observe() or _GONE).status == "COMPLETE",
+                              f"mirror {self.p['mirror']} to be COMPLETE")
 
     def release(self) -> None:
         m = self.observe()
@@ -212,6 +266,9 @@ class Gmirror(Resource):
     def _gmirror(self, verb: str, *args: str) -> None:
         self.ctx.run(["gmirror", verb, *args], readonly=False,
                      what=f"gmirror {verb} {self.p['mirror']}")
+
+
+_GONE = parsers.Mirror("", "")     # observe() found no mirror
 
 
 def _write(path: str, text: str) -> None:

@@ -11,7 +11,8 @@ import time
 from hahooks.sim import checks
 from hahooks.sim.mirror_model import (CtlError, active, advance, comp, detach_component,
                                       device, drop, find, flush, mediasize, mirror_state,
-                                      mirrors, new_meta, relink, taste, update_meta, users)
+                                      mirrors, new_meta, relink, starting, taste, update_meta,
+                                      users)
 from hahooks.sim.providers import image_of, size_of, strip_dev
 from hahooks.sim.util import Usage, getopt
 
@@ -51,7 +52,7 @@ def main(ctx, args: list[str]) -> int:
     try:
         with ctx.store.locked(write=True) as st:
             if verb == "status":
-                return status(ctx, st, rest, "s" in flags)
+                return status(ctx, st, rest, flags)
             st.setdefault("gmirror_meta", {})
             advance(ctx.store, st, ctx.node)
             globals()[f"do_{verb}"](ctx, st, flags, rest)
@@ -242,34 +243,35 @@ def do_clear(ctx, st: dict, flags: dict, args: list[str]) -> None:
         raise CtlError("Not fully done.")
 
 
-def status(ctx, st: dict, names: list[str], script: bool) -> int:
-    """std_status(): "%*s  %*s  %s" with Name/Status widths from the longest value
-    (minimum 4 and 6); a component is "prov (STATE)" or "prov (SYNCHRONIZING, NN%)"."""
+def status(ctx, st: dict, names: list[str], flags: dict) -> int:
+    """sbin/geom/core/geom.c std_status() (docs/reference/gmirror.md): "%*s  %*s  %s" with
+    the Name/Status widths from the longest value, at least 4 and 6 except with -s (script:
+    0, and name and status on every line). A named geom is looked up by find_geom(), which
+    strips only "/dev/"; an unknown one is errx(1) "No such geom: NAME." before any output.
+    Without -g a line per provider (status_one_geom_prs(): "mirror/NAME"), so a STARTING
+    mirror (no provider yet) prints nothing; without names such geoms are skipped unless -a.
+    -g names the geom itself (status_one_geom())."""
     advance(ctx.store, st, ctx.node)
     node_mirrors = mirrors(st, ctx.node)
-    chosen = []
-    for n in names or list(node_mirrors):
-        if n.removeprefix("mirror/") in node_mirrors:
-            chosen.append(n.removeprefix("mirror/"))
-        else:
-            sys.stderr.write(f"No such geom: {n}.\n")
+    script, geoms = "s" in flags, "g" in flags
+    for n in names:
+        if n.removeprefix("/dev/") not in node_mirrors:
+            raise CtlError(f"No such geom: {n}.")
+    chosen = [n.removeprefix("/dev/") for n in names] or \
+        [n for n, m in node_mirrors.items() if "a" in flags or not starting(m)]
     if not chosen:
         return 0
-    rows = []
+    old = st["settings"].get("gmirror_old_format", [])
+    old = old is True or ctx.node in old
     rate = st["settings"].get("gmirror_sync_rate", 1 << 30)
+    rows = []
     for name in chosen:
         m = node_mirrors[name]
-        parts = []
-        for c in m["components"]:
-            if c["state"] == "SYNCHRONIZING":
-                offset = int((time.time() - c["sync_start"]) * rate)
-                pct = min(99, offset * 100 // mediasize(m))
-                parts.append(f"{c['prov']} (SYNCHRONIZING, {pct}%)")
-            else:
-                parts.append(f"{c['prov']} ({c['state']})")
-        rows.append((f"mirror/{name}", mirror_state(m), parts or ["N/A"]))
-    nlen = max([4] + [len(r[0]) for r in rows])
-    slen = max([6] + [len(r[1]) for r in rows])
+        if geoms or not starting(m):
+            parts = [_component(m, c, rate, old) for c in m["components"]]
+            rows.append((name if geoms else f"mirror/{name}", mirror_state(m), parts or ["N/A"]))
+    nlen = max([0 if script else 4] + [len(r[0]) for r in rows])
+    slen = max([0 if script else 6] + [len(r[1]) for r in rows])
     out = [] if script else [f"{'Name':>{nlen}}  {'Status':>{slen}}  Components\n"]
     for name, state, parts in rows:
         for i, part in enumerate(parts):
@@ -277,3 +279,17 @@ def status(ctx, st: dict, names: list[str], script: bool) -> int:
             out.append(f"{shown[0]:>{nlen}}  {shown[1]:>{slen}}  {part}\n")
     sys.stdout.write("".join(out))
     return 0
+
+
+def _component(m: dict, c: dict, rate: float, old: bool) -> str:
+    """geom.c status_one_consumer(): "prov (STATE)" or "prov (STATE, NN%)" from g_mirror.c
+    dumpconf's <State> and <Synchronized>; disks are NONE until a STARTING mirror launches.
+    FreeBSD <= 8 printed only <Synchronized>: "prov" or "prov (NN%)"."""
+    state = "NONE" if starting(m) else c["state"]
+    synced = None
+    if state == "SYNCHRONIZING":
+        offset = int((time.time() - c["sync_start"]) * rate)
+        synced = f"{min(99, offset * 100 // mediasize(m))}%"
+    if old:
+        return f"{c['prov']} ({synced})" if synced else c["prov"]
+    return f"{c['prov']} ({state}, {synced})" if synced else f"{c['prov']} ({state})"

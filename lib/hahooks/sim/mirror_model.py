@@ -44,7 +44,14 @@ def active(m: dict) -> list[dict]:
     return [c for c in m["components"] if c["state"] == "ACTIVE"]
 
 
+def starting(m: dict) -> bool:
+    """STARTING: tasted from fewer disks than its metadata counts; no provider yet."""
+    return m.get("starting_until") is not None
+
+
 def mirror_state(m: dict) -> str:
+    if starting(m):
+        return "STARTING"
     return "COMPLETE" if len(active(m)) == m["ndisks"] else "DEGRADED"
 
 
@@ -75,7 +82,7 @@ def relink(store, st: dict, node: str, name: str, m: dict) -> None:
     unless it is in use (a mounted loop keeps the old inode: then stay)."""
     dev = device(store, node, name)
     act = active(m)
-    if not act:
+    if not act or starting(m):
         return
     preferred = next((c for c in act if not c["prov"].startswith("ggate")), act[0])["image"]
     if m.get("linked") == preferred and os.path.lexists(dev):
@@ -140,9 +147,12 @@ def taste(ctx, st: dict, prov: str) -> None:
     node_mirrors = mirrors(st, ctx.node)
     m = node_mirrors.get(meta["name"])
     if m is None:
+        # g_mirror.c: a new device waits STARTING for its other disks, at most
+        # kern.geom.mirror.timeout seconds (docs/reference/gmirror.md)
         m = node_mirrors[meta["name"]] = {
             "ndisks": meta["ndisks"], "balance": meta["balance"], "autosync": meta["autosync"],
-            "mid": meta["mid"], "components": [], "linked": None}
+            "mid": meta["mid"], "components": [], "linked": None,
+            "starting_until": time.time() + st["settings"].get("gmirror_timeout", 4.0)}
         state = "ACTIVE"
     elif m["mid"] != meta["mid"] or comp(m, prov):
         return   # kernel: "Device already configured" / already connected
@@ -152,6 +162,8 @@ def taste(ctx, st: dict, prov: str) -> None:
         state = "SYNCHRONIZING" if m["autosync"] else "STALE"
     m["components"].append({"prov": strip_dev(prov), "image": image, "state": state,
                             "priority": meta["priority"], "sync_start": time.time()})
+    if len(m["components"]) >= m["ndisks"]:
+        m["starting_until"] = None          # every disk is here: launch at once
     relink(ctx.store, st, ctx.node, meta["name"], m)
 
 
@@ -166,10 +178,13 @@ def provider_gone(ctx, st: dict, prov: str, node: str | None = None, store=None)
 
 
 def advance(store, st: dict, node: str) -> None:
-    """Finish rebuilds whose simulated progress reached 100% (copying the data)."""
+    """Launch STARTING mirrors whose timeout passed (with the disks they have) and finish
+    rebuilds whose simulated progress reached 100% (copying the data)."""
     rate = st["settings"].get("gmirror_sync_rate", 1 << 30)
     now = time.time()
     for name, m in mirrors(st, node).items():
+        if starting(m) and now >= m["starting_until"]:
+            m["starting_until"] = None
         for c in m["components"]:
             if c["state"] == "SYNCHRONIZING" and (now - c["sync_start"]) * rate >= mediasize(m):
                 source = m.get("linked") or (active(m)[0]["image"] if active(m) else None)

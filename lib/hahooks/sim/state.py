@@ -38,6 +38,11 @@ DEFAULT_SETTINGS = {
     "hast_sync_rate": 1 << 30,
     # gmirror rebuild speed (bytes/s): drives the (SYNCHRONIZING, NN%) figure.
     "gmirror_sync_rate": 1 << 30,
+    # kern.geom.mirror.timeout: how long a tasted mirror waits STARTING for its other disks.
+    "gmirror_timeout": 4.0,
+    # nodes whose `gmirror status` has the FreeBSD <= 8 component form ("prov (NN%)");
+    # True: every node. See sim/gmirror.py status().
+    "gmirror_old_format": [],
     # DRBD resync speed after a reconnect (bytes/s).
     "drbd_sync_rate": 1 << 30,
     # DRBD kernel: "8.4" (drbdadm role "Local/Peer") or "9" (role prints the local role only).
