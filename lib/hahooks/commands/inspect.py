@@ -16,8 +16,11 @@ STATUS_EPILOG = """\
 exit codes (monitoring-plugin style):
   0 OK        the stack is wholly held (master) or wholly released (slave), as desired
   1 WARNING   a layer is degraded, or a transition towards the desired role is running
-  2 CRITICAL  a layer is broken, half the stack is held, or the desired role was not reached
-  3 UNKNOWN   the config cannot be read, or a layer cannot be observed (tool missing)
+              (also while it holds half the stack)
+  2 CRITICAL  a layer is broken, half the stack is held with no transition running, or the
+              desired role was not reached
+  3 UNKNOWN   the config or the state dir cannot be read (a user who is not root: run it
+              through sudo, docs/config.md "Monitoring"), or a layer cannot be observed
 """
 
 
@@ -77,7 +80,9 @@ def grade(observed, desire=None, in_progress: bool = False, done: dict | None = 
         role = "slave"
         code, summary = OK, f"slave: nothing held ({len(observed)} layer(s) released)"
     else:
-        code, summary = CRITICAL, "half a stack held: " + ", ".join(
+        # a walk under way holds part of the stack by design; only a stopped one is CRITICAL
+        code = WARNING if in_progress else CRITICAL
+        summary = "half a stack held: " + ", ".join(
             f"{s.name}={o.state.value}" for s, o in observed)
     if code in (OK, WARNING) and desire and desire.role != role:
         code = WARNING if in_progress else CRITICAL
@@ -102,16 +107,39 @@ def evaluate(cfg) -> dict:
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
     desire, done, in_progress = None, None, False
-    try:
-        state = StateDir(cfg.node.state_dir)
-        desire, done = state.desire(), state.done()
-        in_progress = TransitionLock(state).held_elsewhere()
-    except HahooksError:
-        pass  # no readable state dir yet: judge the stack alone
+    state_error = state_unreadable(cfg.node.state_dir)
+    if not state_error:
+        try:
+            state = StateDir(cfg.node.state_dir)
+            desire, done = state.desire(), state.done()
+            in_progress = TransitionLock(state).held_elsewhere()
+        except HahooksError as exc:
+            state_error = exc.one_line()
     code, summary, _ = grade(observed, desire, in_progress, done)
+    if state_error and code in (OK, WARNING):
+        # without the desire and the last result an OK could hide a failed master
+        code, summary = UNKNOWN, f"{state_error}; {summary}"
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
-            else None, "in_progress": in_progress, "last": done, "layers": layers}
+            else None, "in_progress": in_progress, "last": done, "state_error": state_error,
+            "layers": layers}
+
+
+def state_unreadable(path: str) -> str | None:
+    """Why this user cannot read the state dir, or None (readable, or not created yet: a
+    node that never ran master or slave). A monitoring user who is not root lands here;
+    docs/config.md "Monitoring" says how to give it access."""
+    import os
+
+    try:
+        os.stat(path)
+        os.listdir(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return (f"cannot read state dir {path}: {exc.strerror} (run status as root, "
+                "e.g. through sudo)")
+    return None
 
 
 def run_status(args) -> int:
