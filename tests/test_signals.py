@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
-from conftest import config_writer, require_root
-from core_support import Stack
+from conftest import config_writer, require_root, run_hahooks
+from core_support import Stack, missing_probe_layer
 from signals_support import NOBODY, hahooks_as, public_dir  # noqa: F401
+from storage_helpers import lab, mounts, sh  # noqa: F401
 from hahooks import waits
 
 
@@ -48,3 +50,99 @@ def test_status_warning_not_critical_for_half_a_stack_while_a_transition_runs(
     stack.mark("a", "held", present=False)          # half a stack, nobody working on it
     r = stack.hahooks("status")
     assert r.returncode == 2 and "half a stack held" in r.stdout
+
+
+def _syslog_stack(tmp_path, write_config, sock_path: str, names=("a",), **kw) -> Stack:
+    stack = Stack(tmp_path, write_config, names=names,
+                  node_extra=f'syslog_socket = "{sock_path}"\n', **kw)
+    text = open(stack.config).read().replace("syslog = false", "syslog = true")
+    with open(stack.config, "w") as fh:
+        fh.write(text)
+    return stack
+
+
+def _datagrams(sock) -> list[str]:
+    sock.settimeout(0.5)
+    grams = []
+    try:
+        while True:
+            grams.append(sock.recv(65536).decode())
+    except socket.timeout:
+        return grams
+
+
+def test_a_dead_syslog_socket_costs_one_warning_line_not_tracebacks(tmp_path, write_config):
+    sock_path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.close()                       # the path stays, nobody listens (syslogd stopped)
+    stack = _syslog_stack(tmp_path, write_config, sock_path, names=("a", "b"))
+    r = stack.hahooks("master", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "syslog" in lines[0] and sock_path in lines[0], r.stderr
+    assert stack.held() == ["a", "b"]
+    r = stack.hahooks("slave")
+    assert "Traceback" not in r.stderr and r.stderr.count("syslog at ") == 1
+
+
+def test_syslog_gets_one_sentence_per_record_and_the_file_keeps_the_fields(tmp_path,
+                                                                         write_config):
+    sock_path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    try:
+        stack = _syslog_stack(tmp_path, write_config, sock_path)
+        assert stack.hahooks("master").returncode == 0
+        grams = _datagrams(sock)
+    finally:
+        sock.close()
+    assert grams and all(g.startswith("<134>hahooks[") for g in grams[:1])
+    payloads = [g.split("]: ", 1)[1].rstrip("\x00") for g in grams]
+    assert not any(p.lstrip().startswith("{") for p in payloads), payloads
+    assert all("\n" not in p for p in payloads)
+    end = [p for p in payloads if "transition to master done" in p]
+    assert len(end) == 1 and end[0].startswith("nodea: ") and "[transition 1-" in end[0]
+    assert "nodea: a: acquire a: not held (layer exited 1)" in "\n".join(payloads)
+    (record,) = stack.json_records(event="transition_end")
+    assert record["node"] == "nodea" and record["ok"] is True and "duration" in record
+
+
+def test_a_dry_run_marks_its_records_and_pages_nobody(tmp_path, write_config):
+    sock_path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    try:
+        stack = _syslog_stack(tmp_path, write_config, sock_path, names=("a",))
+        text = open(stack.config).read().replace("[[resource]]", missing_probe_layer("x")
+                                                 .strip() + "\n\n[[resource]]", 1)
+        with open(stack.config, "w") as fh:
+            fh.write(text)
+        r = stack.hahooks("master", "--dry-run")
+        grams = _datagrams(sock)
+    finally:
+        sock.close()
+    assert r.returncode == 5, (r.stdout, r.stderr)
+    assert "already held" not in r.stdout and "nothing to do" not in r.stdout
+    assert "ROLLBACK INCOMPLETE" not in r.stderr and "critical" not in r.stderr
+    assert "command not found: hh-no-such-probe-tool" in r.stderr
+    records = stack.json_records()
+    assert records and all(rec.get("dry_run") is True for rec in records), records
+    assert not [rec for rec in records if rec["level"] == "CRITICAL"]
+    # syslog severity is the low 3 bits of the priority: 0-4 are emerg..warning
+    severities = [int(g[1:g.index(">")]) & 7 for g in grams]
+    assert all(s > 4 for s in severities), grams
+    assert not stack.mutating_commands()
+
+
+def test_a_refusal_that_touched_nothing_says_so_not_rollback_incomplete(lab, tmp_path):
+    dev = lab.image("refused")
+    mp1, mp2 = tmp_path / "one", tmp_path / "two"
+    mp1.mkdir()
+    sh("mount", dev, mp1)
+    r = run_hahooks("mount", dev, mp2, "ext4", "start")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "ROLLBACK INCOMPLETE" not in r.stderr and "critical" not in r.stderr, r.stderr
+    assert "nothing was changed" in r.stderr and str(mp1) in r.stderr
+    assert [m.mountpoint for m in mounts.of_device(mounts.read(), dev)] == [str(mp1)]

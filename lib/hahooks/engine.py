@@ -80,6 +80,9 @@ class Engine:
         self.fenced: bool | None = None   # None: fence not tried in this transition
         self._fence_lock = threading.Lock()  # parallel layers may ask at the same time
         self.holder_scans: list = []      # procs.SharedScan of each group released together
+        # layers whose failed acquire changed nothing (a refusal, a probe that could not
+        # run): the rollback leaves them as they were found
+        self.untouched: set[str] = set()
 
     def groups(self) -> list[list[int]]:
         """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
@@ -167,6 +170,7 @@ class Engine:
 
     def _acquire_all(self, outcome: Outcome) -> None:
         groups = self.groups()
+        changes_at_start = self.runner.changes
         for g, group in enumerate(groups):
             self._checkpoint()
             failures = self._run_group(group, "master", outcome)
@@ -177,10 +181,12 @@ class Engine:
             for name, err in failures:
                 log.error("acquire of %s failed: %s", name, _reason(err),
                           extra={"event": "step_failed", "resource": name, "step": "acquire"})
+            changed = self.runner.changes != changes_at_start
             rolled = self._rollback(groups[:g + 1], outcome)
             self._demote()
             raise _keep_code(StepFailed(f"acquire {res} failed: {reason}; "
-                                        + ("rolled back" if rolled else
+                                        + ("nothing was changed" if not changed else
+                                           "rolled back" if rolled else
                                            "ROLLBACK INCOMPLETE, see log")), exc) from exc
 
     def _release_all(self, outcome: Outcome) -> None:
@@ -251,29 +257,44 @@ class Engine:
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
         with logs.context(resource=res.name, kind=res.KIND):
-            obs = res.status()
-            action, reason = decide(role, obs)
-            log.info("%s %s: %s", action, res.name, reason,
-                     extra={"event": "decision", "step": action, "state": obs.state.value})
-            if action == "skip":
+            if role == "slave" and res.name in self.untouched:
+                reason = "its failed acquire changed nothing: left as found"
+                log.info("skip %s: %s", res.name, reason,
+                         extra={"event": "decision", "step": "skip"})
                 outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
                 return
-            started = time.monotonic()
-            ok = False
+            changes_before = self.runner.changes
             try:
-                if action == "acquire":
-                    res.acquire()
-                    self._confirm(res, State.HELD)
-                else:
-                    res.release()
-                    self._confirm(res, State.RELEASED)
-                ok = True
-            finally:
-                took = time.monotonic() - started
-                outcome.steps.append(StepRecord(res.name, action, ok, took))
-                log.info("%s %s %s in %.3fs", action, res.name, "done" if ok else "FAILED",
-                         took, extra={"event": "step", "step": action, "ok": ok,
-                                      "duration": round(took, 4)})
+                self._act(res, role, outcome)
+            except BaseException:
+                if role == "master" and self.runner.changes == changes_before:
+                    self.untouched.add(res.name)
+                raise
+
+    def _act(self, res: Resource, role: str, outcome: Outcome) -> None:
+        obs = res.status()
+        action, reason = decide(role, obs)
+        log.info("%s %s: %s", action, res.name, reason,
+                 extra={"event": "decision", "step": action, "state": obs.state.value})
+        if action == "skip":
+            outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
+            return
+        started = time.monotonic()
+        ok = False
+        try:
+            if action == "acquire":
+                res.acquire()
+                self._confirm(res, State.HELD)
+            else:
+                res.release()
+                self._confirm(res, State.RELEASED)
+            ok = True
+        finally:
+            took = time.monotonic() - started
+            outcome.steps.append(StepRecord(res.name, action, ok, took))
+            log.info("%s %s %s in %.3fs", action, res.name, "done" if ok else "FAILED",
+                     took, extra={"event": "step", "step": action, "ok": ok,
+                                  "duration": round(took, 4)})
 
     def _confirm(self, res: Resource, want: State) -> None:
         if self.runner.dry_run:

@@ -65,6 +65,10 @@ class Runner:
         # Dry-run: every "would run ..." / "would <effect>" line in order (printed by
         # `master --dry-run` and `plan`); Context.effect adds the effects.
         self.planned: list[str] = []
+        # Mutating commands run (or, in dry-run, planned) plus Context.effect()s: the engine
+        # compares it around a failed acquire to tell a refusal that changed nothing (its
+        # rollback must not touch that layer) from a half-done step.
+        self.changes = 0
         # Told the process group of each command before it is waited for and after it ended
         # (transition.py records it in the state dir so a killed transition's orphans are
         # found by the next one).
@@ -114,6 +118,8 @@ class Runner:
         argv = [str(a) for a in argv]
         timeout = self.default_timeout if timeout is None else timeout
         ok = tuple(ok)
+        if not readonly:
+            self.changes += 1
         if self.dry_run and not readonly:
             result = Result(argv, 0, dry_run=True, timeout=timeout)
             self.history.append(result)
