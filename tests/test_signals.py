@@ -146,3 +146,20 @@ def test_a_refusal_that_touched_nothing_says_so_not_rollback_incomplete(lab, tmp
     assert "ROLLBACK INCOMPLETE" not in r.stderr and "critical" not in r.stderr, r.stderr
     assert "nothing was changed" in r.stderr and str(mp1) in r.stderr
     assert [m.mountpoint for m in mounts.of_device(mounts.read(), dev)] == [str(mp1)]
+
+
+def test_plan_exits_non_zero_when_its_preview_stops(tmp_path, write_config):
+    path = write_config("""
+        [[resource]]
+        name = "disks"
+        kind = "hast"
+        resources = "r0"
+        """, f'paths = {{ hastctl = "{tmp_path}/no-such-hastctl" }}\n')
+    r = run_hahooks("plan", "master", "-c", path)
+    assert "(preview stops: command not found: hastctl" in r.stdout
+    assert r.returncode == 5, (r.stdout, r.stderr)
+    assert "plan stops at disks" in r.stderr
+    (tmp_path / "ok").mkdir()
+    stack = Stack(tmp_path / "ok", config_writer(tmp_path / "ok"), names=("a",))
+    r = stack.hahooks("plan", "master")
+    assert r.returncode == 0 and "would run:" in r.stdout and r.stderr == ""

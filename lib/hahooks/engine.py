@@ -83,6 +83,8 @@ class Engine:
         # layers whose failed acquire changed nothing (a refusal, a probe that could not
         # run): the rollback leaves them as they were found
         self.untouched: set[str] = set()
+        # plan(): (layer, error) of each step whose preview stopped (`plan` exits non-zero)
+        self.preview_stops: list[tuple[str, HahooksError]] = []
 
     def groups(self) -> list[list[int]]:
         """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
@@ -143,6 +145,7 @@ class Engine:
         try:
             res.acquire() if action == "acquire" else res.release()
         except HahooksError as exc:
+            self.preview_stops.append((res.name, exc))
             return self.runner.planned[mark:] + [f"(preview stops: {exc.one_line()})"]
         return self.runner.planned[mark:]
 

@@ -35,7 +35,10 @@ def register(sub, common) -> None:
                        epilog="exit codes: 0 valid, 6 invalid or missing (one line on stderr: "
                        "file:line: what is wrong)")
     p.set_defaults(func=run_check)
-    p = sub.add_parser("plan", parents=[common], help="what master or slave would do now")
+    p = sub.add_parser("plan", parents=[common], help="what master or slave would do now",
+                       epilog="exit codes: 0 every step's preview completes; 1 (5: a tool is "
+                       "missing, 4: permission) a step's preview stops: the walk would not "
+                       "get past it now; 6 invalid config")
     p.add_argument("role", choices=("master", "slave"))
     p.set_defaults(func=run_plan)
     p = sub.add_parser("history", parents=[common], help="last transitions with step timings")
@@ -180,14 +183,20 @@ def run_plan(args) -> int:
 
     cfg = config_mod.load(args.config)
     _quiet_logging(cfg, args)
-    steps = Engine(cfg, make_runner(cfg, dry_run=True)).plan(args.role)
+    engine = Engine(cfg, make_runner(cfg, dry_run=True))
+    steps = engine.plan(args.role)
     print(f"plan for {args.role} on {cfg.node.name} "
           f"({'in order' if args.role == 'master' else 'in reverse order'}):")
     for i, step in enumerate(steps, 1):
         print(f"  {i}. {step}")
         for line in step.commands:
             print(f"       {line}")
-    return ExitCode.OK
+    if not engine.preview_stops:
+        return ExitCode.OK
+    # the walk would not get past this step as things are now: not a plan that completes
+    name, exc = engine.preview_stops[0]
+    print(f"hahooks: plan stops at {name}: {exc.one_line()}", file=sys.stderr)
+    return int(exc.exit_code)
 
 
 def read_history(path: str) -> list[dict]:
