@@ -163,3 +163,46 @@ def test_plan_exits_non_zero_when_its_preview_stops(tmp_path, write_config):
     stack = Stack(tmp_path / "ok", config_writer(tmp_path / "ok"), names=("a",))
     r = stack.hahooks("plan", "master")
     assert r.returncode == 0 and "would run:" in r.stdout and r.stderr == ""
+
+
+def test_the_log_is_private_and_demote_fence_passwords_are_redacted(tmp_path, write_config):
+    stack = Stack(tmp_path, write_config, names=("a", "b"), demote=False,
+                  node_extra=f'demote = ["{tmp_path}/layer", "demote", "--password=hunter2", '
+                  f'"{tmp_path}", "passwd=hunter3"]\n')
+    stack.mark("b", "fail-acquire")
+    assert stack.hahooks("master").returncode == 1
+    assert "demote -" in stack.steps()                       # it ran, with the real words
+    text = open(stack.json_log).read()
+    assert "hunter" not in text and "--password=REDACTED" in text and "passwd=REDACTED" in text
+    assert os.stat(stack.json_log).st_mode & 0o777 == 0o600
+    os.chmod(stack.json_log, 0o644)                      # an older install's log
+    assert stack.hahooks("status").returncode == 2
+    stack.hahooks("slave")
+    assert os.stat(stack.json_log).st_mode & 0o777 == 0o640
+
+
+def test_fence_agent_password_options_and_marked_words_never_reach_the_log(tmp_path,
+                                                                          write_config):
+    from hahooks import config, logs
+    from hahooks.engine import Engine
+    from hahooks.transition import make_runner
+
+    seen = tmp_path / "fence-args"
+    agent = tmp_path / "fence_ipmilan"
+    agent.write_text(f'#!/bin/sh\necho "$@" > {seen}\n')
+    agent.chmod(0o755)
+    path = write_config(missing_probe_layer("x"), f'fence = ["{agent}", "-a", "10.99.0.2", '
+                        '"-l", "admin", "-p", "fencepw1", "--password", "fencepw2"]\n')
+    cfg = config.load(path)
+    logs.setup_from_config(cfg)
+    try:
+        runner = make_runner(cfg)
+        assert Engine(cfg, runner).fence("test") is True
+        runner.run([str(agent), "--token", "tok-secret-9"], readonly=False,
+                   secrets=["tok-secret-9"])
+    finally:
+        logs.setup(json_file=False)                      # closes the file handler
+    assert seen.read_text() == "--token tok-secret-9\n"
+    text = open(cfg.node.log_file).read()
+    assert "fencepw" not in text and "tok-secret" not in text, text
+    assert "-p REDACTED --password REDACTED" in text and "--token REDACTED" in text

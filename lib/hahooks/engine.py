@@ -368,7 +368,7 @@ class Engine:
             return False
         try:
             self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="fence")
+                            what="fence", secret_options=True)
             self.fenced = True
         except HahooksError as exc:
             log.error("fence command failed: %s", exc.one_line(), extra={"event": "fence"})
@@ -381,7 +381,7 @@ class Engine:
             return
         try:
             self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="demote")
+                            what="demote", secret_options=True)
         except HahooksError as exc:
             log.error("demotion command failed: %s", exc.one_line(), extra={"event": "demote"})
 

@@ -85,6 +85,23 @@ class _SyslogHandler(logging.handlers.SysLogHandler):
             self.address, getattr(exc, "strerror", None) or exc, extra={"event": "syslog"})
 
 
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """The JSON log holds every command's argv and stderr: created 0600 whatever the umask
+    (also when newsyslog or logrotate moved it away and the handler reopens), and one that
+    others can read (an older install's 0644) is narrowed to at most 0640."""
+
+    def _open(self):
+        fh = open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                  opener=lambda path, flags: os.open(path, flags, 0o600))
+        try:
+            st = os.fstat(fh.fileno())
+            if st.st_uid == os.geteuid() and st.st_mode & 0o137:
+                os.fchmod(fh.fileno(), st.st_mode & 0o640)
+        except OSError:
+            pass     # not ours to fix (another owner); the file still logs
+        return fh
+
+
 def _json_formatter():
     from pythonjsonlogger.json import JsonFormatter
 
@@ -114,11 +131,9 @@ def setup(*, node: str | None = None, log_file: str | None = None,
     root.addHandler(err)
 
     if log_file and json_file:
-        from logging.handlers import WatchedFileHandler
-
         try:
             os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
-            fh = WatchedFileHandler(log_file)
+            fh = _PrivateFileHandler(log_file)
         except OSError as exc:
             root.warning("cannot open log file %s: %s", log_file, exc.strerror)
         else:
