@@ -31,9 +31,15 @@ def register(sub, common) -> None:
                        formatter_class=raw)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_status)
-    p = sub.add_parser("check", parents=[common], help="validate the config (exit 6 if bad)",
-                       epilog="exit codes: 0 valid, 6 invalid or missing (one line on stderr: "
-                       "file:line: what is wrong)")
+    p = sub.add_parser("check", parents=[common], help="validate the config and the order "
+                       "of the stack (exit 6 if bad); --deep: also this node's tools",
+                       epilog="exit codes: 0 valid (warnings on stderr as file:line: warning: "
+                       "...), 6 invalid or missing, or a layer in an order that cannot work "
+                       "(file:line: what is wrong), 5 (--deep) a tool or init script is "
+                       "missing, 4 (--deep) permission")
+    p.add_argument("--deep", action="store_true", help="also run every layer's read-only "
+                   "probes and look up every command, init script and device its status, "
+                   "acquire and release would use (changes nothing)")
     p.set_defaults(func=run_check)
     p = sub.add_parser("plan", parents=[common], help="what master or slave would do now",
                        epilog="exit codes: 0 every step's preview completes; 1 (5: a tool is "
@@ -170,10 +176,22 @@ def run_status(args) -> int:
 
 
 def run_check(args) -> int:
+    from hahooks import preflight
+
     cfg = config_mod.load(args.config)
+    _quiet_logging(cfg, args)
+    findings = preflight.lint(cfg) + (preflight.deep(cfg) if args.deep else [])
+    for finding in findings:
+        print(finding.render(cfg.path), file=sys.stderr)
+    code = preflight.exit_code(findings)
+    if code:
+        return code
+    warnings = sum(1 for f in findings if f.level == "warning")
     print(f"{cfg.path}: ok: node {cfg.node.name} ({cfg.node.platform.name}), "
           f"{len(cfg.resources)} layer(s): " +
-          " -> ".join(f"{r.name} ({r.kind})" for r in cfg.resources))
+          " -> ".join(f"{r.name} ({r.kind})" for r in cfg.resources) +
+          (f"; {warnings} warning(s)" if warnings else "") +
+          ("; deep: tools, scripts and devices found" if args.deep else ""))
     return ExitCode.OK
 
 
