@@ -367,11 +367,14 @@ class Engine:
             self.fenced = False
             return False
         try:
-            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="fence", secret_options=True)
+            result = self.runner.run(argv, readonly=False,
+                                     timeout=self.config.node.command_timeout, what="fence",
+                                     secret_options=True)
             self.fenced = True
+            _announce("fenced the peer", "fence", result, why)
         except HahooksError as exc:
-            log.error("fence command failed: %s", exc.one_line(), extra={"event": "fence"})
+            log.error("fence command failed: %s", exc.one_line(),
+                      extra={"event": "fence", "ok": False})
             self.fenced = False
         return self.fenced
 
@@ -380,10 +383,22 @@ class Engine:
         if not argv:
             return
         try:
-            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="demote", secret_options=True)
+            result = self.runner.run(argv, readonly=False,
+                                     timeout=self.config.node.command_timeout, what="demote",
+                                     secret_options=True)
+            _announce("demoted", "demote", result, "the master transition failed")
         except HahooksError as exc:
-            log.error("demotion command failed: %s", exc.one_line(), extra={"event": "demote"})
+            log.error("demotion command failed: %s", exc.one_line(),
+                      extra={"event": "demote", "ok": False})
+
+
+def _announce(done: str, event: str, result, why: str) -> None:
+    """A fence or a demotion changes the cluster beyond this node: a person must see it
+    (WARNING, also with -q) and `history` lists it (the event with ok=True)."""
+    if result.dry_run:
+        return            # "would run" is already listed; nothing happened
+    log.warning("%s: ran %s (exit %d) because %s", done, result.display(), result.exit_code,
+                why, extra={"event": event, "ok": True})
 
 
 def _reason(exc: BaseException) -> str:

@@ -47,7 +47,8 @@ def register(sub, common) -> None:
                        "get past it now; 6 invalid config")
     p.add_argument("role", choices=("master", "slave"))
     p.set_defaults(func=run_plan)
-    p = sub.add_parser("history", parents=[common], help="last transitions with step timings")
+    p = sub.add_parser("history", parents=[common], help="last transitions: trigger, outcome "
+                       "(ok, FAILED, superseded, unfinished), step timings, demotions, fences")
     p.add_argument("-n", type=int, default=5, help="how many transitions (default 5)")
     p.add_argument("--log", help="JSON-lines log to read (default: node.log_file)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -228,18 +229,29 @@ def read_history(path: str) -> list[dict]:
             continue
         t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
                                          "node": rec.get("node"), "start": rec.get("ts"),
-                                         "steps": [], "end": None, "ok": None})
+                                         "trigger": None, "steps": [], "actions": [],
+                                         "end": None, "ok": None, "superseded": False})
         event = rec.get("event")
-        if event == "step" or (event == "decision" and rec.get("step") == "skip"):
+        if event == "transition_start":
+            t["trigger"] = rec.get("source") or None
+        elif event == "step" or (event == "decision" and rec.get("step") == "skip"):
             t["steps"].append({"resource": rec.get("resource"), "step": rec.get("step"),
                                "ok": rec.get("ok", True), "duration": rec.get("duration", 0.0)})
+        elif event in ("demote", "fence") and "ok" in rec:
+            t["actions"].append({"event": event, "ok": rec["ok"], "message": rec.get("message")})
         elif event == "transition_end":
             t["end"] = rec.get("summary") or rec.get("message")
             t["ok"] = rec.get("ok")
             t["duration"] = rec.get("duration")
             if rec.get("superseded"):
-                t["end"], t["ok"] = "superseded by a newer desire", False
+                t["end"], t["ok"], t["superseded"] = "superseded by a newer desire", False, True
     return list(transitions.values())
+
+
+def _verdict(t: dict) -> str:
+    if t["superseded"]:
+        return "superseded"      # a newer request won: the walk stopped safely, not a failure
+    return "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
 
 
 def run_history(args) -> int:
@@ -253,13 +265,16 @@ def run_history(args) -> int:
     if args.json:
         print(json.dumps(transitions, indent=2))
         return ExitCode.OK
+    if not transitions:
+        print(f"no transitions recorded in {path}", file=sys.stderr)
     for t in transitions:
         took = t.get("duration")
         took = f"{took:.3f}s" if isinstance(took, (int, float)) else "-"
-        verdict = "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
-        print(f"{t['start']}  {t['id']}  {t['role']}  {verdict}  {took}: "
-              f"{t['end'] or '(no end record: killed?)'}")
+        print(f"{t['start']}  {t['id']}  {t['role']}  {_verdict(t)}  {took}  "
+              f"[{t['trigger'] or '-'}]: {t['end'] or '(no end record: killed?)'}")
         for s in t["steps"]:
             print(f"    {s['step']:<8} {s['resource']:<20} {'ok' if s['ok'] else 'FAILED':<6} "
                   f"{s['duration']:.3f}s")
+        for a in t["actions"]:
+            print(f"    {a['message']}")
     return ExitCode.OK
