@@ -277,3 +277,12 @@ def test_module_and_console_entry_points_agree():
 @pytest.mark.parametrize("hook", ["master", "slave", "mount", "import-pool"])
 def test_hooks_are_executable(hook):
     assert os.access(os.path.join(ROOT, "hooks", hook), os.X_OK)
+
+
+def test_a_mistyped_command_gets_a_hint_and_never_the_hidden_worker():
+    r = run_hahooks("mastr")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "did you mean 'master'?" in r.stderr and "worker" not in r.stderr
+    r = run_hahooks("frobnicate")
+    assert r.returncode == 2 and "worker" not in r.stderr and "status" in r.stderr
+    assert "worker" not in run_hahooks("--help").stdout
