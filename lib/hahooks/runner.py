@@ -55,9 +55,11 @@ MASK = "REDACTED"   # no shell metacharacter: shlex.join leaves it unquoted
 # key=value words that hold a password wherever they appear (fence agents read `passwd=` on
 # stdin-style argument lists; `--password=` is their long option)
 SECRET_KEYS = ("password", "passwd")
-# options whose next word is a password: fence agents' -p/--password (fence_ipmilan and the
-# rest of the fence-agents family), ipmitool's -P. Only for argvs the caller marks
-# (secret_options=True: [node] fence and demote), since -p means "parents" to mkdir.
+# options whose next word is a password: fence agents' -p/--password (every agent shares
+# fence-agents lib/fencing.py.py all_opt["passwd"], getopt "p:", longopt "password"; its
+# "passwd_script" is -S/--password-script; docs/reference/pacemaker.md), ipmitool(1)'s -P.
+# Only for argvs the caller marks (secret_options=True: [node] fence and demote), since -p
+# means "parents" to mkdir.
 SECRET_OPTIONS = ("-p", "-P", "--password", "--passwd")
 
 
