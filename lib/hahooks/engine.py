@@ -19,6 +19,7 @@ from hahooks.config import Config, ResourceSpec
 from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superseded,
                             UnsafeToRelease)
 from hahooks.kinds.base import Context, Observation, Resource, State
+from hahooks.peer import PeerActions
 from hahooks.runner import Runner
 
 log = logging.getLogger("hahooks.engine")
@@ -77,8 +78,7 @@ class Engine:
         self.config = config
         self.runner = runner
         self.superseded = superseded
-        self.fenced: bool | None = None   # None: fence not tried in this transition
-        self._fence_lock = threading.Lock()  # parallel layers may ask at the same time
+        self.peer = PeerActions(config, runner, superseded)   # fence and demote
         self.holder_scans: list = []      # procs.SharedScan of each group released together
         # layers whose failed acquire changed nothing (a refusal, a probe that could not
         # run): the rollback leaves them as they were found
@@ -186,7 +186,7 @@ class Engine:
                           extra={"event": "step_failed", "resource": name, "step": "acquire"})
             changed = self.runner.changes != changes_at_start
             rolled = self._rollback(groups[:g + 1], outcome)
-            self._demote()
+            self.peer.demote()
             raise _keep_code(StepFailed(f"acquire {res} failed: {reason}; "
                                         + ("nothing was changed" if not changed else
                                            "rolled back" if rolled else
@@ -347,58 +347,8 @@ class Engine:
         return outcome
 
     def fence(self, why: str) -> bool:
-        """Run node.fence at most once per transition; forced steps are allowed only if it
-        succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
-        with self._fence_lock:
-            return self._fence_once(why)
-
-    def _fence_once(self, why: str) -> bool:
-        if self.fenced is not None:
-            return self.fenced
-        if self.superseded():
-            # a stale transition (the desire flipped meanwhile) never powers off the peer
-            log.warning("not fencing (%s): a newer request with the other role arrived", why,
-                        extra={"event": "fence"})
-            return False
-        argv = self.config.node.fence
-        if not argv:
-            log.warning("forced step wanted (%s) but no [node] fence command is configured",
-                        why, extra={"event": "fence"})
-            self.fenced = False
-            return False
-        try:
-            result = self.runner.run(argv, readonly=False,
-                                     timeout=self.config.node.command_timeout, what="fence",
-                                     secret_options=True)
-            self.fenced = True
-            _announce("fenced the peer", "fence", result, why)
-        except HahooksError as exc:
-            log.error("fence command failed: %s", exc.one_line(),
-                      extra={"event": "fence", "ok": False})
-            self.fenced = False
-        return self.fenced
-
-    def _demote(self) -> None:
-        argv = self.config.node.demote
-        if not argv:
-            return
-        try:
-            result = self.runner.run(argv, readonly=False,
-                                     timeout=self.config.node.command_timeout, what="demote",
-                                     secret_options=True)
-            _announce("demoted", "demote", result, "the master transition failed")
-        except HahooksError as exc:
-            log.error("demotion command failed: %s", exc.one_line(),
-                      extra={"event": "demote", "ok": False})
-
-
-def _announce(done: str, event: str, result, why: str) -> None:
-    """A fence or a demotion changes the cluster beyond this node: a person must see it
-    (WARNING, also with -q) and `history` lists it (the event with ok=True)."""
-    if result.dry_run:
-        return            # "would run" is already listed; nothing happened
-    log.warning("%s: ran %s (exit %d) because %s", done, result.display(), result.exit_code,
-                why, extra={"event": event, "ok": True})
+        """Run node.fence at most once per transition (peer.PeerActions.fence)."""
+        return self.peer.fence(why)
 
 
 def _reason(exc: BaseException) -> str:
