@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import textwrap
 
 from conftest import run_hahooks
+from zfs_helpers import zlab  # noqa: F401
 
 REVERSED = """
     [[resource]]
@@ -97,3 +99,27 @@ def test_check_deep_finds_missing_tools_scripts_and_devices_and_changes_nothing(
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "deep: tools, scripts and devices found" in r.stdout
     assert not marker.exists()
+
+
+def test_check_deep_finds_a_pool_that_is_neither_imported_nor_importable(zlab):
+    from zfs_helpers import POOL, hahooks_in, node_config, pools
+
+    a = zlab["a"]
+    body = """
+        [[resource]]
+        name = "data"
+        kind = "zpool"
+        pool = "{pool}"
+        import_dirs = ["{dir}"]
+        """
+    good = node_config(zlab["tmp"] / "good", "nodea",
+                       textwrap.dedent(body.format(pool=POOL, dir=zlab["dir"])))
+    r = hahooks_in(a, "check", "--deep", "-c", good)
+    assert r.returncode == 0 and "warning" not in r.stderr, (r.stdout, r.stderr)
+    bad = node_config(zlab["tmp"] / "bad", "nodea",
+                      textwrap.dedent(body.format(pool="nosuchpool", dir=zlab["dir"])))
+    r = hahooks_in(a, "check", "--deep", "-c", bad)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert (f"warning: data: pool nosuchpool is neither imported nor importable from "
+            f"{zlab['dir']}") in r.stderr
+    assert pools(a) == {}                                  # read-only: nothing imported

@@ -7,8 +7,9 @@ the bare mountpoint directory and keeps running while the filesystem is unmounte
 
 deep(): what this node must have, read-only (the dry-run runner `plan` uses: queries run,
 nothing else): every tool the status, acquire and release of each layer would run (init
-scripts included: they are the argv[0] of a service's commands), and the devices of
-filesystems that no replication layer provides.
+scripts included: they are the argv[0] of a service's commands), the devices of
+filesystems that no replication layer provides, and that each pool is imported or
+importable (`zpool import` without a pool name only lists).
 """
 from __future__ import annotations
 
@@ -102,6 +103,16 @@ def deep(cfg) -> list[Finding]:
                     engine.runner.resolve(result.argv[0])
                 except NotInstalled as exc:
                     add("error", exc.one_line(), ExitCode.NOT_INSTALLED)
+        if spec.kind == "zpool":
+            try:
+                _check_pool(engine.runner, spec, cfg, add)
+            except HahooksError as exc:    # zpool missing: already reported by status
+                add("note", f"pool not looked up: {exc.one_line()}", ExitCode.OK)
+        if spec.kind == "zpool":
+            try:
+                _check_pool(engine.runner, spec, cfg, add)
+            except HahooksError as exc:    # zpool missing: already reported by status
+                add("note", f"pool not looked up: {exc.one_line()}", ExitCode.OK)
         if spec.kind == "filesystem":
             device = spec.params["device"]
             if not os.path.exists(device) and \
@@ -110,6 +121,26 @@ def deep(cfg) -> list[Finding]:
                     "provides it")
         out += messages.values()
     return out
+
+
+def _check_pool(runner, spec, cfg, add) -> None:
+    """The pool is imported here or `zpool import [-d DIR]` (a read-only listing) shows it.
+    On top of a replication layer its devices exist only where that layer is held."""
+    pool, dirs = spec.params["pool"], spec.params["import_dirs"]
+    if runner.run(["zpool", "list", "-H", "-o", "name", pool], readonly=True,
+                  check=False).ok:
+        return
+    listing = runner.run(["zpool", "import", *[w for d in dirs for w in ("-d", d)]],
+                         readonly=True, check=False).stdout
+    if any(line.strip() == f"pool: {pool}" for line in listing.splitlines()):
+        return
+    where = f" from {', '.join(dirs)}" if dirs else ""
+    below = [s.name for s in cfg.resources[:spec.index] if s.kind in REPLICATION]
+    if below:
+        add("note", f"pool {pool} is not importable{where} here: its devices come from "
+            f"{', '.join(below)}; check --deep where that is held", ExitCode.OK)
+    else:
+        add("warning", f"pool {pool} is neither imported nor importable{where}")
 
 
 def exit_code(findings: list[Finding]) -> int:

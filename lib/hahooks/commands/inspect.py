@@ -38,7 +38,7 @@ def register(sub, common) -> None:
                        "(file:line: what is wrong), 5 (--deep) a tool or init script is "
                        "missing, 4 (--deep) permission")
     p.add_argument("--deep", action="store_true", help="also run every layer's read-only "
-                   "probes and look up every command, init script and device its status, "
+                   "probes and look up every command, init script, device and pool its status, "
                    "acquire and release would use (changes nothing)")
     p.set_defaults(func=run_check)
     p = sub.add_parser("plan", parents=[common], help="what master or slave would do now",
