@@ -51,24 +51,30 @@ def run_hahooks(*args, env=None, timeout=120, check=None) -> subprocess.Complete
     return proc
 
 
+def config_writer(directory, mode: int = 0o600):
+    """write_config for `directory`: write(body, node_extra="") -> path of a config (mode
+    `mode`) whose state and log live in `directory`. `body` holds the [[resource]] tables."""
+    def write(body: str, node_extra: str = "", name: str = "hahooks.toml",
+              node_name: str = "nodea") -> str:
+        path = os.path.join(str(directory), name)
+        with open(path, "w") as fh:
+            fh.write(textwrap.dedent(f"""\
+                [node]
+                name = "{node_name}"
+                state_dir = "{os.path.join(str(directory), 'state')}"
+                log_file = "{os.path.join(str(directory), 'hahooks.jsonl')}"
+                syslog = false
+                """) + textwrap.dedent(node_extra) + "\n" + textwrap.dedent(body))
+        os.chmod(path, mode)
+        return path
+    return write
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """write_config(body, node_extra="") -> path of a 0600 config whose state and log live
     in tmp_path. `body` holds the [[resource]] tables."""
-    def write(body: str, node_extra: str = "", name: str = "hahooks.toml",
-              node_name: str = "nodea") -> str:
-        path = tmp_path / name
-        state = tmp_path / "state"
-        path.write_text(textwrap.dedent(f"""\
-            [node]
-            name = "{node_name}"
-            state_dir = "{state}"
-            log_file = "{tmp_path / 'hahooks.jsonl'}"
-            syslog = false
-            """) + textwrap.dedent(node_extra) + "\n" + textwrap.dedent(body))
-        os.chmod(path, 0o600)
-        return str(path)
-    return write
+    return config_writer(tmp_path)
 
 
 def install_hahooks_command(directory) -> str:

@@ -59,6 +59,18 @@ esac
 """
 
 
+def missing_probe_layer(name: str) -> str:
+    """A `command` layer whose status tool is installed nowhere (exit 5 when probed)."""
+    return textwrap.dedent(f"""
+        [[resource]]
+        name = "{name}"
+        kind = "command"
+        acquire = ["true"]
+        release = ["true"]
+        status = ["hh-no-such-probe-tool"]
+        """)
+
+
 class Stack:
     """A work dir with the layer script, a config of `names` layers, and readers."""
 

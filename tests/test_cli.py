@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import LIB, ROOT, hahooks_env, require, run_hahooks
-from core_support import Stack
+from core_support import Stack, missing_probe_layer
 from hahooks import waits
 from hahooks.state import StateDir
 
@@ -109,14 +109,7 @@ def _slave_with_blocked_release(stack: Stack, gate: str) -> subprocess.Popen:
 def test_status_unknown_when_the_config_or_a_tool_is_missing(tmp_path, write_config):
     r = run_hahooks("status", "-c", tmp_path / "missing.toml")
     assert r.returncode == 3 and r.stdout.startswith("UNKNOWN: ")
-    path = write_config("""
-        [[resource]]
-        name = "a"
-        kind = "command"
-        acquire = ["true"]
-        release = ["true"]
-        status = ["hh-no-such-probe-tool"]
-        """)
+    path = write_config(missing_probe_layer("a"))
     r = run_hahooks("status", "-c", path)
     assert r.returncode == 3 and "cannot observe: a" in r.stdout
     assert "command not found: hh-no-such-probe-tool" in r.stdout
@@ -178,7 +171,7 @@ def test_hooks_work_with_devd_minimal_path(tmp_path, write_config):
     assert not mark.exists()
 
 
-def test_logs_go_to_syslog_local0_as_json(tmp_path, write_config):
+def test_logs_go_to_syslog_local0(tmp_path, write_config):
     sock_path = str(tmp_path / "log.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
@@ -203,9 +196,8 @@ def test_logs_go_to_syslog_local0_as_json(tmp_path, write_config):
     assert grams
     first = grams[0].decode()
     assert first.startswith("<134>hahooks[")      # local0 (16) * 8 + info (6)
-    payloads = [json.loads(g.decode().split("]: ", 1)[1].rstrip("\x00")) for g in grams]
-    assert any(p.get("event") == "transition_end" and p.get("node") == "nodea"
-               for p in payloads)
+    payloads = [g.decode().split("]: ", 1)[1].rstrip("\x00") for g in grams]
+    assert any(p.startswith("nodea: transition to master done") for p in payloads)
 
 
 def test_stderr_gets_short_human_lines(tmp_path, write_config):
@@ -285,3 +277,12 @@ def test_module_and_console_entry_points_agree():
 @pytest.mark.parametrize("hook", ["master", "slave", "mount", "import-pool"])
 def test_hooks_are_executable(hook):
     assert os.access(os.path.join(ROOT, "hooks", hook), os.X_OK)
+
+
+def test_a_mistyped_command_gets_a_hint_and_never_the_hidden_worker():
+    r = run_hahooks("mastr")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "did you mean 'master'?" in r.stderr and "worker" not in r.stderr
+    r = run_hahooks("frobnicate")
+    assert r.returncode == 2 and "worker" not in r.stderr and "status" in r.stderr
+    assert "worker" not in run_hahooks("--help").stdout

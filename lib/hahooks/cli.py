@@ -55,6 +55,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _known_command(parser: argparse.ArgumentParser, word: str) -> None:
+    """argparse's "invalid choice" lists every subcommand, the hidden `worker` included, and
+    guesses nothing: one line with the nearest documented command instead."""
+    import difflib
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if word in sub.choices:
+        return
+    shown = [a.dest for a in sub._choices_actions]   # those with help=: not `worker`
+    close = difflib.get_close_matches(word, shown, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"commands: {', '.join(shown)}"
+    raise _ArgError(f"hahooks: unknown command {word!r}; {hint} (hahooks --help)")
+
+
 def stderr_level(args) -> int:
     if getattr(args, "verbose", False):
         return logging.DEBUG
@@ -67,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(FAST_PATHS.get(argv[0]) if argv else None)
+        if argv and not argv[0].startswith("-"):
+            _known_command(parser, argv[0])
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             print("hahooks: no command given (hahooks --help lists them)", file=sys.stderr)

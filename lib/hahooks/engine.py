@@ -19,6 +19,7 @@ from hahooks.config import Config, ResourceSpec
 from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superseded,
                             UnsafeToRelease)
 from hahooks.kinds.base import Context, Observation, Resource, State
+from hahooks.peer import PeerActions
 from hahooks.runner import Runner
 
 log = logging.getLogger("hahooks.engine")
@@ -77,9 +78,13 @@ class Engine:
         self.config = config
         self.runner = runner
         self.superseded = superseded
-        self.fenced: bool | None = None   # None: fence not tried in this transition
-        self._fence_lock = threading.Lock()  # parallel layers may ask at the same time
+        self.peer = PeerActions(config, runner, superseded)   # fence and demote
         self.holder_scans: list = []      # procs.SharedScan of each group released together
+        # layers whose failed acquire changed nothing (a refusal, a probe that could not
+        # run): the rollback leaves them as they were found
+        self.untouched: set[str] = set()
+        # plan(): (layer, error) of each step whose preview stopped (`plan` exits non-zero)
+        self.preview_stops: list[tuple[str, HahooksError]] = []
 
     def groups(self) -> list[list[int]]:
         """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
@@ -140,6 +145,7 @@ class Engine:
         try:
             res.acquire() if action == "acquire" else res.release()
         except HahooksError as exc:
+            self.preview_stops.append((res.name, exc))
             return self.runner.planned[mark:] + [f"(preview stops: {exc.one_line()})"]
         return self.runner.planned[mark:]
 
@@ -167,6 +173,7 @@ class Engine:
 
     def _acquire_all(self, outcome: Outcome) -> None:
         groups = self.groups()
+        changes_at_start = self.runner.changes
         for g, group in enumerate(groups):
             self._checkpoint()
             failures = self._run_group(group, "master", outcome)
@@ -177,10 +184,12 @@ class Engine:
             for name, err in failures:
                 log.error("acquire of %s failed: %s", name, _reason(err),
                           extra={"event": "step_failed", "resource": name, "step": "acquire"})
+            changed = self.runner.changes != changes_at_start
             rolled = self._rollback(groups[:g + 1], outcome)
-            self._demote()
+            self.peer.demote()
             raise _keep_code(StepFailed(f"acquire {res} failed: {reason}; "
-                                        + ("rolled back" if rolled else
+                                        + ("nothing was changed" if not changed else
+                                           "rolled back" if rolled else
                                            "ROLLBACK INCOMPLETE, see log")), exc) from exc
 
     def _release_all(self, outcome: Outcome) -> None:
@@ -251,29 +260,44 @@ class Engine:
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
         with logs.context(resource=res.name, kind=res.KIND):
-            obs = res.status()
-            action, reason = decide(role, obs)
-            log.info("%s %s: %s", action, res.name, reason,
-                     extra={"event": "decision", "step": action, "state": obs.state.value})
-            if action == "skip":
+            if role == "slave" and res.name in self.untouched:
+                reason = "its failed acquire changed nothing: left as found"
+                log.info("skip %s: %s", res.name, reason,
+                         extra={"event": "decision", "step": "skip"})
                 outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
                 return
-            started = time.monotonic()
-            ok = False
+            changes_before = self.runner.changes
             try:
-                if action == "acquire":
-                    res.acquire()
-                    self._confirm(res, State.HELD)
-                else:
-                    res.release()
-                    self._confirm(res, State.RELEASED)
-                ok = True
-            finally:
-                took = time.monotonic() - started
-                outcome.steps.append(StepRecord(res.name, action, ok, took))
-                log.info("%s %s %s in %.3fs", action, res.name, "done" if ok else "FAILED",
-                         took, extra={"event": "step", "step": action, "ok": ok,
-                                      "duration": round(took, 4)})
+                self._act(res, role, outcome)
+            except BaseException:
+                if role == "master" and self.runner.changes == changes_before:
+                    self.untouched.add(res.name)
+                raise
+
+    def _act(self, res: Resource, role: str, outcome: Outcome) -> None:
+        obs = res.status()
+        action, reason = decide(role, obs)
+        log.info("%s %s: %s", action, res.name, reason,
+                 extra={"event": "decision", "step": action, "state": obs.state.value})
+        if action == "skip":
+            outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
+            return
+        started = time.monotonic()
+        ok = False
+        try:
+            if action == "acquire":
+                res.acquire()
+                self._confirm(res, State.HELD)
+            else:
+                res.release()
+                self._confirm(res, State.RELEASED)
+            ok = True
+        finally:
+            took = time.monotonic() - started
+            outcome.steps.append(StepRecord(res.name, action, ok, took))
+            log.info("%s %s %s in %.3fs", action, res.name, "done" if ok else "FAILED",
+                     took, extra={"event": "step", "step": action, "ok": ok,
+                                  "duration": round(took, 4)})
 
     def _confirm(self, res: Resource, want: State) -> None:
         if self.runner.dry_run:
@@ -323,43 +347,8 @@ class Engine:
         return outcome
 
     def fence(self, why: str) -> bool:
-        """Run node.fence at most once per transition; forced steps are allowed only if it
-        succeeded (or a replication layer guarantees exclusivity: the kind decides that)."""
-        with self._fence_lock:
-            return self._fence_once(why)
-
-    def _fence_once(self, why: str) -> bool:
-        if self.fenced is not None:
-            return self.fenced
-        if self.superseded():
-            # a stale transition (the desire flipped meanwhile) never powers off the peer
-            log.warning("not fencing (%s): a newer request with the other role arrived", why,
-                        extra={"event": "fence"})
-            return False
-        argv = self.config.node.fence
-        if not argv:
-            log.warning("forced step wanted (%s) but no [node] fence command is configured",
-                        why, extra={"event": "fence"})
-            self.fenced = False
-            return False
-        try:
-            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="fence")
-            self.fenced = True
-        except HahooksError as exc:
-            log.error("fence command failed: %s", exc.one_line(), extra={"event": "fence"})
-            self.fenced = False
-        return self.fenced
-
-    def _demote(self) -> None:
-        argv = self.config.node.demote
-        if not argv:
-            return
-        try:
-            self.runner.run(argv, readonly=False, timeout=self.config.node.command_timeout,
-                            what="demote")
-        except HahooksError as exc:
-            log.error("demotion command failed: %s", exc.one_line(), extra={"event": "demote"})
+        """Run node.fence at most once per transition (peer.PeerActions.fence)."""
+        return self.peer.fence(why)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""Logging: JSON lines to a file, JSON to syslog, a short human line on stderr.
+"""Logging: JSON lines to a file, one readable sentence per record to syslog, a short human
+line on stderr.
 
 Set up by cli.main() only, never at import. Context fields (transition id, node, resource,
 kind) ride on a ContextVar so the runner's records carry them too.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import logging.handlers
 import os
 import sys
 
@@ -41,6 +43,65 @@ class _HumanFormatter(logging.Formatter):
             if record.levelno >= logging.WARNING else f"{prefix}: {record.getMessage()}"
 
 
+class _SyslogFormatter(logging.Formatter):
+    """One line a person reads in /var/log/messages; the JSON file keeps the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [f"{getattr(record, 'node', None) or 'hahooks'}:"]
+        if getattr(record, "resource", None):
+            parts.append(f"{record.resource}:")
+        if record.levelno >= logging.WARNING:
+            parts.append(f"{record.levelname.lower()}:")
+        parts.append(record.getMessage())
+        if getattr(record, "transition", None):
+            parts.append(f"[transition {record.transition}]")
+        if getattr(record, "dry_run", False):
+            parts.append("(dry run)")
+        return " ".join(" ".join(parts).split())
+
+
+class _SyslogHandler(logging.handlers.SysLogHandler):
+    """Syslog that may be gone (syslogd stopped during shutdown while keepalived or ucarp
+    run `slave`, a socket path that is a directory): the first failure disables it with
+    one warning on stderr and in the JSON file, instead of a traceback per record. A dry
+    run's warnings and errors never reach it: they would page for something not done."""
+
+    dead = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.dead or (getattr(record, "dry_run", False) and record.levelno >= logging.WARNING):
+            return False
+        return super().filter(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        import sys as _sys
+
+        exc = _sys.exc_info()[1]
+        logging.getLogger("hahooks").warning(
+            "syslog at %s unavailable (%s): logging to the JSON file and stderr only",
+            self.address, getattr(exc, "strerror", None) or exc, extra={"event": "syslog"})
+
+
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """The JSON log holds every command's argv and stderr: created 0600 whatever the umask
+    (also when newsyslog or logrotate moved it away and the handler reopens), and one that
+    others can read (an older install's 0644) is narrowed to at most 0640."""
+
+    def _open(self):
+        fh = open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                  opener=lambda path, flags: os.open(path, flags, 0o600))
+        try:
+            st = os.fstat(fh.fileno())
+            if st.st_uid == os.geteuid() and st.st_mode & 0o137:
+                os.fchmod(fh.fileno(), st.st_mode & 0o640)
+        except OSError:
+            pass     # not ours to fix (another owner); the file still logs
+        return fh
+
+
 def _json_formatter():
     from pythonjsonlogger.json import JsonFormatter
 
@@ -70,11 +131,9 @@ def setup(*, node: str | None = None, log_file: str | None = None,
     root.addHandler(err)
 
     if log_file and json_file:
-        from logging.handlers import WatchedFileHandler
-
         try:
             os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
-            fh = WatchedFileHandler(log_file)
+            fh = _PrivateFileHandler(log_file)
         except OSError as exc:
             root.warning("cannot open log file %s: %s", log_file, exc.strerror)
         else:
@@ -84,14 +143,12 @@ def setup(*, node: str | None = None, log_file: str | None = None,
             root.addHandler(fh)
 
     if syslog_socket and os.path.exists(syslog_socket):
-        from logging.handlers import SysLogHandler
-
-        sl = SysLogHandler(address=syslog_socket,
-                           facility=SysLogHandler.facility_names.get(facility,
-                                                                     SysLogHandler.LOG_LOCAL0))
+        names = logging.handlers.SysLogHandler.facility_names
+        sl = _SyslogHandler(address=syslog_socket,
+                            facility=names.get(facility, names["local0"]))
         sl.ident = f"hahooks[{os.getpid()}]: "
         sl.setLevel(logging.INFO)
-        sl.setFormatter(_json_formatter())
+        sl.setFormatter(_SyslogFormatter())
         sl.addFilter(ctx_filter)
         root.addHandler(sl)
 

@@ -41,16 +41,48 @@ class Result:
     timeout: float = 0.0
     timed_out: bool = False
     dry_run: bool = False
+    shown: list[str] | None = None   # argv with its secrets masked (redact()); None: no secret
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
     def display(self) -> str:
-        """The argv as a shell would need it typed (quoted only where needed)."""
+        """The argv as a shell would need it typed (quoted only where needed), secrets
+        masked: this is what the log, syslog, errors and done.json see."""
         import shlex
 
-        return shlex.join(self.argv)
+        return shlex.join(self.shown if self.shown is not None else self.argv)
+
+
+MASK = "REDACTED"   # no shell metacharacter: shlex.join leaves it unquoted
+# key=value words that hold a password wherever they appear (fence agents read `passwd=` on
+# stdin-style argument lists; `--password=` is their long option)
+SECRET_KEYS = ("password", "passwd")
+# options whose next word is a password: fence agents' -p/--password (every agent shares
+# fence-agents lib/fencing.py.py all_opt["passwd"], getopt "p:", longopt "password"; its
+# "passwd_script" is -S/--password-script; docs/reference/pacemaker.md), ipmitool(1)'s -P.
+# Only for argvs the caller marks (secret_options=True: [node] fence and demote), since -p
+# means "parents" to mkdir.
+SECRET_OPTIONS = ("-p", "-P", "--password", "--passwd")
+
+
+def redact(argv: Sequence[str], secrets: Iterable[str] = (),
+           secret_options: bool = False) -> list[str]:
+    """argv with every word a caller marked secret, every password=/passwd= value and
+    (secret_options) the word after -p/-P/--password masked."""
+    secrets = [w for w in secrets if w]
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        for secret in secrets:
+            word = word.replace(secret, MASK)
+        key, eq, value = word.partition("=")
+        if eq and value and key.lstrip("-").lower() in SECRET_KEYS:
+            word = f"{key}={MASK}"
+        if secret_options and i and argv[i - 1] in SECRET_OPTIONS:
+            word = MASK
+        out.append(word)
+    return out
 
 
 class Runner:
@@ -69,6 +101,10 @@ class Runner:
         # Dry-run: every "would run ..." / "would <effect>" line in order (printed by
         # `master --dry-run` and `plan`); Context.effect adds the effects.
         self.planned: list[str] = []
+        # Mutating commands run (or, in dry-run, planned) plus Context.effect()s: the engine
+        # compares it around a failed acquire to tell a refusal that changed nothing (its
+        # rollback must not touch that layer) from a half-done step.
+        self.changes = 0
         # Told the process group of each command before it is waited for and after it ended
         # (transition.py records it in the state dir so a killed transition's orphans are
         # found by the next one).
@@ -107,27 +143,34 @@ class Runner:
     # -- running -----------------------------------------------------------
     def run(self, argv: Sequence[str], *, readonly: bool, timeout: float | None = None,
             ok: Iterable[int] = (0,), check: bool = True, input: str | None = None,
-            env: dict[str, str] | None = None, what: str = "") -> Result:
+            env: dict[str, str] | None = None, what: str = "", secrets: Iterable[str] = (),
+            secret_options: bool = False) -> Result:
         """Run argv[0] (looked up) with the rest as literal arguments.
 
         readonly: True for queries (they also run in dry-run); False for anything that
         changes state. check: raise CommandFailed on an exit code outside `ok`.
+        secrets (words a kind marks secret) and secret_options (mask the word after
+        -p/-P/--password): what the log shows instead of those words (redact()).
         """
         if isinstance(argv, str):
             raise TypeError("runner.run takes an argument list, never a shell string")
         argv = [str(a) for a in argv]
+        shown = redact(argv, secrets, secret_options)
+        shown = None if shown == argv else shown
         timeout = self.default_timeout if timeout is None else timeout
         ok = tuple(ok)
+        if not readonly:
+            self.changes += 1
         if self.dry_run and not readonly:
-            result = Result(argv, 0, dry_run=True, timeout=timeout)
+            result = Result(argv, 0, dry_run=True, timeout=timeout, shown=shown)
             self.history.append(result)
             self.planned.append(f"would run: {result.display()}")
             log.info("would run: %s", result.display(),
-                     extra={"event": "command", "argv": argv, "dry_run": True,
+                     extra={"event": "command", "argv": shown or argv, "dry_run": True,
                             "readonly": False})
             return result
         exe = self.resolve(argv[0])
-        result = self._execute(exe, argv, timeout, input, env)
+        result = self._execute(exe, argv, timeout, input, env, shown)
         self.history.append(result)
         quiet = (result.exit_code in ok or not check) and not result.timed_out
         # a command that hung past its timeout is never routine, even when a caller retries
@@ -135,7 +178,7 @@ class Runner:
                                                           else logging.INFO)
         log.log(level, "ran %s -> %s in %.3fs", result.display(),
                 "timeout" if result.timed_out else result.exit_code, result.duration,
-                extra={"event": "command", "argv": argv, "exe": exe, "what": what,
+                extra={"event": "command", "argv": shown or argv, "exe": exe, "what": what,
                        "exit_code": result.exit_code,
                        "duration": round(result.duration, 4), "timed_out": result.timed_out,
                        "readonly": readonly, "stderr_tail": result.stderr[-TAIL:]})
@@ -146,7 +189,7 @@ class Runner:
         return result
 
     def _execute(self, exe: str, argv: list[str], timeout: float, input: str | None,
-                 env: dict[str, str] | None) -> Result:
+                 env: dict[str, str] | None, shown: list[str] | None = None) -> Result:
         import sh  # lazy: importing sh costs ~90 ms, and `--detach` hooks never run a command
 
         kwargs = dict(_bg=True, _bg_exc=False, _new_group=True, _return_cmd=True,
@@ -160,7 +203,7 @@ class Runner:
         if input is not None:
             kwargs["_in"] = input
         started = time.monotonic()
-        self._track("command_started", token, argv)
+        self._track("command_started", token, shown or argv)   # inflight.json: masked too
         # Our own timer kills the whole process group: sh's `_timeout` signals only the child
         # and costs ~100 ms per call (its timer polls), and `wait(timeout=)` polls every
         # 100 ms and can return before the output has been read.
@@ -193,7 +236,7 @@ class Runner:
         elif code < 0:  # killed by signal N: report 128+N as a shell does
             code = 128 - code
         return Result(argv, code, _text(proc.stdout), _text(proc.stderr), duration, timeout,
-                      timed_out)
+                      timed_out, shown=shown)
 
 
     def _track(self, event: str, *args) -> None:

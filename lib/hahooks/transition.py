@@ -92,7 +92,8 @@ def converge(cfg: Config, state: StateDir) -> None:
         tid = f"{desire.seq}-{uuid.uuid4().hex[:6]}"
         with logs.context(transition=tid, role=role):
             log.info("transition to %s (desire #%d) started", role, desire.seq,
-                     extra={"event": "transition_start", "seq": desire.seq})
+                     extra={"event": "transition_start", "seq": desire.seq,
+                            "source": desire.source})   # history's trigger column
             started = time.monotonic()
             try:
                 outcome = engine.run(role)

@@ -16,8 +16,11 @@ STATUS_EPILOG = """\
 exit codes (monitoring-plugin style):
   0 OK        the stack is wholly held (master) or wholly released (slave), as desired
   1 WARNING   a layer is degraded, or a transition towards the desired role is running
-  2 CRITICAL  a layer is broken, half the stack is held, or the desired role was not reached
-  3 UNKNOWN   the config cannot be read, or a layer cannot be observed (tool missing)
+              (also while it holds half the stack)
+  2 CRITICAL  a layer is broken, half the stack is held with no transition running, or the
+              desired role was not reached
+  3 UNKNOWN   the config or the state dir cannot be read (a user who is not root: run it
+              through sudo, docs/config.md "Monitoring"), or a layer cannot be observed
 """
 
 
@@ -28,14 +31,24 @@ def register(sub, common) -> None:
                        formatter_class=raw)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_status)
-    p = sub.add_parser("check", parents=[common], help="validate the config (exit 6 if bad)",
-                       epilog="exit codes: 0 valid, 6 invalid or missing (one line on stderr: "
-                       "file:line: what is wrong)")
+    p = sub.add_parser("check", parents=[common], help="validate the config and the order "
+                       "of the stack (exit 6 if bad); --deep: also this node's tools",
+                       epilog="exit codes: 0 valid (warnings on stderr as file:line: warning: "
+                       "...), 6 invalid or missing, or a layer in an order that cannot work "
+                       "(file:line: what is wrong), 5 (--deep) a tool or init script is "
+                       "missing, 4 (--deep) permission")
+    p.add_argument("--deep", action="store_true", help="also run every layer's read-only "
+                   "probes and look up every command, init script, device and pool its status, "
+                   "acquire and release would use (changes nothing)")
     p.set_defaults(func=run_check)
-    p = sub.add_parser("plan", parents=[common], help="what master or slave would do now")
+    p = sub.add_parser("plan", parents=[common], help="what master or slave would do now",
+                       epilog="exit codes: 0 every step's preview completes; 1 (5: a tool is "
+                       "missing, 4: permission) a step's preview stops: the walk would not "
+                       "get past it now; 6 invalid config")
     p.add_argument("role", choices=("master", "slave"))
     p.set_defaults(func=run_plan)
-    p = sub.add_parser("history", parents=[common], help="last transitions with step timings")
+    p = sub.add_parser("history", parents=[common], help="last transitions: trigger, outcome "
+                       "(ok, FAILED, superseded, unfinished), step timings, demotions, fences")
     p.add_argument("-n", type=int, default=5, help="how many transitions (default 5)")
     p.add_argument("--log", help="JSON-lines log to read (default: node.log_file)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,7 +90,9 @@ def grade(observed, desire=None, in_progress: bool = False, done: dict | None = 
         role = "slave"
         code, summary = OK, f"slave: nothing held ({len(observed)} layer(s) released)"
     else:
-        code, summary = CRITICAL, "half a stack held: " + ", ".join(
+        # a walk under way holds part of the stack by design; only a stopped one is CRITICAL
+        code = WARNING if in_progress else CRITICAL
+        summary = "half a stack held: " + ", ".join(
             f"{s.name}={o.state.value}" for s, o in observed)
     if code in (OK, WARNING) and desire and desire.role != role:
         code = WARNING if in_progress else CRITICAL
@@ -102,16 +117,39 @@ def evaluate(cfg) -> dict:
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
     desire, done, in_progress = None, None, False
-    try:
-        state = StateDir(cfg.node.state_dir)
-        desire, done = state.desire(), state.done()
-        in_progress = TransitionLock(state).held_elsewhere()
-    except HahooksError:
-        pass  # no readable state dir yet: judge the stack alone
+    state_error = state_unreadable(cfg.node.state_dir)
+    if not state_error:
+        try:
+            state = StateDir(cfg.node.state_dir)
+            desire, done = state.desire(), state.done()
+            in_progress = TransitionLock(state).held_elsewhere()
+        except HahooksError as exc:
+            state_error = exc.one_line()
     code, summary, _ = grade(observed, desire, in_progress, done)
+    if state_error and code in (OK, WARNING):
+        # without the desire and the last result an OK could hide a failed master
+        code, summary = UNKNOWN, f"{state_error}; {summary}"
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
-            else None, "in_progress": in_progress, "last": done, "layers": layers}
+            else None, "in_progress": in_progress, "last": done, "state_error": state_error,
+            "layers": layers}
+
+
+def state_unreadable(path: str) -> str | None:
+    """Why this user cannot read the state dir, or None (readable, or not created yet: a
+    node that never ran master or slave). A monitoring user who is not root lands here;
+    docs/config.md "Monitoring" says how to give it access."""
+    import os
+
+    try:
+        os.stat(path)
+        os.listdir(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return (f"cannot read state dir {path}: {exc.strerror} (run status as root, "
+                "e.g. through sudo)")
+    return None
 
 
 def run_status(args) -> int:
@@ -139,10 +177,22 @@ def run_status(args) -> int:
 
 
 def run_check(args) -> int:
+    from hahooks import preflight
+
     cfg = config_mod.load(args.config)
+    _quiet_logging(cfg, args)
+    findings = preflight.lint(cfg) + (preflight.deep(cfg) if args.deep else [])
+    for finding in findings:
+        print(finding.render(cfg.path), file=sys.stderr)
+    code = preflight.exit_code(findings)
+    if code:
+        return code
+    warnings = sum(1 for f in findings if f.level == "warning")
     print(f"{cfg.path}: ok: node {cfg.node.name} ({cfg.node.platform.name}), "
           f"{len(cfg.resources)} layer(s): " +
-          " -> ".join(f"{r.name} ({r.kind})" for r in cfg.resources))
+          " -> ".join(f"{r.name} ({r.kind})" for r in cfg.resources) +
+          (f"; {warnings} warning(s)" if warnings else "") +
+          ("; deep: tools, scripts and devices found" if args.deep else ""))
     return ExitCode.OK
 
 
@@ -152,14 +202,20 @@ def run_plan(args) -> int:
 
     cfg = config_mod.load(args.config)
     _quiet_logging(cfg, args)
-    steps = Engine(cfg, make_runner(cfg, dry_run=True)).plan(args.role)
+    engine = Engine(cfg, make_runner(cfg, dry_run=True))
+    steps = engine.plan(args.role)
     print(f"plan for {args.role} on {cfg.node.name} "
           f"({'in order' if args.role == 'master' else 'in reverse order'}):")
     for i, step in enumerate(steps, 1):
         print(f"  {i}. {step}")
         for line in step.commands:
             print(f"       {line}")
-    return ExitCode.OK
+    if not engine.preview_stops:
+        return ExitCode.OK
+    # the walk would not get past this step as things are now: not a plan that completes
+    name, exc = engine.preview_stops[0]
+    print(f"hahooks: plan stops at {name}: {exc.one_line()}", file=sys.stderr)
+    return int(exc.exit_code)
 
 
 def read_history(path: str) -> list[dict]:
@@ -173,18 +229,29 @@ def read_history(path: str) -> list[dict]:
             continue
         t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
                                          "node": rec.get("node"), "start": rec.get("ts"),
-                                         "steps": [], "end": None, "ok": None})
+                                         "trigger": None, "steps": [], "actions": [],
+                                         "end": None, "ok": None, "superseded": False})
         event = rec.get("event")
-        if event == "step" or (event == "decision" and rec.get("step") == "skip"):
+        if event == "transition_start":
+            t["trigger"] = rec.get("source") or None
+        elif event == "step" or (event == "decision" and rec.get("step") == "skip"):
             t["steps"].append({"resource": rec.get("resource"), "step": rec.get("step"),
                                "ok": rec.get("ok", True), "duration": rec.get("duration", 0.0)})
+        elif event in ("demote", "fence") and "ok" in rec:
+            t["actions"].append({"event": event, "ok": rec["ok"], "message": rec.get("message")})
         elif event == "transition_end":
             t["end"] = rec.get("summary") or rec.get("message")
             t["ok"] = rec.get("ok")
             t["duration"] = rec.get("duration")
             if rec.get("superseded"):
-                t["end"], t["ok"] = "superseded by a newer desire", False
+                t["end"], t["ok"], t["superseded"] = "superseded by a newer desire", False, True
     return list(transitions.values())
+
+
+def _verdict(t: dict) -> str:
+    if t["superseded"]:
+        return "superseded"      # a newer request won: the walk stopped safely, not a failure
+    return "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
 
 
 def run_history(args) -> int:
@@ -198,13 +265,16 @@ def run_history(args) -> int:
     if args.json:
         print(json.dumps(transitions, indent=2))
         return ExitCode.OK
+    if not transitions:
+        print(f"no transitions recorded in {path}", file=sys.stderr)
     for t in transitions:
         took = t.get("duration")
         took = f"{took:.3f}s" if isinstance(took, (int, float)) else "-"
-        verdict = "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
-        print(f"{t['start']}  {t['id']}  {t['role']}  {verdict}  {took}: "
-              f"{t['end'] or '(no end record: killed?)'}")
+        print(f"{t['start']}  {t['id']}  {t['role']}  {_verdict(t)}  {took}  "
+              f"[{t['trigger'] or '-'}]: {t['end'] or '(no end record: killed?)'}")
         for s in t["steps"]:
             print(f"    {s['step']:<8} {s['resource']:<20} {'ok' if s['ok'] else 'FAILED':<6} "
                   f"{s['duration']:.3f}s")
+        for a in t["actions"]:
+            print(f"    {a['message']}")
     return ExitCode.OK

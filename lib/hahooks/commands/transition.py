@@ -67,15 +67,17 @@ def dry_run(cfg, role: str) -> int:
     from hahooks.transition import make_runner
 
     runner = make_runner(cfg, dry_run=True)
-    try:
-        Engine(cfg, runner).run(role)
-    except HahooksError as exc:
-        code, stopped = exc.exit_code, exc.one_line()
-    else:
-        code, stopped = ExitCode.OK, ""
+    # every record says dry_run (the JSON file), and none of its warnings reach syslog
+    with logs.context(dry_run=True):
+        try:
+            Engine(cfg, runner).run(role)
+        except HahooksError as exc:
+            code, stopped = exc.exit_code, exc.one_line()
+        else:
+            code, stopped = ExitCode.OK, ""
     for line in runner.planned:
         print(line)
-    if not runner.planned:
+    if not runner.planned and not stopped:   # a stopped walk says nothing about the stack
         print(f"nothing to do: every layer is already {'held' if role == 'master' else 'released'}")
     if stopped:
         print(f"dry-run stopped: {stopped}", file=sys.stderr)

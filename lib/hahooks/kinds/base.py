@@ -162,6 +162,7 @@ class Context:
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
         self._answers.clear()
+        self.runner.changes += 1
         if self.dry_run:
             self.runner.planned.append(f"would {description}")
             log.info("would %s", description, extra={"event": "effect", "dry_run": True})
