@@ -150,6 +150,17 @@ def _hint(key: str, known) -> str:
 
 
 def _check_permissions(path: str) -> None:
+    """Who could swap the config: the file and every directory up to / (OpenSSH
+    StrictModes, auth.c auth_secure_path(); safepath adds the sticky bit's protection)."""
+    from hahooks import safepath
+
+    try:
+        found = safepath.verify(os.path.abspath(path))
+    except safepath.UnsafePath as exc:
+        raise ConfigError(f"{exc.one_line()}; whoever can replace the config can make "
+                          "hahooks run anything") from None
+    if not found.exists:
+        raise ConfigError(f"{path}: config file not found")
     try:
         st = os.stat(path)
     except FileNotFoundError:
