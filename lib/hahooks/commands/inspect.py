@@ -16,7 +16,8 @@ STATUS_EPILOG = """\
 exit codes (monitoring-plugin style):
   0 OK        the stack is wholly held (master) or wholly released (slave), as desired
   1 WARNING   a layer is degraded, or a transition towards the desired role is running
-  2 CRITICAL  a layer is broken, half the stack is held, or the desired role was not reached
+  2 CRITICAL  a layer is broken, half the stack is held, the desired role was not reached,
+              or the state dir cannot be written (full, read-only)
   3 UNKNOWN   the config cannot be read, or a layer cannot be observed (tool missing)
 """
 
@@ -51,8 +52,11 @@ def _quiet_logging(cfg, args) -> None:
     logs.setup(node=cfg.node.name, stderr_level=max(stderr_level(args), logging.WARNING))
 
 
-def grade(observed, desire=None, in_progress: bool = False, done: dict | None = None) -> tuple:
-    """(code, summary, role) for observed [(spec, Observation)]. Pure: tests feed it."""
+def grade(observed, desire=None, in_progress: bool = False, done: dict | None = None,
+          state_problem: str | None = None) -> tuple:
+    """(code, summary, role) for observed [(spec, Observation)]. Pure: tests feed it.
+    state_problem: why the state dir cannot be written (the next transition would fail
+    before acting), which makes any stack CRITICAL."""
     from hahooks.kinds.base import State
 
     states = {o.state for _, o in observed}
@@ -88,6 +92,8 @@ def grade(observed, desire=None, in_progress: bool = False, done: dict | None = 
             summary += f", last transition failed: {done.get('message')}"
         else:
             summary += ", not converged"
+    if state_problem:
+        code, summary = CRITICAL, f"{state_problem}; {summary}"
     return code, summary, role
 
 
@@ -102,14 +108,18 @@ def evaluate(cfg) -> dict:
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
     desire, done, in_progress = None, None, False
+    state = StateDir(cfg.node.state_dir)
+    why = state.write_problem()
+    state_problem = (f"state dir {state.path} cannot be written ({why}): the next master "
+                     "or slave will fail before acting") if why else None
     try:
-        state = StateDir(cfg.node.state_dir)
         desire, done = state.desire(), state.done()
         in_progress = TransitionLock(state).held_elsewhere()
     except HahooksError:
         pass  # no readable state dir yet: judge the stack alone
-    code, summary, _ = grade(observed, desire, in_progress, done)
+    code, summary, _ = grade(observed, desire, in_progress, done, state_problem)
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
+            "state_dir_problem": state_problem,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
             else None, "in_progress": in_progress, "last": done, "layers": layers}
 
