@@ -211,7 +211,7 @@ def test_config_symlink_planted_in_a_sticky_dir_is_refused(tmp_path):
     nobody = pwd.getpwnam("nobody").pw_uid
     os.lchown(link, nobody, -1)
     _assert_refused(run_hahooks("check", "-c", link), str(link), None,
-                    f"{link} is a symlink and {link} is owned by uid {nobody}", tmp_path)
+                    f"the symlink {link} is owned by uid {nobody}", tmp_path)
 
 
 def test_missing_config_file(tmp_path):

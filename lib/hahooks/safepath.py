@@ -58,17 +58,23 @@ def replace_risk(dir_path: str, dir_st: os.stat_result, entry: str,
                  entry_st: os.stat_result | None) -> str | None:
     """Why another user could replace `entry` in the directory, or None if nobody can."""
     trusted = trusted_uids()
+    noun = f"the symlink {entry}" if entry_st and stat.S_ISLNK(entry_st.st_mode) else entry
     if dir_st.st_uid not in trusted:
-        return f"{dir_path} is owned by uid {dir_st.st_uid}, who can replace {entry}"
+        return f"{dir_path} is owned by uid {dir_st.st_uid}, who can replace {noun}"
     if not dir_st.st_mode & 0o022:
         return None
     if not dir_st.st_mode & stat.S_ISVTX:
         return (f"{dir_path} is writable by group or others without the sticky bit (mode "
-                f"{_mode(dir_st)}): anyone can replace {entry}")
+                f"{_mode(dir_st)}): anyone can replace {noun}")
     if entry_st is not None and entry_st.st_uid not in trusted:
-        return (f"{entry} is owned by uid {entry_st.st_uid} in the world-writable directory "
+        return (f"{noun} is owned by uid {entry_st.st_uid} in the world-writable directory "
                 f"{dir_path}: its owner can replace it")
     return None
+
+
+def _unsafe(path: str, reason: str) -> UnsafePath:
+    """One line that starts with the configured path, as every hahooks error does."""
+    return UnsafePath(f"{path}: {reason}")
 
 
 def verify(path: str, *, follow_final: bool = True, final_replaceable: bool = False) -> Verified:
@@ -105,7 +111,7 @@ def verify(path: str, *, follow_final: bool = True, final_replaceable: bool = Fa
             except FileNotFoundError:
                 risk = replace_risk(here, dir_st, entry, None)
                 if risk:
-                    raise UnsafePath(f"{path}: {risk}") from None
+                    raise _unsafe(path, risk) from None
                 return Verified(path, os.path.join(here, name, *todo), False)
             except OSError as exc:
                 raise UnsafePath(f"{path}: {entry}: {exc.strerror}") from None
@@ -113,11 +119,10 @@ def verify(path: str, *, follow_final: bool = True, final_replaceable: bool = Fa
             if stat.S_ISLNK(st.st_mode):
                 if final and not follow_final:
                     if risk and not final_replaceable:
-                        raise UnsafePath(f"{path}: {risk}")
+                        raise _unsafe(path, risk)
                     return Verified(path, entry, True)
                 if risk:
-                    raise UnsafePath(f"{path}: {entry} is a symlink and {risk}; refusing to "
-                                     "follow it")
+                    raise _unsafe(path, f"{risk}; refusing to follow it")
                 hops += 1
                 if hops > MAX_SYMLINKS:
                     raise UnsafePath(f"{path}: too many levels of symbolic links")
@@ -130,7 +135,7 @@ def verify(path: str, *, follow_final: bool = True, final_replaceable: bool = Fa
                     dir_st = os.fstat(fd)
                 continue
             if risk and not (final and final_replaceable):
-                raise UnsafePath(f"{path}: {risk}")
+                raise _unsafe(path, risk)
             if not final:
                 if not stat.S_ISDIR(st.st_mode):
                     raise UnsafePath(f"{path}: {entry} is not a directory")

@@ -150,6 +150,7 @@ def run_status(args) -> int:
 
 def run_check(args) -> int:
     cfg = config_mod.load(args.config)
+    config_mod.check_paths(cfg)
     print(f"{cfg.path}: ok: node {cfg.node.name} ({cfg.node.platform.name}), "
           f"{len(cfg.resources)} layer(s): " +
           " -> ".join(f"{r.name} ({r.kind})" for r in cfg.resources))
