@@ -91,6 +91,41 @@ def test_mountpoint_planted_as_symlink_by_nobody_is_refused(lab, write_config, t
             os.system(f"umount '{m.mountpoint}'")
 
 
+def test_mountpoint_planted_during_fsck_is_caught_before_the_mount(lab, write_config):
+    """The race: the mountpoint is absent when acquire starts (a sticky dir: fine, root
+    creates it) and nobody plants the symlink while fsck runs. The walk right before
+    the mount finds it; the old code mounted over the symlink's target."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="hahooks-race-")    # nobody must walk into it: 0755
+    try:
+        os.chmod(base, 0o755)
+        shared = sticky_dir(__import__("pathlib").Path(base) / "shared")
+        victim = os.path.join(base, "victim")
+        os.mkdir(victim)
+        mp = shared / "mnt"
+        fsck = os.path.join(base, "fsck")
+        with open(fsck, "w") as fh:
+            fh.write("#!/bin/sh\n"
+                     f"setpriv --reuid={nobody().pw_uid} --regid={nobody().pw_gid} "
+                     f"--clear-groups ln -s {victim} {mp} || exit 99\n"
+                     'exec /sbin/fsck "$@"\n')
+        os.chmod(fsck, 0o755)
+        dev = lab.image("race")
+        cfg = write_config(fs_resource("data", dev, str(mp), fstype="ext4", fsck="preen"),
+                           f'paths = {{ fsck = "{fsck}" }}\n')
+        r = run_hahooks("master", "-c", cfg)
+        assert os.path.islink(mp), r.stderr                # the plant happened mid-acquire
+        assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+        assert f"the symlink {mp} is owned by uid {nobody().pw_uid}" in one_line(r)
+        assert mounted_on(victim) == [] and mounted_on(mp) == []
+    finally:
+        for m in reversed([m for m in mounts.read() if m.mountpoint.startswith(base + "/")]):
+            os.system(f"umount '{m.mountpoint}'")           # the old code mounted
+        shutil.rmtree(base)
+
+
 def test_mountpoint_created_by_root_in_a_sticky_dir_is_used(lab, write_config, tmp_path):
     """The sticky bit protects root's own entry: acquire creates it and mounts there."""
     dev = lab.image("sticky-ok")
