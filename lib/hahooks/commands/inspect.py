@@ -30,7 +30,8 @@ def register(sub, common) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_status)
     p = sub.add_parser("check", parents=[common], help="validate the config (exit 6 if bad)",
-                       epilog="exit codes: 0 valid, 6 invalid or missing (one line on stderr: "
+                       epilog="exit codes: 0 valid, 6 invalid, missing, or naming a path another "
+                       "user could redirect (one line on stderr: "
                        "file:line: what is wrong)")
     p.set_defaults(func=run_check)
     p = sub.add_parser("plan", parents=[common], help="what master or slave would do now")
