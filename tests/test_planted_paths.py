@@ -227,3 +227,29 @@ def test_pidfile_in_a_protected_run_dir_still_works(write_config, tmp_path, mode
     cfg = write_config(service_resource(pidfile, "true"))
     r = run_hahooks("status", "-c", cfg)
     assert "held" in r.stdout and f"pid {os.getpid()} running" in r.stdout, r.stdout
+
+
+# -- command state files -----------------------------------------------------------------
+
+def test_command_state_file_in_a_world_writable_dir_is_refused(write_config, tmp_path):
+    """root creates and removes state_file: in a dir anyone can write, another user decides
+    what it is (and so whether the layer looks held)."""
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    trace = tmp_path / "trace"
+    cfg = write_config(f"""\
+[[resource]]
+name = "cmd"
+kind = "command"
+acquire = ["sh", "-c", "echo acquired >> {trace}"]
+release = ["true"]
+state_file = "{open_dir / 'held'}"
+""")
+    r = run_hahooks("master", "-c", cfg)
+    assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+    assert "without the sticky bit" in one_line(r)
+    assert not trace.exists() and not os.path.lexists(open_dir / "held")
+    r = run_hahooks("check", "-c", cfg)
+    assert r.returncode == 6 and f"{cfg}:12: resource 'cmd': state_file: " in one_line(r), \
+        r.stderr
