@@ -96,8 +96,10 @@ def test_export_stops_the_processes_holding_a_dataset(zlab):
         a.popen(["sh", "-c", f"cd {mp}/sub && exec sleep 600"]),        # cwd in a dataset
         a.popen([sys.executable, "-c", textwrap.dedent(HOLD_FILE).format(
             path=f"{mp}/file", ready=ready + "1")]),
-        a.popen([sys.executable, "-c", textwrap.dedent(HOLD_IGNORING_TERM).format(
-            ready=ready + "2")], cwd=mp),
+        # cd inside the node: nsenter --wd opens the directory before entering the node's
+        # mount namespace, which would leave it on the host's directory under the mount
+        a.popen(["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", mp, sys.executable, "-c",
+                 textwrap.dedent(HOLD_IGNORING_TERM).format(ready=ready + "2")]),
     ]
     bystander = a.popen(["sh", "-c", f"cd {os.path.dirname(mp)} && exec sleep 600"])
     from hahooks import waits

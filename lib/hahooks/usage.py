@@ -73,16 +73,22 @@ def _title(pid: int) -> str:
 def hidden_mounts(devs: set[int], match=None) -> list[str]:
     """Mounts of `devs` (or, with match(Mount) -> bool, of whatever it accepts) in mount
     namespaces other than this process's own, one phrase each."""
+    return _mounts(devs, match)[1]
+
+
+def _mounts(devs: set[int], match=None) -> tuple[bool, list[str]]:
+    """(mounted in this namespace, phrases for the mounts in the others)."""
     if not devs and match is None:
-        return []
-    own, found = mounts.own_namespace(), []
+        return False, []
+    own, here, found = mounts.own_namespace(), False, []
     for ns, pid, table in mounts.namespaces() if own else ():
-        if ns == own:
-            continue
         hits = [m for m in table if (m.dev in devs if match is None else match(m))]
+        if ns == own:
+            here = here or bool(hits)
+            continue
         found += [f"mounted on {m.mountpoint} in mount namespace {ns} "
                   f"(pid {pid}: {_title(pid)})" for m in hits]
-    return found
+    return here, found
 
 
 def _stacked(devs: set[int]) -> tuple[list[str], list[str]]:
@@ -111,9 +117,9 @@ def elsewhere(devs: set[int]) -> list[str]:
     scan): `status` asks it."""
     if not devs:
         return []
-    found = hidden_mounts(devs)
+    here, found = _mounts(devs)
     held, active = _stacked(devs)
-    if active and not found:
+    if active and not found and not here:
         found += [f"{a} is still active with no mount in any mount namespace (lazily "
                   "unmounted with `umount -l` while in use)" for a in active]
     return found + held
