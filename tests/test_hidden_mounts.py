@@ -159,3 +159,36 @@ def test_acquire_refuses_a_device_mounted_in_another_namespace(lab, write_config
     run_hahooks("master", "-c", cfg, check=0)
     assert is_mounted(mp)
     run_hahooks("slave", "-c", cfg, check=0)
+
+
+def test_parallel_group_names_the_holder_of_a_lazily_detached_member(lab, write_config,
+                                                                     tmp_path):
+    """In a group released together the holder of a lazily detached member is found by the
+    group's one shared /proc pass; the other member is released, the layer below the group
+    is not. Fails on the old code (the detached member counted as released, so `below`
+    was released too)."""
+    from hahooks.errors import UnsafeToRelease
+    import pytest
+    from storage_helpers import engine
+
+    mps = {name: str(tmp_path / "mnt" / name) for name in ("la", "lb")}
+    body = "".join(fs_resource(name, lab.image(name, size_mb=16), mp, parallel="g",
+                               fstype="ext4") + "\n" for name, mp in mps.items())
+    marker = str(tmp_path / "below-held")
+    cfg = write_config("[[resource]]\nname = \"below\"\nkind = \"command\"\n"
+                       "acquire = [\"true\"]\nrelease = [\"true\"]\n"
+                       f"state_file = \"{marker}\"\n\n" + body)
+    eng, _ = engine(cfg)
+    eng.run("master")
+    ready = str(tmp_path / "ready")
+    holder = lab.spawn(HOLD_FILE.format(path=f"{mps['la']}/log", ready=ready), ready=ready)
+    sh("umount", "-l", mps["la"])
+    with pytest.raises(UnsafeToRelease) as err:
+        eng.run("slave")
+    assert "release la failed" in str(err.value) and f"pid {holder.pid}" in str(err.value)
+    assert not is_mounted(mps["lb"]) and os.path.exists(marker)
+    assert [s.scans for s in eng.holder_scans] == [1]
+    end(holder)
+    eng, _ = engine(cfg)
+    eng.run("slave")
+    assert not os.path.exists(marker)

@@ -1,6 +1,8 @@
 """Does anything on this machine still use a device where our own mount table cannot show
 it? The proof a filesystem release gives before the layer below it goes, and the check
-behind acquire's "not mounted elsewhere" (docs/reference/lab.md; issue 17).
+behind acquire's "not mounted elsewhere" (issue 17). A private mount namespace keeps a copy
+of every mount it was made with, for as long as it lives (docs/reference/lab.md; Linux
+fs/namespace.c copy_mnt_ns()), and an unmount in ours does not reach it.
 
 Linux: a mount is per mount namespace, so /proc/self/mountinfo is not the machine. Three
 places show what it hides, all matched by device number (major:minor), never by path:
@@ -20,8 +22,9 @@ image inode, each through its own device path).
 FreeBSD has no mount namespaces (jails' mounts are in the host's `mount -p`) and no lazy
 unmount (`umount -f` forces), so its own table is the whole proof there; what a process
 holds is what fstat(1) / `fuser -c` report, which psutil reads from the same kinfo_file
-sysctl (procs.holders). Which one applies follows the running kernel, as mounts.read does.
-"""
+sysctl (procs.holders; docs/reference/python-deps.md §2; usr.bin/fstat/fstat.c
+procstat_getfiles()). Which one applies follows the running kernel, as mounts.read does,
+not the configured platform (platforms.py)."""
 from __future__ import annotations
 
 import glob
