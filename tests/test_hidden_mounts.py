@@ -19,6 +19,8 @@ import time
 from conftest import require_tool, run_hahooks
 from storage_helpers import (HOLD_FILE, alive, fs_resource, is_mounted, lab, sh)  # noqa: F401
 
+from hahooks import mounts, usage
+
 
 def below_and_fs(write_config, tmp_path, device, mountpoint, **params) -> tuple[str, str]:
     """A config with a `command` layer below the filesystem (held = its state file exists):
@@ -192,3 +194,21 @@ def test_parallel_group_names_the_holder_of_a_lazily_detached_member(lab, write_
     eng, _ = engine(cfg)
     eng.run("slave")
     assert not os.path.exists(marker)
+
+
+def test_a_file_device_is_matched_through_its_own_path_only(lab, tmp_path):
+    """Two simulated nodes on one machine show one image through two hard links (each
+    node's device path): a loop device set up by mounting one link belongs to that node's
+    device, not to the other's, though the inode is the same."""
+    image = image_file(tmp_path, "shared")
+    ours, peers = str(tmp_path / "ours-dev"), str(tmp_path / "peers-dev")
+    os.link(image, ours)
+    os.link(image, peers)
+    mp = tmp_path / "peer-mnt"
+    mp.mkdir()
+    sh("mount", peers, mp)                     # Lab.close unmounts it (under tmp_path)
+    loop = mounts.at(mounts.read(), str(mp)).source
+    assert usage.device_numbers(peers) == {os.stat(loop).st_rdev}
+    assert usage.device_numbers(ours) == set()
+    assert usage.elsewhere(usage.device_numbers(ours)) == []
+    sh("umount", mp)
