@@ -1,14 +1,16 @@
 """Does anything on this machine still use a device where our own mount table cannot show
 it? The proof a filesystem release gives before the layer below it goes, and the check
-behind acquire's "not mounted elsewhere" (issue 17). A private mount namespace keeps a copy
-of every mount it was made with, for as long as it lives (docs/reference/lab.md; Linux
-fs/namespace.c copy_mnt_ns()), and an unmount in ours does not reach it.
+behind acquire's "not mounted elsewhere" (issue 17). A mount namespace starts with a copy
+of every mount (Linux fs/namespace.c copy_mnt_ns()); a private copy (`unshare -m`, whose
+default is --propagation private; a container) lives as long as the namespace
+(docs/reference/lab.md) and an unmount here does not reach it. A slave copy (systemd's
+PrivateMounts=, PrivateTmp=) receives our unmount and goes with it.
 
 Linux: a mount is per mount namespace, so /proc/self/mountinfo is not the machine. Three
 places show what it hides, all matched by device number (major:minor), never by path:
   - every mount namespace's table (/proc/PID/mountinfo, one read per namespace): a copy
-    made by `unshare -m`, a container, a systemd unit with PrivateMounts=, or a bind mount
-    of a subdirectory at another path;
+    made by `unshare -m` or a container, or a bind mount of a subdirectory at another path
+    (a copy that was remounted private, or bound elsewhere, inside a systemd unit too);
   - /sys/fs/<type>/<device name>: the filesystem driver's entry for a mounted superblock
     (ext4, xfs, f2fs: fs/ext4/sysfs.c ext4_register_sysfs()). It outlives every mount
     when a lazily detached mount (`umount -l`) still has a file open, and is the only
