@@ -212,3 +212,23 @@ def test_a_file_device_is_matched_through_its_own_path_only(lab, tmp_path):
     assert usage.device_numbers(ours) == set()
     assert usage.elsewhere(usage.device_numbers(ours)) == []
     sh("umount", mp)
+
+
+def test_acquire_refuses_a_lazily_detached_filesystem_still_in_use(lab, write_config,
+                                                                   tmp_path):
+    """Mounting it again would share the superblock a process still writes through the
+    detached mount. Fails on the old code (it mounted)."""
+    dev = lab.image("relazy")
+    mp = str(tmp_path / "mnt")
+    cfg, _ = below_and_fs(write_config, tmp_path, dev, mp)
+    run_hahooks("master", "-c", cfg, check=0)
+    ready = str(tmp_path / "ready")
+    holder = lab.spawn(HOLD_FILE.format(path=f"{mp}/log", ready=ready), ready=ready)
+    sh("umount", "-l", mp)
+    out = run_hahooks("master", "-c", cfg)
+    assert out.returncode != 0 and f"pid {holder.pid}" in out.stderr, out.stderr
+    assert not is_mounted(mp)
+    end(holder)
+    run_hahooks("master", "-c", cfg, check=0)
+    assert is_mounted(mp)
+    run_hahooks("slave", "-c", cfg, check=0)
