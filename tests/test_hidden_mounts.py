@@ -76,6 +76,19 @@ def image_file(tmp_path, name: str) -> str:
     return path
 
 
+def held_then_lazily_detached(lab, write_config, tmp_path, name: str):
+    """`master` mounts a fresh ext4, a child process opens a file on it, then `umount -l`
+    takes the mount out of every table: (config, below's marker, mountpoint, holder)."""
+    mp = str(tmp_path / "mnt")
+    cfg, marker = below_and_fs(write_config, tmp_path, lab.image(name), mp)
+    run_hahooks("master", "-c", cfg, check=0)
+    ready = str(tmp_path / "ready")
+    holder = lab.spawn(HOLD_FILE.format(path=f"{mp}/log", ready=ready), ready=ready)
+    sh("umount", "-l", mp)
+    assert not is_mounted(mp)
+    return cfg, marker, mp, holder
+
+
 def test_mount_copy_in_another_namespace_stops_release_and_names_it(lab, write_config,
                                                                     tmp_path):
     """Fails on the old code: `slave` saw nothing in its own table and released `below`."""
@@ -124,14 +137,7 @@ def test_lazily_detached_mount_with_an_open_file_stops_release(lab, write_config
     """`umount -l` took the mount out of every table while a process still writes a file
     on it: found by the device number of its open file. Fails on the old code (`slave`
     saw the layer released and released `below`)."""
-    dev = lab.image("lazy")
-    mp = str(tmp_path / "mnt")
-    cfg, marker = below_and_fs(write_config, tmp_path, dev, mp)
-    run_hahooks("master", "-c", cfg, check=0)
-    ready = str(tmp_path / "ready")
-    holder = lab.spawn(HOLD_FILE.format(path=f"{mp}/log", ready=ready), ready=ready)
-    sh("umount", "-l", mp)
-    assert not is_mounted(mp)
+    cfg, marker, mp, holder = held_then_lazily_detached(lab, write_config, tmp_path, "lazy")
     out = run_hahooks("slave", "-c", cfg)
     assert out.returncode != 0, out.stderr
     assert f"pid {holder.pid}" in out.stderr, out.stderr
@@ -218,13 +224,7 @@ def test_acquire_refuses_a_lazily_detached_filesystem_still_in_use(lab, write_co
                                                                    tmp_path):
     """Mounting it again would share the superblock a process still writes through the
     detached mount. Fails on the old code (it mounted)."""
-    dev = lab.image("relazy")
-    mp = str(tmp_path / "mnt")
-    cfg, _ = below_and_fs(write_config, tmp_path, dev, mp)
-    run_hahooks("master", "-c", cfg, check=0)
-    ready = str(tmp_path / "ready")
-    holder = lab.spawn(HOLD_FILE.format(path=f"{mp}/log", ready=ready), ready=ready)
-    sh("umount", "-l", mp)
+    cfg, _, mp, holder = held_then_lazily_detached(lab, write_config, tmp_path, "relazy")
     out = run_hahooks("master", "-c", cfg)
     assert out.returncode != 0 and f"pid {holder.pid}" in out.stderr, out.stderr
     assert not is_mounted(mp)
