@@ -1,7 +1,10 @@
 """FreeBSD vs Linux differences: command search dirs, syslog socket, default paths.
 
 Tests force the FreeBSD path on Linux with `node.platform = "freebsd"` (or
-HAHOOKS_PLATFORM), so the FreeBSD command forms run in CI against the simulator.
+HAHOOKS_PLATFORM), so the FreeBSD command forms run in CI against the simulator. What the
+kernel offers is not configured here: the mount table (mounts.read: mountinfo or `mount
+-p`) and the proof that nothing else uses a device (usage.py: mount namespaces and lazy
+unmounts exist only on Linux) follow the running kernel.
 """
 from __future__ import annotations
 

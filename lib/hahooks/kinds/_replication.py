@@ -83,10 +83,20 @@ def _loop_users(devices: list[str], mounted: set[str]) -> list[str]:
 
 def refuse_if_used(ctx, devices: list[str], action: str) -> None:
     """Refuse `action` while a layer above still uses one of `devices` (the engine releases
-    top-down; this double-check protects against a stack edited or a manual mount). A loop
-    device left by an unmount gets LOOP_SETTLE seconds to detach itself."""
+    top-down; this double-check protects against a stack edited or a manual mount, here or
+    in another mount namespace: usage.elsewhere). A loop device left by an unmount gets
+    LOOP_SETTLE seconds to detach itself."""
     if ctx.dry_run:
         return
+    from hahooks import usage
+
+    # uses this mount table cannot show (another mount namespace, a lazily detached mount):
+    # no loop device settles them, and the refusal names the namespace and its process
+    hidden = [f"{dev} is {use}" if use.startswith("mounted") else f"{dev}: {use}"
+              for dev in devices for use in usage.elsewhere(usage.device_numbers(dev))]
+    if hidden:
+        raise Refused(f"refusing to {action}: " + "; ".join(hidden) +
+                      " (release the layers above first)")
     reasons = users_of(ctx, devices)
     if reasons and all(LOOP_ATTACHED in r for r in reasons):
         try:
