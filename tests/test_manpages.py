@@ -33,7 +33,7 @@ def test_check_mode_reports_a_stale_page(tmp_path):
 
 def test_pages_cover_every_command_and_kind():
     eight = manpages.render_hahooks_8()
-    for command in ("master", "slave", "status", "check", "render",
+    for command in ("master", "slave", "status", "check", "install\\-wiring", "render",
                     "devd\\-event", "heartbeat"):
         assert f".SS {command}\n" in eight, command
     assert ".SS worker\n" not in eight                       # hidden from --help: not here
