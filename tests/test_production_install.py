@@ -23,25 +23,30 @@ DRILL_AND_TEST_PACKAGES = {"pytest", "hypothesis", "mfusepy"}
 MINIMAL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"       # what devd and Heartbeat give a hook
 
 
+def install_production(top: str, **env_extra) -> tuple[str, str]:
+    """Run scripts/install-production into top/venv, wiring under top/usr/local."""
+    require_root()
+    require(os.access("/usr/bin/python3", os.X_OK), "/usr/bin/python3")
+    os.chmod(top, 0o755)
+    venv, prefix = os.path.join(top, "venv"), os.path.join(top, "usr", "local")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(HAHOOKS_VENV=venv, PYTHON="/usr/bin/python3", PATH=MINIMAL_PATH, **env_extra)
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "install-production"),
+                           "--platform", "freebsd", "--prefix", prefix],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "install-production: ok (hahooks " in proc.stdout
+    return venv, prefix
+
+
 @pytest.fixture(scope="module")
 def production():
     """(venv, prefix) of one production install into a world-readable temp dir (ocf-tester
     runs meta-data as nobody)."""
-    require_root()
-    require(os.access("/usr/bin/python3", os.X_OK), "/usr/bin/python3")
     top = tempfile.mkdtemp(prefix="hahooks-prod-")
     try:
-        os.chmod(top, 0o755)
-        venv, prefix = os.path.join(top, "venv"), os.path.join(top, "usr", "local")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-        env.update(HAHOOKS_VENV=venv, PYTHON="/usr/bin/python3", PATH=MINIMAL_PATH)
-        proc = subprocess.run([os.path.join(ROOT, "scripts", "install-production"),
-                               "--platform", "freebsd", "--prefix", prefix],
-                              capture_output=True, text=True, env=env, timeout=900)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "install-production: ok (hahooks " in proc.stdout
-        yield venv, prefix
+        yield install_production(top)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -139,3 +144,32 @@ def test_heartbeat_script_runs_status(production, write_config, tmp_path):
     proc = subprocess.run([hook, "/dev/nonexistent", str(tmp_path / "mnt"), "status"],
                           capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.stdout.strip() == "stopped"
+
+
+def test_against_debian_packages_without_the_index(tmp_path):
+    """HAHOOKS_SYSTEM_DEPS=1: sh, psutil and python-json-logger are Debian 12's own
+    (the floors), nothing comes from the package index, and hahooks works with them."""
+    require(subprocess.run(["/usr/bin/python3", "-c", "import sh, psutil, pythonjsonlogger"],
+                           capture_output=True).returncode == 0,
+            "python3-sh, python3-psutil, python3-pythonjsonlogger")
+    top = tempfile.mkdtemp(prefix="hahooks-prod-sys-")
+    try:
+        venv, prefix = install_production(top, HAHOOKS_SYSTEM_DEPS="1", PIP_NO_INDEX="1")
+        python = os.path.join(venv, "bin", "python")
+        proc = subprocess.run([python, "-c", "import sh, psutil, pythonjsonlogger, hahooks; "
+                               "print(sh.__file__, psutil.__file__, hahooks.__file__)"],
+                              capture_output=True, text=True, env=clean_env(), cwd="/")
+        sh_file, psutil_file, hahooks_file = proc.stdout.split()
+        assert sh_file.startswith("/usr/lib/python3/dist-packages/")
+        assert psutil_file.startswith("/usr/lib/python3/dist-packages/")
+        assert hahooks_file.startswith(venv + "/")
+        cfg = tmp_path / "c.toml"
+        shutil.copy(os.path.join(ROOT, "examples", "command-stack.toml"), cfg)
+        os.chmod(cfg, 0o600)
+        hahooks = os.path.join(prefix, "sbin", "hahooks")
+        for args in (["check", "-c", str(cfg)], ["plan", "master", "-c", str(cfg)]):
+            proc = subprocess.run([hahooks, *args], capture_output=True, text=True,
+                                  env=clean_env(), cwd="/", timeout=60)
+            assert proc.returncode == 0, (args, proc.stderr)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
