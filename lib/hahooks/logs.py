@@ -105,7 +105,8 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
 def _json_formatter():
     # python-json-logger >= 3.1 has the formatter in .json; 2.x (Debian 12 ships 2.0.1, the
     # FreeBSD port 2.0.4) only in .jsonlogger, and takes the fields as a %-format string
-    # alone (3.1+ also takes a list), so the string form serves both.
+    # alone (3.1+ also takes a list), so the string form serves both
+    # (docs/reference/python-deps.md §4).
     try:
         from pythonjsonlogger.json import JsonFormatter
     except ImportError:

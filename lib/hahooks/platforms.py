@@ -91,8 +91,8 @@ WIRING_LAYOUTS = {
                           heartbeat="/etc/ha.d/resource.d", devd=None,
                           man="{prefix}/share/man",
                           manifest="{prefix}/share/hahooks/installed-wiring.json"),
-    # FreeBSD: everything from ports lives under LOCALBASE, devd reads
-    # /usr/local/etc/devd/*.conf (/etc/devd.conf: directory "/usr/local/etc/devd")
+    # FreeBSD: everything from ports lives under LOCALBASE; devd also reads the files in
+    # /usr/local/etc/devd (sbin/devd/devd.conf, options { directory "/usr/local/etc/devd" })
     "freebsd": WiringLayout(sbin="{prefix}/sbin", libexec="{prefix}/libexec/hahooks",
                             ocf="{prefix}/lib/ocf/resource.d/hahooks",
                             heartbeat="{prefix}/etc/ha.d/resource.d",

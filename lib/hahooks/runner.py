@@ -253,7 +253,8 @@ def _sh_group_options(version: str) -> dict:
     group), by sh's major version. sh >= 2 needs `_new_group` (2.0 turned the default
     `_new_session` off) and `_return_cmd`. sh 1.x (Debian 12, the FreeBSD ports: 1.14.2)
     starts every child in a new session, hence its own group, and knows neither option:
-    it would pass them on to the command as `--new-group --return-cmd`."""
+    it would pass them on to the command as `--new-group --return-cmd`
+    (docs/reference/python-deps.md §4)."""
     if int(version.split(".", 1)[0]) >= 2:
         return {"_new_group": True, "_return_cmd": True}
     return {"_new_session": True}
