@@ -140,15 +140,17 @@ def render_hahooks_toml_5() -> str:
                 "services) and an optional [wiring] table. `hahooks check` validates it; "
                 "errors name file:line. The file must be owned by root and not writable by "
                 "group or others."),
+            ".PP", roff("Durations are written \"500ms\", \"30s\", \"2m\" or \"1h\" (a bare "
+                        "number is seconds). docs/config.md in the source has examples."),
             ".SH NODE", roff("Keys of the [node] table.")]
     out += _fields(config.NODE_FIELDS)
     out += [".SH RESOURCES", roff("Keys every [[resource]] table has, whatever its kind.")]
     out += _fields(config.RESOURCE_COMMON)
     for name in kinds.names():
-        cls = kinds.get(name)
-        doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
-        out += [f'.SS kind = "{roff(name)}"', roff(" ".join(doc.split()))]
-        out += _fields(cls.PARAMS)
+        # the keys only: a kind's docstring speaks to developers (and would make every
+        # comment edit a man page change)
+        out += [f'.SS kind = "{roff(name)}"']
+        out += _fields(kinds.get(name).PARAMS)
     out += [".SH WIRING", roff("Keys of the optional [wiring] table.")]
     out += _fields(config.WIRING_FIELDS)
     out += [".SH SEE ALSO", "hahooks(8)"]
