@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_hahooks
+from conftest import ROOT, run_hahooks
 
 FREEBSD_FILES = ["sbin/hahooks", *(f"libexec/hahooks/{h}" for h in (
     "import-pool", "master", "mount", "slave", "ucarp-down", "ucarp-up")),
@@ -147,3 +147,28 @@ def test_linux_layout_has_no_devd_and_uses_the_daemons_dirs(tmp_path):
 def test_relative_paths_are_refused(args):
     proc = run_hahooks("install-wiring", *args, "--dry-run")
     assert proc.returncode == 2 and "must be an absolute path" in proc.stderr
+
+
+def test_warns_when_the_interpreter_cannot_import_hahooks(tmp_path):
+    """Run from a checkout (PYTHONPATH=lib) by a python without hahooks installed, the
+    entry points it bakes in would not work: say so."""
+    python = tmp_path / "venv" / "bin" / "python"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "lib")}
+    proc = subprocess.run([str(python), "-m", "hahooks", "install-wiring", "--platform",
+                           "freebsd", "--prefix", str(tmp_path / "usr")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot import sh psutil pythonjsonlogger without PYTHONPATH" in proc.stderr
+    # hahooks on PYTHONPATH only, its dependencies installed (Debian's python3-sh, ...)
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import sh, psutil, pythonjsonlogger"],
+                           capture_output=True)
+    if probe.returncode == 0:
+        proc = subprocess.run(["/usr/bin/python3", "-m", "hahooks", "install-wiring",
+                               "--platform", "freebsd", "--prefix", str(tmp_path / "usr")],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "/usr/bin/python3 cannot import hahooks without PYTHONPATH" in proc.stderr
+    # the interpreter of the test run has everything: no warning
+    assert "warning" not in install(tmp_path / "usr").stderr

@@ -22,6 +22,7 @@ from hahooks.errors import PermissionProblem, UsageError
 
 DEVD_EXAMPLE = "hahooks-carp.conf"
 _SHIPPED_HAHOOKS = "/usr/local/sbin/hahooks"     # the path the shipped devd rules name
+DEPENDENCIES = ("sh", "psutil", "pythonjsonlogger")
 
 
 @dataclasses.dataclass
@@ -200,7 +201,32 @@ def install(layout, *, root: str, interpreter: str, config_path: str | None,
         out(f"install-wiring: nothing to change ({len(entries)} entries already in place)")
     elif dry_run:
         out("install-wiring: dry run, nothing changed")
+    problem = importable_without_pythonpath(interpreter)
+    if problem:
+        print(f"install-wiring: warning: {interpreter} cannot import {problem} without "
+              "PYTHONPATH: the OCF agent will exit 5 (install hahooks into that interpreter, "
+              "e.g. scripts/install-production)", file=sys.stderr)
     return 0
+
+
+def importable_without_pythonpath(interpreter: str) -> str | None:
+    """What the baked-in interpreter cannot import as a daemon runs it (-I: no PYTHONPATH,
+    no current directory), or None. Run from a checkout with PYTHONPATH=lib, the installed
+    entry points would not find hahooks."""
+    import importlib.util
+
+    from hahooks.runner import Runner
+
+    missing = [n for n in DEPENDENCIES if importlib.util.find_spec(n) is None]
+    if missing:         # not even here, so the runner (sh) cannot ask either
+        return " ".join(missing)
+    code = ("import importlib.util as u\n"
+            f"print(' '.join(n for n in {('hahooks', *DEPENDENCIES)!r} if not u.find_spec(n)))")
+    result = Runner().run([interpreter, "-I", "-c", code], readonly=True, check=False,
+                          timeout=60)
+    if not result.ok:
+        return f"anything (exit {result.exit_code})"
+    return result.stdout.strip() or None
 
 
 def uninstall(layout, *, root: str, dry_run: bool, out=print) -> int:
