@@ -142,3 +142,14 @@ def test_debian_logrotate_snippet_rotates_the_log(tmp_path):
     assert (tmp_path / "hahooks.jsonl.1").read_text() == '{"message": "one"}\n'
     assert log.exists() and log.read_text() == ""               # created afresh
     assert os.stat(log).st_mode & 0o777 == 0o640
+
+
+def test_wheel_built_from_the_sdist_carries_the_wiring(built, tmp_path):
+    """A port or a Debian source package builds from the sdist, not from git."""
+    _, sdist = built
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(sdist),
+                    "-w", str(tmp_path)], check=True, timeout=600)
+    wheel, = tmp_path.glob("hahooks-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    assert {f"hahooks/_wiring/{d}/{n}" for d, n in WIRING} <= names
