@@ -148,8 +148,9 @@ def sandbox(tmp_path):
 
 @contextlib.contextmanager
 def mounted_in(c: SandboxCluster, node: str, device: str, mountpoint):
-    """A fresh ext4 on `device`, mounted inside `node` for the with-block."""
-    subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
+    """A fresh ext4 on `device`, mounted inside `node` for the with-block. mkfs runs in the
+    node too: a HAST device is a file of the node's blockio mount, seen in its namespace."""
+    assert c.run(node, "mkfs.ext4", "-q", "-F", device).returncode == 0
     os.makedirs(mountpoint, exist_ok=True)
     assert c.run(node, "mount", device, str(mountpoint)).returncode == 0
     try:

@@ -321,8 +321,11 @@ def seed003(tmp_path, world, lab):
     # the seed's one-time set-up, on nodea: primary, zpool create, export, secondary
     c.run("nodea", "hastctl", "role", "primary", *disks)
     from hahooks import waits
-    waits.wait_for(lambda: all(os.path.exists(c.dev("nodea", "hast", d)) for d in disks), 10,
-                   "HAST devices on nodea")
+    # the devices live in nodea's blockio mount: look from inside nodea
+    waits.wait_for(lambda: c.run("nodea", "test", "-e", c.dev("nodea", "hast", disks[-1]),
+                                 *[a for d in disks[:-1] for a in
+                                   ("-a", "-e", c.dev("nodea", "hast", d))]).returncode == 0,
+                   10, "HAST devices on nodea")
     made = c.run("nodea", "zpool", "create", "-m", mnt, pool, "raidz1",
                  *[c.dev("nodea", "hast", d) for d in disks])
     assert made.returncode == 0, made.stderr
@@ -364,9 +367,17 @@ def test_seed003_hast_zfs_failover_refusal_and_crash(tmp_path, sandbox):
     c.hh("nodeb", "master", check=0)
     assert c.run("nodeb", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
 
-    # nodeb's power fails: nodea takes over (the hast layer is exclusive: import -f)
+    # nodeb's power fails: its secondary workers on nodea linger 2 * HAST_KEEPALIVE (no
+    # proof nodeb left primary), so nodea fences nodeb, then takes over; the new primary's
+    # I/O stalls while it tries to reach the dead peer (hast_peer_primary_wait, shortened)
+    world.configure(hast_peer_primary_wait=3.0)
+    marker = tmp_path / "fenced"
+    c.write("nodea", layer("hast", "hast", resources=disks, secondary_wait="1s") +
+            layer("zhast", "zpool", pool=pool, import_dirs=[c.dev("nodea", "hast")]),
+            node_extra=f'fence = ["/bin/sh", "-c", "echo nodeb >> {marker}"]\n')
     c.crash("nodeb")
     c.hh("nodea", "master", check=0)
+    assert marker.read_text() == "nodeb\n"
     assert c.run("nodea", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
     st = c.hh("nodea", "status")
     assert st.returncode == 1 and "degraded" in st.stdout, st.stdout

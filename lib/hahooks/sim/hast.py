@@ -11,7 +11,7 @@ import sys
 import time
 
 from hahooks.sim import checks, hastd
-from hahooks.sim.state import connected, node_state, unlink_device
+from hahooks.sim.state import connected, node_state
 from hahooks.sim.util import Usage, getopt, humanize_number
 
 EX_USAGE, EX_OSERR = 64, 71
@@ -202,6 +202,7 @@ def set_role(ctx, role: str, names: list[str]) -> int:
                 leaving.append(name)
             r["role"][ctx.node] = role
             r["gen"][ctx.node] = r["gen"].get(ctx.node, 0) + 1
+            r.get("secondary_until", {}).pop(ctx.node, None)
             if role == "primary":
                 become_primary(ctx, st, r, name)
     hastd.kick_all(ctx.store)
@@ -210,25 +211,27 @@ def set_role(ctx, role: str, names: list[str]) -> int:
 
 
 def become_primary(ctx, st: dict, r: dict, name: str) -> None:
+    """hastctl returns at once; the worker (hastd.py) creates the device and, before its I/O
+    flows, waits for the peer (sbin/hastd/primary.c hastd_primary(), init_remote()):
+    - the connected peer is primary: it answers "Remote node acts as primary ..." with the
+      wait flag, and the worker waits up to `timeout` for it to become secondary;
+    - the peer is down or cut off (no TCP reset): proto_connect_wait(conn, hr_timeout)
+      blocks up to the same timeout. A peer that is up without hastd refuses at once."""
     now = time.time()
     peer = peer_of(r, ctx.node)
     delay = st["settings"]["hast_device_delay"] if r.get("device_delay") is None \
         else r["device_delay"]
-    r.setdefault("peer_wait", {}).pop(ctx.node, None)
-    if peer and r["role"].get(peer) == "primary" and st["nodes"][peer]["up"]:
-        if connected(st, ctx.node, peer):
-            # §7.6: the peer answers "Remote node acts as primary ..." with the wait flag; the
-            # new worker logs "Waiting for remote node to become secondary for 20s." and
-            # starts (device, writes) only once the peer left primary, or "anyway" when the
-            # wait ends: then both run primary. hastd.py records that moment.
-            r["peer_wait"][ctx.node] = {"until": now + st["settings"]["hast_peer_primary_wait"],
-                                        "gen": r["gen"][ctx.node]}
-        else:
-            # nobody to ask: this node starts primary at once beside the other
-            ctx.violation("two_hast_primaries",
-                          f"HAST resource {name}: {ctx.node} became primary while {peer} is "
-                          "still primary and not connected (hastctl exits 0; both run "
-                          "degraded, freebsd-tools.md §7.6)", resource=name)
+    waits = r.setdefault("peer_wait", {})
+    waits.pop(ctx.node, None)
+    why = None
+    if peer and connected(st, ctx.node, peer):
+        if r["role"].get(peer) == "primary" and st["nodes"][peer].get("hastd") == "running":
+            why = "primary"
+    elif peer:
+        why = "connect"
+    if why:
+        waits[ctx.node] = {"why": why, "gen": r["gen"][ctx.node],
+                           "until": now + st["settings"]["hast_peer_primary_wait"]}
     r["device_due"][ctx.node] = now + delay
     r["primary_since"][ctx.node] = now
 
@@ -239,9 +242,10 @@ def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/hast/{name} destroyed while in use: {', '.join(used)} "
-                          "(freebsd-tools.md §7.8: role change force-destroys the device)",
+                          "(docs/reference/hast.md: a role change destroys the provider with "
+                          "gctl_force=1, sbin/hastd/primary.c destroy_ggate())",
                           resource=name, device=device)
-        unlink_device(device)
+    hastd.destroy_device(ctx.store, ctx.node, name)
     r["device"][ctx.node] = False
 
 
