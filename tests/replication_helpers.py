@@ -126,7 +126,9 @@ class SandboxCluster(SimCluster):
 
     def mounted(self, node: str, under: str) -> list[str]:
         prefix = os.path.realpath(under).rstrip("/") + "/"
-        return [mp for _, mp, _ in self.boxes[node].mounts() if mp.startswith(prefix)]
+        # the simulator's blockio server (the node's /dev/hast) is no mount a layer made
+        return [mp for _, mp, fstype in self.boxes[node].mounts()
+                if mp.startswith(prefix) and fstype != "fuse.blockio"]
 
 
 @pytest.fixture

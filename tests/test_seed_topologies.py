@@ -92,10 +92,13 @@ def fence_desk(tmp_path):
 # -- seed 002: HAST + UFS (ext4 here) + MySQL (a daemon here), devd/CARP ----------------------
 
 def seed002(tmp_path, world, lab, node_extra=None):
+    """node_extra: {node: [node] lines}, or a function (cluster) -> that dict."""
     r = unique("test")
     image = world.add_hast(r, size_mb=32)
     seed_files(image, {"www/index.html": "served from HAST\n"}, tmp_path / "seed")
     c = SandboxCluster(tmp_path, world, lab)
+    if callable(node_extra):
+        node_extra = node_extra(c)
     sites = {}
     for n in c.nodes:
         mp = str(tmp_path / n / "hast" / "test")
@@ -141,12 +144,17 @@ def test_seed002_device_never_appears_rolls_back(tmp_path, sandbox):
     c.assert_no_violations()
 
 
-def test_seed002_peer_crash_then_takeover_is_degraded_warning(tmp_path, sandbox):
+def test_seed002_peer_crash_then_fenced_takeover_is_degraded_warning(tmp_path, sandbox,
+                                                                     fence_desk):
     world, lab = sandbox
-    r, c, sites = seed002(tmp_path, world, lab)
+    r, c, sites = seed002(tmp_path, world, lab,
+                          lambda c: {"nodeb": fence_desk(c, "nodeb", "nodea")})
+    world.configure(hast_peer_primary_wait=3.0)   # the new primary's connect stall, shortened
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
     c.crash("nodea")                          # power cut: processes, mounts, hastd gone
+    # nodeb's secondary worker outlives nodea by 2 * HAST_KEEPALIVE: no proof that nodea
+    # left primary, so nodeb fences it (already off: the desk says so) before taking over
     c.hh("nodeb", "master", check=0)
     assert sites["nodeb"].get() == "served from HAST\n"
     st = c.hh("nodeb", "status")
