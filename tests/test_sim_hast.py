@@ -243,7 +243,8 @@ def test_peer_down_without_reset_stalls_io_until_connect_timeout_primary_c(world
     read = BlockedRead(dev)
     assert read.blocked(), "I/O must wait while the connect to the dead peer times out"
     assert len(read.finish()) == 4096
-    assert "Unable to connect to tcp4://10.0.0.2:8457" in hastd_log(world, "nodea")
+    assert "[r0] (primary) Unable to connect to 10.0.0.2: Operation timed out." \
+        in hastd_log(world, "nodea")
     assert world.run("nodea", "hastctl", "status", "r0").stdout.splitlines()[1].split()[1] \
         == "degraded"
     assert world.violations() == []

@@ -28,8 +28,9 @@ the server re-reads whenever it changed; any process of the world may edit it:
 
     c = Control(path)
     c.expose("hast-r0", ["/w/images/hast-r0.img"], gate=stall(until=t, then="open"))
+    c.expose_many([(name, backings, gate), ...])       # one edit for many
     c.set_gate("hast-r0", OPEN)
-    c.remove("hast-r0")
+    c.remove("hast-r0", ...)
 
 Server: `start(mountpoint, control, log)` runs one in a child process (the caller owns it: the
 simulated hastd of the node, so it lives and dies with the node) and returns its pid once the
@@ -99,10 +100,15 @@ class Control:
             return {"serial": 0, "devices": {}}
 
     def expose(self, name: str, backing: list[str], gate: dict = OPEN) -> None:
+        self.expose_many([(name, backing, gate)])
+
+    def expose_many(self, devices: list[tuple[str, list[str], dict]]) -> None:
+        """(name, backing images, gate) each, in one edit."""
         with self.editing() as data:
-            data["serial"] = data.get("serial", 0) + 1
-            data["devices"][name] = {"backing": [os.path.abspath(b) for b in backing],
-                                     "gate": gate, "id": data["serial"]}
+            for name, backing, gate in devices:
+                data["serial"] = data.get("serial", 0) + 1
+                data["devices"][name] = {"backing": [os.path.abspath(b) for b in backing],
+                                         "gate": gate, "id": data["serial"]}
 
     def set_gate(self, name: str, gate: dict) -> bool:
         with self.editing() as data:
@@ -116,9 +122,10 @@ class Control:
         dev = self.read()["devices"].get(name)
         return dev["gate"] if dev else None
 
-    def remove(self, name: str) -> bool:
+    def remove(self, *names: str) -> bool:
+        """True when every one of them existed."""
         with self.editing() as data:
-            return data["devices"].pop(name, None) is not None
+            return all([data["devices"].pop(n, None) is not None for n in names])
 
 
 def mounted(mountpoint: str) -> bool:

@@ -198,13 +198,14 @@ def set_role(ctx, role: str, names: list[str]) -> int:
             if old == role:
                 continue
             if old == "primary":
-                destroy_device(ctx, r, name, in_use.get(ctx.dev("hast", name), []))
+                device_destroyed(ctx, r, name, in_use.get(ctx.dev("hast", name), []))
                 leaving.append(name)
             r["role"][ctx.node] = role
             r["gen"][ctx.node] = r["gen"].get(ctx.node, 0) + 1
             r.get("secondary_until", {}).pop(ctx.node, None)
             if role == "primary":
                 become_primary(ctx, st, r, name)
+        hastd.destroy_devices(ctx.store, ctx.node, leaving)   # one control edit for all
     hastd.kick_all(ctx.store)
     hastd.wait_workers_gone(ctx.store, ctx.node, leaving, WORKER_REAP_TIMEOUT)
     return ret
@@ -236,16 +237,16 @@ def become_primary(ctx, st: dict, r: dict, name: str) -> None:
     r["primary_since"][ctx.node] = now
 
 
-def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
+def device_destroyed(ctx, r: dict, name: str, used: list[str]) -> None:
+    """Bookkeeping and the in-use check for a device set_role() destroys."""
     device = ctx.dev("hast", name)
     if os.path.lexists(device):
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/hast/{name} destroyed while in use: {', '.join(used)} "
-                          "(docs/reference/hast.md: a role change destroys the provider with "
-                          "gctl_force=1, sbin/hastd/primary.c destroy_ggate())",
+                          "(docs/reference/hast.md: the primary worker's cleanup destroys "
+                          "the provider with gctl_force=1, sbin/hastd/primary.c cleanup())",
                           resource=name, device=device)
-    hastd.destroy_device(ctx.store, ctx.node, name)
     r["device"][ctx.node] = False
 
 

@@ -268,12 +268,13 @@ class World:
         self._kick("hastd")
 
     def _drop_hast_roles(self, st: dict, node: str) -> None:
-        for name, r in st["hast"].items():
-            if node in r["nodes"]:
-                r["role"][node] = "init"
-                r["gen"][node] = r["gen"].get(node, 0) + 1
-                r["device"][node] = False
-                hastd.destroy_device(self.store, node, name)
+        mine = [name for name, r in st["hast"].items() if node in r["nodes"]]
+        for name in mine:
+            r = st["hast"][name]
+            r["role"][node] = "init"
+            r["gen"][node] = r["gen"].get(node, 0) + 1
+            r["device"][node] = False
+        hastd.destroy_devices(self.store, node, mine)
 
     def _kick(self, daemon: str) -> None:
         for node in os.listdir(self.store.path("nodes")):
