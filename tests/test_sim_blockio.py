@@ -33,17 +33,22 @@ def server(tmp_path):
         assert not blockio.mounted(mount)
 
 
-def in_thread(fn):
+def stalled_read(mount: str, name: str = "dev0"):
+    """Open the device and start a read in a thread; asserts that it blocks. Returns
+    (fd, thread, results)."""
+    fd = os.open(os.path.join(mount, name), os.O_RDWR)
     out: list = []
 
     def run():
         try:
-            out.append(fn())
+            out.append(os.pread(fd, 4, 0))
         except OSError as exc:
             out.append(exc)
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    return t, out
+    t.join(0.3)
+    assert t.is_alive(), "the read did not block"
+    return fd, t, out
 
 
 def test_stalled_request_blocks_only_its_caller(server):
@@ -53,11 +58,8 @@ def test_stalled_request_blocks_only_its_caller(server):
     other.write_bytes(b"B" * 4096)
     control.expose("dev1", [str(other)])
     control.set_gate("dev0", blockio.stall())
-    fd0 = os.open(os.path.join(mount, "dev0"), os.O_RDWR)
+    fd0, t, out = stalled_read(mount)
     try:
-        t, out = in_thread(lambda: os.pread(fd0, 4, 0))
-        t.join(0.3)
-        assert t.is_alive()
         with open(os.path.join(mount, "dev1"), "rb") as f:     # the server is multithreaded
             assert f.read(4) == b"BBBB"
         control.set_gate("dev0", blockio.OPEN)
@@ -99,11 +101,8 @@ def test_server_death_releases_stalled_callers_and_mount_detaches(server):
     from hahooks.sim import blockio
     control, mount, pid, _ = server
     control.set_gate("dev0", blockio.stall())
-    fd = os.open(os.path.join(mount, "dev0"), os.O_RDONLY)
+    fd, t, out = stalled_read(mount)
     try:
-        t, out = in_thread(lambda: os.pread(fd, 4, 0))
-        t.join(0.3)
-        assert t.is_alive()
         os.kill(pid, 9)                          # the node dies with its server
         t.join(10)
         assert not t.is_alive() and isinstance(out[0], OSError)
