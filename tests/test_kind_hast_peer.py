@@ -133,3 +133,25 @@ def test_unknown_peer_assume_down_goes_on_degraded(tmp_path, world):
     st = c.hh("nodea", "status")
     assert st.returncode == 1 and "degraded" in st.stdout, st.stdout
     assert world.violations() == []
+
+
+def test_race_lost_to_a_live_primary_rolls_back_without_fencing_it(tmp_path, world):
+    """CARP race: nodeb turns primary between nodea's secondary-worker check and its
+    `role primary` (delayed here). nodea's worker waits for nodeb (I/O stalled), is not
+    complete, rolls back; its secondary worker comes back (nodeb is alive and connected),
+    so nodea fails without fencing a healthy primary. Nothing above ran."""
+    r = unique()
+    world.add_hast(r, size_mb=8)
+    world.inject("hastctl role primary*", latency=4.0, node="nodea", times=1)
+    late = f"(sleep 1; env HAHOOKS_SIM_NODE=nodeb hastctl role primary {r}) >/dev/null 2>&1 &"
+    below = layer("race", "command", acquire=["/bin/sh", "-c", late], release=["true"],
+                  state_file=str(tmp_path / "race"))
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", below + stack(r, tmp_path), fence_line(world, tmp_path, "nodeb"))
+    p = c.hh("nodea", "master")
+    assert p.returncode == 1 and "not fencing it" in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / "fenced")
+    assert not os.path.exists(tmp_path / "upper-ran")
+    assert world.hast_role(r, "nodea") == "secondary"
+    assert world.hast_role(r, "nodeb") == "primary"
+    assert world.violations() == []

@@ -20,8 +20,9 @@ acquire (docs/reference/hast.md; seed ucarp_up.sh):
    connected as secondary) within `complete_wait`, or the peer is known down: fenced in step
    1, or now by `unknown_peer` ("fence": [node] fence succeeded; "assume-down": the
    operator's word; "refuse"). Not complete: roll back first (`role secondary`, before hastd's
-   own timeout would start the worker anyway), then ask; if the peer is known down, promote
-   again (the fence ran before that promotion), else fail.
+   own timeout would start the worker anyway); if our secondary worker comes back the peer
+   is a live connected primary (a CARP race lost): fail without fencing it; else ask; if
+   the peer is known down, promote again (the fence ran before that promotion), else fail.
 Never `hastctl create` (it discards metadata).
 
 release: refuse while one of the devices is mounted or a vdev of an imported pool
@@ -42,6 +43,10 @@ log = logging.getLogger("hahooks.kinds.hast")
 
 # hastctl exit codes that mean "no answer about the resources" (§2)
 EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 64, 69, 70, 71
+# after a rollback, how long a connected primary peer gets to show up again as our secondary
+# worker before the peer counts as unreachable (a best effort: hastd's guard thread retries
+# a lost connection every HAST_KEEPALIVE, 10 s; the fence decides the rest)
+PEER_SEEN_WAIT = 2.0
 
 
 class Hast(Resource):
@@ -161,6 +166,10 @@ class Hast(Resource):
         log.warning("%s; rolling back before hastd starts the resource anyway", why,
                     extra={"event": "peer", "resource": self.name})
         self._demote(todo)
+        if self._peer_primary_seen(todo):
+            raise Refused(f"{why}; rolled back to secondary: the peer is primary and connected "
+                          "(its worker here came back after the rollback), so it is alive: "
+                          "not fencing it")
         if not rep.peer_known_down(self.ctx, self.p["unknown_peer"], why):
             raise Refused(f"{why}; rolled back to secondary: the peer may still be primary "
                           f"(unknown_peer = \"{self.p['unknown_peer']}\"; configure [node] "
@@ -202,6 +211,18 @@ class Hast(Resource):
         try:
             self.ctx.wait_for(complete, "every resource to be complete (peer connected as "
                               "secondary)", timeout=self.p["complete_wait"])
+            return True
+        except WaitTimeout:
+            return False
+
+    def _peer_primary_seen(self, todo: list[str]) -> bool:
+        """After the rollback: a live primary peer that is connected sends to us again, and
+        our `hastd: NAME (secondary)` worker comes back (a CARP race lost, not a cut link);
+        fencing it would power off a healthy primary. A cut link shows nothing."""
+        titles = [f"hastd: {n} (secondary)" for n in todo]
+        try:
+            self.ctx.wait_for(lambda: procs.titles_running(titles), "the peer's primary "
+                              "to connect to us again", timeout=PEER_SEEN_WAIT)
             return True
         except WaitTimeout:
             return False
