@@ -51,7 +51,7 @@ PEER_SEEN_WAIT = 2.0
 
 class Hast(Resource):
     KIND = "hast"
-    EXCLUSIVE = True     # primary after the peer's worker exited: this node alone writes
+    EXCLUSIVE = True     # acquire ends complete, or with the peer known down: we alone write
     PARAMS = {
         "resources": schema.Names(doc='HAST resource names from hast.conf, or "all"'),
         "secondary_wait": schema.Duration("30s", "how long the peer may take to leave primary "
