@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
 import textwrap
 
 import pytest

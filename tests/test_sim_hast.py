@@ -10,7 +10,6 @@ import time
 import pytest
 
 from hahooks import waits
-from hahooks.errors import WaitTimeout
 from test_sim_support import make_world, titles
 
 
