@@ -138,7 +138,7 @@ def shims(parent: str, world) -> str:
 def script(name: str, *args) -> list[str]:
     path = os.path.join(BASELINES, name)
     if not os.path.isfile(path):
-        raise RuntimeError(f"{path}: not found (the users' scripts, ../shared/baselines; "
+        raise RuntimeError(f"{path}: not found (the users' scripts, shared/baselines beside the checkout; "
                            "set HAHOOKS_BASELINES to their folder)")
     return ["bash", "-c", SOURCED, path, *args]
 

@@ -1,4 +1,4 @@
-"""1. Against the seed scripts: the users' failover scripts (../shared/baselines/, run by
+"""1. Against the seed scripts: the users' failover scripts ($HAHOOKS_BASELINES, run by
 path, never copied) against `hahooks master|slave` with the equivalent stack, on the same
 simulator with the same per-command latencies, in the same sandbox node, same machine.
 

@@ -12,7 +12,7 @@
 #
 # node a (preferred): advskew 0         node b: advskew 100
 # --preempt makes a take the VIP back when it returns; both nodes are then master for
-# ~0.75 s (lab-recipes.md §2). The stack's own guards (replication layer / exclusive
+# ~0.75 s (docs/reference/lab.md §3). The stack's own guards (replication layer / exclusive
 # storage acquire) cover that window; leave --preempt out to avoid the second move.
 set -eu
 NODE_IP=${NODE_IP:-192.168.1.11}          # this node's own address on eth0

@@ -20,7 +20,7 @@ CONFIG = "/usr/local/etc/hahooks.toml"
 MODERN = os.path.join(ROOT, "devd", "hahooks-carp.conf")
 LEGACY = os.path.join(ROOT, "devd", "hahooks-carp-legacy.conf")
 
-# The exact event strings of freebsd-tools.md §3 (and the forms we must not act on).
+# The exact event strings of docs/reference/carp-devd.md §1 (and the forms we must not act on).
 EVENTS = {
     "!system=CARP subsystem=1@em0 type=MASTER": "CARP 1@em0 MASTER",
     "!system=CARP subsystem=1@em0 type=BACKUP": "CARP 1@em0 BACKUP",
@@ -225,7 +225,7 @@ def log_records(tmp_path) -> list[dict]:
 
 
 def test_boot_flap_master_then_backup_ends_released(write_config, tmp_path):
-    """freebsd-tools.md §7.1: CARP comes up MASTER at boot, then drops to BACKUP. devd runs
+    """docs/reference/carp-devd.md §5: CARP comes up MASTER at boot, then drops to BACKUP. devd runs
     both actions back to back; the newest request wins and nothing stays held."""
     cfg = stack_config(write_config, tmp_path)
     rules = Devd().parse(devd.render_rules({"vhid": 1, "interface": "em0"},

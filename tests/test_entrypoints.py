@@ -1,6 +1,6 @@
 """`hooks/mount` and `hooks/import-pool` called the way Heartbeat v1 calls resource scripts:
 positional arguments, the action last, no config file, status read from stdout with
-ResourceManager's own case patterns (linux-ha.md §4)."""
+ResourceManager's own case patterns (docs/reference/heartbeat.md §2)."""
 from __future__ import annotations
 
 import os

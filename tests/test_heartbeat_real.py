@@ -1,7 +1,7 @@
 """The real Heartbeat 3.0.6 (v1, `crm off`) as a two-node cluster: each node in its own
 network, mount, UTS **and PID** namespace, with stubs over systemctl (= /sbin/reboot) and
 pgrep (= pkill): Heartbeat's failed-stop path runs `pkill -9 heartbeat` and `reboot -nf`
-(lab-recipes.md §3), which must never reach this machine.
+(docs/reference/lab.md §4), which must never reach this machine.
 
 haresources: `nodea hahooks::/etc/ha.d/hahooks.toml`, as `hahooks render` prints it, then
 `hahooks-mount::/dev/loopN::MNT2::ext4`: the shipped heartbeat-resource.d scripts, which

@@ -1,5 +1,5 @@
 """The `drbd` kind through master/slave/status on the simulated DRBD 8.4 (drbdadm role,
-dstate, cstate, primary, secondary), and what drbddisk does not do (linux-ha.md §3)."""
+dstate, cstate, primary, secondary), and what drbddisk does not do (docs/reference/drbd.md §4)."""
 from __future__ import annotations
 
 import os

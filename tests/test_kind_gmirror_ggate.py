@@ -1,5 +1,5 @@
 """gmirror, ggate-attach, ggate-export and md: parsers against the reference texts
-(freebsd-tools.md §4 and seed 000's copies), then the kinds through master/slave/status on
+(docs/reference/gmirror.md §1, docs/reference/ggate.md §1, docs/reference/md.md §1 and seed 000's copies), then the kinds through master/slave/status on
 the simulator (FreeBSD command forms forced)."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 
 from hahooks import parsers
 
-# §4 `gmirror status`: "%*s  %*s  %s", right-aligned Name and Status
+# docs/reference/gmirror.md §1 `gmirror status`: "%*s  %*s  %s", right-aligned Name and Status
 REF_STATUS = ("      Name    Status  Components\n"
               "mirror/gm0  DEGRADED  ada0 (ACTIVE)\n"
               "                      ggate0 (SYNCHRONIZING, 42%)\n")
-# §4 `gmirror status -s`: name and status repeated on every line
+# docs/reference/gmirror.md §1 `gmirror status -s`: name and status repeated on every line
 REF_STATUS_S = ("mirror/gm0  DEGRADED  ada0 (ACTIVE)\n"
                 "mirror/gm0  DEGRADED  ggate0 (SYNCHRONIZING, 42%)\n")
 # seed 000 (whitespace collapsed by the web page), FreeBSD 7's "(6%)" without a state
@@ -47,7 +47,7 @@ def test_gmirror_status_several_mirrors_and_empty():
 
 
 def test_mdconfig_list_trailing_space():
-    # §4: each name followed by a space, then a final newline; nothing at all when empty
+    # docs/reference/md.md §1: each name followed by a space, then a final newline; nothing at all when empty
     assert parsers.parse_mdconfig_list("md0 md1 \n") == ["md0", "md1"]
     assert parsers.parse_mdconfig_list("md0 \n") == ["md0"]      # seed 000 compared to "md0"
     assert parsers.parse_mdconfig_list("") == []

@@ -1,4 +1,4 @@
-"""The `hast` kind: parsers against the reference texts (freebsd-tools.md §2), then
+"""The `hast` kind: parsers against the reference texts (docs/reference/hast.md §2), then
 master/slave/status through the CLI on the simulator (FreeBSD command forms forced)."""
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from replication_helpers import (SandboxCluster, SimCluster, mounted_in,  # noqa
 
 # -- parsers: the exact reference texts ----------------------------------------------------
 
-# §2 `hastctl status` (terse form, "%-9s" status, "%-15s" role, localpath\tremoteaddr)
+# docs/reference/hast.md §2 `hastctl status` (terse form, "%-9s" status, "%-15s" role, localpath\tremoteaddr)
 TERSE = ("Name\tStatus\t Role\t\tComponents\n"
          "disk1\tcomplete primary        /dev/ada1\t10.0.0.2\n"
          "disk2\t-        init           /dev/ada2\t10.0.0.2\n")
 
-# §2 `hastctl list` (verbose form, later releases)
+# docs/reference/hast.md §2 `hastctl list` (verbose form, later releases)
 VERBOSE = """disk1:
   role: primary
   provname: disk1
@@ -128,7 +128,7 @@ def test_failover_both_ways(tmp_path, world):
     assert not os.path.exists(c.dev("nodea", "hast", r))
     c.hh("nodeb", "master", check=0)
     assert world.hast_role(r, "nodeb") == "primary" and os.path.exists(c.dev("nodeb", "hast", r))
-    # one role call per transition, never `hastctl create` (§7.2)
+    # one role call per transition, never `hastctl create` (docs/reference/hast.md §6)
     argvs = c.commands("nodeb", "hastctl") + c.commands("nodea", "hastctl")
     assert ["hastctl", "role", "primary", r] in argvs
     assert not any(a[1] == "create" for a in argvs)

@@ -129,20 +129,25 @@ def test_environment_and_input(tmp_path):
     assert r.stdout == "12\nfed\n"
 
 
-def test_tracker_sees_each_command_group(tmp_path):
+def test_tracker_records_each_command_before_it_is_spawned(tmp_path):
+    """The record comes first and names a token the command carries in its environment: a
+    transition killed right after the spawn still leaves a record that finds the command."""
     seen = []
+    out = tmp_path / "env"
 
     class Tracker:
-        def command_started(self, pgid, argv):
-            seen.append(("start", os.getpgid(pgid) == pgid, argv))
+        def command_started(self, token, argv):
+            seen.append(("start", token, argv, out.exists()))
 
-        def command_finished(self, pgid):
-            seen.append(("end", pgid))
+        def command_finished(self, token):
+            seen.append(("end", token))
 
     runner = Runner()
     runner.tracker = Tracker()
-    runner.run(["sleep", "0.1"], readonly=False)
-    assert seen[0] == ("start", True, ["sleep", "0.1"]) and seen[1][0] == "end"
+    runner.run(["sh", "-c", f'echo "$HAHOOKS_RUN" > {out}'], readonly=False)
+    (kind, token, argv, spawned_before_record), end = seen
+    assert kind == "start" and not spawned_before_record and end == ("end", token)
+    assert out.read_text().strip() == token and token.startswith(f"{os.getpid()}.")
 
 
 # -- waits ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The sandbox (hahooks.sandbox) with real namespaces, real zfs-fuse and real loop devices:
 nodes reach each other and nothing else, are isolated from each other and from the host,
-zfs-fuse per node refuses a pool by hostid exactly as lab-recipes.md §4 shows, the stubs
+zfs-fuse per node refuses a pool by hostid exactly as docs/reference/lab.md §5 shows, the stubs
 keep heartbeat's reboot/pkill inside a node, and nothing is left behind, even when the
 with-block raises or the Lab's process is SIGKILLed."""
 from __future__ import annotations

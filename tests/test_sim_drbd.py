@@ -1,4 +1,4 @@
-"""Simulated drbdadm/drbdsetup (DRBD 8.4 kernel + drbd-utils 9) against linux-ha.md §3 and
+"""Simulated drbdadm/drbdsetup (DRBD 8.4 kernel + drbd-utils 9) against docs/reference/drbd.md §1 and
 LINBIT/drbd-utils user/v84/drbdsetup.c (print_config_error, role_scmd, status_cmd)."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def run(world, node, *argv):
 
 
 def test_role_cstate_dstate_formats_reference_3_drbddisk_status(world):
-    """linux-ha.md §3: drbddisk status reads `drbdadm role` (`Primary/Secondary`, ROLE is
+    """docs/reference/drbd.md §4: drbddisk status reads `drbdadm role` (`Primary/Secondary`, ROLE is
     the part before the slash); cstate and dstate print `Connected`, `UpToDate/UpToDate`."""
     world.add_drbd("r0", primary="nodea")
     assert run(world, "nodea", "role", "r0").stdout == "Primary/Secondary\n"
@@ -52,7 +52,7 @@ def test_status_format_connected_and_disconnected(world):
 
 
 def test_primary_refused_while_peer_primary_exit_11(world):
-    """§3: promotion must be refused while the peer is Primary: SS_TWO_PRIMARIES (-1),
+    """docs/reference/drbd.md §1: promotion must be refused while the peer is Primary: SS_TWO_PRIMARIES (-1),
     drbdsetup exit 11, drbdadm adds its `Command '...' terminated` line."""
     world.add_drbd("r0", primary="nodea")
     r = run(world, "nodeb", "primary", "r0")
@@ -64,7 +64,7 @@ def test_primary_refused_while_peer_primary_exit_11(world):
 
 
 def test_primary_refused_without_uptodate_data_exit_17(world):
-    """§3 ocf:linbit:drbd: exit 17 is `Refusing to be promoted to Primary without access to
+    """docs/reference/drbd.md §5 ocf:linbit:drbd: exit 17 is `Refusing to be promoted to Primary without access to
     UpToDate data` (SS_NO_UP_TO_DATE_DISK). --force overrides it."""
     world.add_drbd("r0")
     world.crash("nodea")

@@ -1,5 +1,5 @@
 """The simulator's machinery: fault injection, latencies, crash, concurrency between nodes,
-launchers, sysctl (freebsd-tools.md §6), and the HAST safety semantics that need them."""
+launchers, sysctl (docs/reference/carp-devd.md §4), and the HAST safety semantics that need them."""
 from __future__ import annotations
 
 import os
@@ -123,7 +123,7 @@ def test_hast_primary_worker_hangs_device_never_appears(world):
 
 
 def test_hast_primary_worker_fails_role_back_to_init(world):
-    """§2: a primary worker exiting with anything but EX_TEMPFAIL: `Changing resource role
+    """docs/reference/hast.md §5: a primary worker exiting with anything but EX_TEMPFAIL: `Changing resource role
     back to init.` — silently, the device never appears."""
     world.add_hast("r0", device_delay=0.0)
     world.inject("hastd: r0 (primary)", fail=1, times=1)
@@ -149,7 +149,7 @@ def test_crash_drops_roles_and_ends_workers(world):
     waits.wait_for_path(os.path.join(world.dev_dir("nodeb"), "hast", name), 10)
     assert world.violations() == []
     world.restart("nodea")
-    assert world.hast_role(name, "nodea") == "init"                     # §2: boots in init
+    assert world.hast_role(name, "nodea") == "init"                     # docs/reference/hast.md §3: boots in init
 
 
 def test_two_nodes_see_one_world_under_concurrent_commands(world):
@@ -177,7 +177,7 @@ def test_two_nodes_see_one_world_under_concurrent_commands(world):
 
 
 def test_secondary_destroys_device_under_mount_violation_reference_7_8(world, tmp_path):
-    """§2/§7.8: `hastctl role secondary` destroys /dev/hast/X even while it is mounted —
+    """docs/reference/hast.md §3: `hastctl role secondary` destroys /dev/hast/X even while it is mounted —
     the command succeeds and the simulator records the violation."""
     require_root()
     require_tool("mkfs.ext4")
@@ -235,7 +235,7 @@ def test_missing_identity_is_a_clear_error(world):
 
 # -- sysctl --------------------------------------------------------------------------------
 def test_sysctl_carp_reference_6(world):
-    """§6: the CARP sysctls with their defaults; a write to demotion ADDS (`0 -> 240`);
+    """docs/reference/carp-devd.md §4: the CARP sysctls with their defaults; a write to demotion ADDS (`0 -> 240`);
     any other oid is unknown (exit 1)."""
     world.add_node("nodea")
     s = lambda *a: world.run("nodea", "sysctl", *a)   # noqa: E731

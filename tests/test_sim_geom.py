@@ -1,4 +1,4 @@
-"""Simulated gmirror, ggatec/ggated and mdconfig against freebsd-tools.md §4."""
+"""Simulated gmirror, ggatec/ggated and mdconfig against docs/reference/gmirror.md, docs/reference/ggate.md and docs/reference/md.md."""
 from __future__ import annotations
 
 import os
@@ -45,7 +45,7 @@ def plain_disk(world, node: str, name: str, size_mb: int = 8) -> str:
 
 
 def test_gmirror_status_format_reference_4(world, tmp_path):
-    """§4 `gmirror status`: "%*s  %*s  %s" widths from the longest Name/Status, components
+    """docs/reference/gmirror.md §1 `gmirror status`: "%*s  %*s  %s" widths from the longest Name/Status, components
     `prov (ACTIVE)` and `prov (SYNCHRONIZING, NN%)`, continuation lines blank-padded."""
     world.configure(gmirror_sync_rate=1)          # hold the rebuild where we put it
     plain_disk(world, "servera", "ada0")
@@ -66,7 +66,7 @@ def test_gmirror_status_format_reference_4(world, tmp_path):
 
 
 def test_gmirror_complete_and_minimum_widths_reference_4(world):
-    """§4: COMPLETE when all disks are ACTIVE; label stores metadata (-v prints it); a
+    """docs/reference/gmirror.md §2: COMPLETE when all disks are ACTIVE; label stores metadata (-v prints it); a
     synchronisation starts at 0% and ends ACTIVE; no mirror at all prints nothing."""
     assert world.run("servera", "gmirror", "status").stdout == ""
     plain_disk(world, "servera", "ada0")
@@ -107,7 +107,7 @@ def test_gmirror_errors_reference_4_verbs(world):
 
 
 def test_ggatec_create_prints_unit_and_list_reference_4(world, tmp_path):
-    """§4 ggatec: create without -u prints `ggate0`; list prints one name per line; list -v
+    """docs/reference/ggate.md §1 ggatec: create without -u prints `ggate0`; list prints one name per line; list -v
     the right-aligned block; destroy without -u: `Required unit number.` + usage."""
     image = export(world, tmp_path)
     r = world.run("servera", "ggatec", "create", "192.168.1.102", image)
@@ -134,7 +134,7 @@ def test_ggatec_create_prints_unit_and_list_reference_4(world, tmp_path):
 
 
 def test_ggatec_destroy_busy_goes_to_stdout_reference_4(world, tmp_path):
-    """§4: destroy is verbose, so `error: ggatec: ioctl(/dev/ggctl): Device busy.` and
+    """docs/reference/ggate.md §2: destroy is verbose, so `error: ggatec: ioctl(/dev/ggctl): Device busy.` and
     `error: Exiting.` go to stdout, exit 1 (here: ggate0 is a mirror component)."""
     image = export(world, tmp_path)
     world.run("servera", "ggatec", "create", "192.168.1.102", image)
@@ -160,7 +160,7 @@ def test_ggatec_refused_without_export(world, tmp_path):
 
 
 def test_mdconfig_list_trailing_space_reference_4(world):
-    """§4 mdconfig: -a prints `md0`; -l prints each name followed by a space, then one
+    """docs/reference/md.md §1 mdconfig: -a prints `md0`; -l prints each name followed by a space, then one
     newline (`md0 md1 \\n`), nothing at all without units; -lv one line per unit."""
     assert world.run("servera", "mdconfig", "-l").stdout == ""
     a, b = world.image("a.img", 64), world.image("b.img", 8)

@@ -1,4 +1,4 @@
-"""Simulated hastctl/hastd against freebsd-tools.md §2 (formats) and §2/§7 (semantics)."""
+"""Simulated hastctl/hastd against docs/reference/hast.md §2 (formats) and §3–§5 (semantics)."""
 from __future__ import annotations
 
 import errno
@@ -22,7 +22,7 @@ def world(tmp_path):
 
 
 def test_status_format_matches_reference_2_hastctl_status(world):
-    """freebsd-tools.md §2 `hastctl status`: the terse table, character for character."""
+    """docs/reference/hast.md §2 `hastctl status`: the terse table, character for character."""
     world.add_hast("disk1", nodes=("nodea", "nodeb"), primary="nodea")
     world.add_hast("disk2", nodes=("nodea", "nodeb"), roles={"nodea": "init"})
     r = world.run("nodea", "hastctl", "status")
@@ -33,7 +33,7 @@ def test_status_format_matches_reference_2_hastctl_status(world):
 
 
 def test_status_unknown_resource_reference_2_err_line(world):
-    """§2: a resource with an error prints `name\\tERR<n>`; exit code is the error (1)."""
+    """docs/reference/hast.md §2: a resource with an error prints `name\\tERR<n>`; exit code is the error (1)."""
     world.add_hast("disk1")
     r = world.run("nodea", "hastctl", "status", "disk1", "nosuch")
     assert r.returncode == 1
@@ -42,7 +42,7 @@ def test_status_unknown_resource_reference_2_err_line(world):
 
 
 def test_list_format_matches_reference_2_hastctl_list(world):
-    """§2 `hastctl list` (modern, with workerpid and queues); unknown -> `  error: 1`."""
+    """docs/reference/hast.md §2 `hastctl list` (modern, with workerpid and queues); unknown -> `  error: 1`."""
     world.add_hast("disk1", primary="nodea")
     r = world.run("nodea", "hastctl", "list", "disk1", "nosuch")
     assert r.returncode == 1
@@ -72,7 +72,7 @@ def test_list_format_matches_reference_2_hastctl_list(world):
 
 
 def test_list_init_resource_has_no_status_line_reference_2(world):
-    """§2 field sources: an init resource has no worker, so no status, workerpid or dirty."""
+    """docs/reference/hast.md §2 field sources: an init resource has no worker, so no status, workerpid or dirty."""
     world.add_hast("disk1", roles={"nodea": "init", "nodeb": "init"})
     out = world.run("nodea", "hastctl", "list").stdout
     assert "  status:" not in out and "workerpid" not in out
@@ -80,7 +80,7 @@ def test_list_init_resource_has_no_status_line_reference_2(world):
 
 
 def test_dirty_bytes_humanized_reference_2_percent_NB(world):
-    """§2 `%NB`: humanize_number(5, HN_AUTOSCALE, HN_NOSPACE|HN_DECIMAL) + 'B' -> 128MB."""
+    """docs/reference/hast.md §2 `%NB`: humanize_number(5, HN_AUTOSCALE, HN_NOSPACE|HN_DECIMAL) + 'B' -> 128MB."""
     world.add_hast("disk1", primary="nodea")
     world.partition("nodea", "nodeb")
     world.set_hast("disk1", dirty=128 << 20)
@@ -92,7 +92,7 @@ def test_dirty_bytes_humanized_reference_2_percent_NB(world):
 
 
 def test_usage_exit_64_reference_2_usage_text(world):
-    """§2 usage text on stderr, exit EX_USAGE (64): no args, bad verb, bad role, no names."""
+    """docs/reference/hast.md §1 usage text on stderr, exit EX_USAGE (64): no args, bad verb, bad role, no names."""
     expected = ("usage: hastctl create [-d] [-c config] [-e extentsize] [-k keepdirty]\n"
                 "\t\t[-m mediasize] name ...\n"
                 "       hastctl role [-d] [-c config] <init | primary | secondary> all | name ...\n"
@@ -107,7 +107,7 @@ def test_usage_exit_64_reference_2_usage_text(world):
 
 
 def test_unknown_resource_role_exit_1_reference_2(world):
-    """§2: `[WARNING] [name] Received error 1 from hastd.`, exit 1 (EHAST_NOENTRY)."""
+    """docs/reference/hast.md §1: `[WARNING] [name] Received error 1 from hastd.`, exit 1 (EHAST_NOENTRY)."""
     world.add_hast("r0")
     r = world.run("nodea", "hastctl", "role", "primary", "nosuch")
     assert (r.returncode, r.stdout, r.stderr) == (
@@ -115,7 +115,7 @@ def test_unknown_resource_role_exit_1_reference_2(world):
 
 
 def test_hastd_not_running_exit_71_reference_2(world):
-    """§2: cannot reach hastd -> `[ERROR] Unable to connect to hastd via uds:///var/run/hastctl:
+    """docs/reference/hast.md §1: cannot reach hastd -> `[ERROR] Unable to connect to hastd via uds:///var/run/hastctl:
     <strerror>.`, exit EX_OSERR (71)."""
     world.add_hast("r0")
     world.stop_hastd("nodea")
@@ -126,7 +126,7 @@ def test_hastd_not_running_exit_71_reference_2(world):
 
 
 def test_role_primary_returns_before_device_exists_reference_2(world):
-    """§2 Role semantics: for primary hastd forks the worker and returns at once; the
+    """docs/reference/hast.md §3 Role semantics: for primary hastd forks the worker and returns at once; the
     device appears asynchronously (here after hast_device_delay)."""
     world.configure(hast_device_delay=0.5)
     world.add_hast("r0")
@@ -143,7 +143,7 @@ def test_role_primary_returns_before_device_exists_reference_2(world):
 
 
 def test_secondary_worker_title_and_exit_reference_2_process_titles(world):
-    """§2 Process titles: while the peer is primary and connected this node has a process
+    """docs/reference/hast.md §5 Process titles: while the peer is primary and connected this node has a process
     whose joined cmdline is exactly `hastd: r0 (secondary)`; it exits only after the peer
     leaves primary. pgrep -f as the seed scripts use it finds it."""
     world.add_hast("r0")

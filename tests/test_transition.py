@@ -192,3 +192,24 @@ def test_wait_reports_failure_of_its_own_transition(tmp_path, write_config):
     assert r.returncode == 1 and "acquire b failed" in r.stderr
     done = StateDir(stack.state_dir).done()
     assert done["exit_code"] == 1 and done["role"] == "master"
+
+
+def test_orphan_found_by_its_token_when_the_kill_came_right_after_the_spawn(tmp_path):
+    """The in-flight record is written before the spawn and holds no process group (a kill
+    between the spawn and a later write would have lost it): the next transition finds the
+    command's group by the token in its environment and ends it."""
+    state = StateDir(str(tmp_path / "state")).prepare()
+    state.command_started("4242.7", ["sleep", "600"])
+    orphan = subprocess.Popen(["sleep", "600"], start_new_session=True,
+                              env={**os.environ, "HAHOOKS_RUN": "4242.7"})
+    decoy = subprocess.Popen(["sleep", "600"], start_new_session=True,
+                             env={**os.environ, "HAHOOKS_RUN": "4242.8"})
+    try:
+        reaped = StateDir(str(tmp_path / "state")).reap_orphans(grace=1.0)
+        assert reaped == [orphan.pid]
+        assert orphan.wait(timeout=10) is not None
+        assert decoy.poll() is None
+    finally:
+        for proc in (orphan, decoy):
+            proc.kill()
+            proc.wait()

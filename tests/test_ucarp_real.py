@@ -6,7 +6,7 @@ held while it lives; acquire waits up to 10 s for the peer) -> ext4 on a loop de
 shared image -> data (ownership marker + timestamped hold log on shared storage).
 
 Crash the master node -> ucarp on the backup runs the upscript -> the stack moves. Restart
-it with --preempt -> ucarp makes *both* nodes master for ~0.75 s (lab-recipes.md §2); the
+it with --preempt -> ucarp makes *both* nodes master for ~0.75 s (docs/reference/lab.md §3); the
 lease layer must keep the hold intervals apart, which the hold log proves.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Argument conventions of the Heartbeat v1, keepalived and ucarp wiring: what each daemon
-passes (lab-recipes.md §1-3, linux-ha.md §4, §6), the decision it leads to, the exact
+passes (docs/reference/lab.md §2–4, docs/reference/heartbeat.md §1, docs/reference/keepalived.md §1, docs/reference/ucarp.md §1), the decision it leads to, the exact
 status text Heartbeat reads, and strict rejection of bad input (exit 2, nothing recorded)."""
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def test_degraded_pool_is_held_with_a_warning(zlab):
 
 def test_an_import_that_cannot_mount_is_rolled_back(zlab):
     """zfs-fuse imports the pool and returns 1 when its mountpoint is not empty
-    (lab-recipes §4 pitfall): hahooks fails the step and exports the pool again."""
+    (docs/reference/zfs.md §4 pitfall): hahooks fails the step and exports the pool again."""
     a = zlab["a"]
     os.makedirs(zlab["mp"], exist_ok=True)
     with open(os.path.join(zlab["mp"], "written-while-unmounted"), "w") as fh:

@@ -1,7 +1,9 @@
 """Pure parsers for what the replication tools print (no I/O; tested against the reference
-texts in ../shared/reference/freebsd-tools.md, quoted in tests/test_kind_*.py).
+texts of docs/reference/hast.md §2, docs/reference/gmirror.md §1, docs/reference/md.md §1 and
+docs/reference/ggate.md §1, quoted in tests/test_kind_*.py).
 
-hastctl status/list (§2), gmirror status (§4), mdconfig -l/-lv (§4), ggatec list [-v] (§4),
+hastctl status/list (docs/reference/hast.md §2), gmirror status (docs/reference/gmirror.md §1),
+mdconfig -l/-lv (docs/reference/md.md §1), ggatec list [-v] (docs/reference/ggate.md §1),
 drbdadm role/cstate/dstate, `zpool status [-P]`.
 """
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-# -- hastctl (§2) -----------------------------------------------------------------------
+# -- hastctl (docs/reference/hast.md §2) ------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -100,7 +102,7 @@ def human_bytes(n: int) -> str:
     return f"{value:.1f}{units[i]}" if value < 10 else f"{value:.0f}{units[i]}"
 
 
-# -- gmirror status (§4) ----------------------------------------------------------------
+# -- gmirror status (docs/reference/gmirror.md §1) --------------------------------------
 
 MIRROR_STATES = ("COMPLETE", "DEGRADED", "STARTING")
 
@@ -153,7 +155,7 @@ def parse_gmirror_status(text: str) -> dict[str, Mirror]:
     return out
 
 
-# -- mdconfig (§4) ----------------------------------------------------------------------
+# -- mdconfig (docs/reference/md.md §1) -------------------------------------------------
 
 
 def parse_mdconfig_list(text: str) -> list[str]:
@@ -181,7 +183,7 @@ def parse_mdconfig_verbose(text: str) -> dict[str, MdUnit]:
     return out
 
 
-# -- ggatec list (§4) -------------------------------------------------------------------
+# -- ggatec list (docs/reference/ggate.md §1) -------------------------------------------
 
 
 def parse_ggatec_list(text: str) -> dict[str, dict[str, str]]:

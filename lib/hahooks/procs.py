@@ -80,6 +80,24 @@ def group_members(pgid: int, started_after: float = 0.0) -> list:
     return found
 
 
+def group_of_token(name: str, token: str, started_after: float = 0.0) -> int:
+    """The process group of the command launched with `name=token` in its environment
+    (runner.RUN_TOKEN), or 0. Only a killed transition's recovery asks, so reading every
+    process's environment is affordable."""
+    if not token:
+        return 0
+    psutil = _psutil()
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.info["create_time"] < started_after:
+                continue
+            if proc.environ().get(name) == token:
+                return os.getpgid(proc.pid)
+        except (psutil.Error, ProcessLookupError, PermissionError, TypeError):
+            continue
+    return 0
+
+
 def protected_pids() -> set[int]:
     """This process and its ancestors: a release never kills the hook that runs it."""
     psutil = _psutil()

@@ -10,6 +10,7 @@ mutating ones are logged as "would run" and reported as succeeded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -22,6 +23,9 @@ from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled
 from hahooks.platforms import Platform, host_platform
 
 log = logging.getLogger("hahooks.runner")
+# The environment variable naming each command's launch (see Runner._execute).
+RUN_TOKEN = "HAHOOKS_RUN"
+_launches = itertools.count(1)
 
 DEFAULT_TIMEOUT = 30.0
 TAIL = 400  # characters of stderr kept in a log record
@@ -147,17 +151,23 @@ class Runner:
 
         kwargs = dict(_bg=True, _bg_exc=False, _new_group=True, _return_cmd=True,
                       _tty_out=False, _ok_code=list(range(256)))
-        if env is not None or self.env is not None:
-            kwargs["_env"] = {**os.environ, **(self.env or {}), **(env or {})}
+        # Every command carries a token in its environment, recorded BEFORE it is spawned:
+        # a transition SIGKILLed between the spawn and a record written after it would leave
+        # a command running that no later transition knows of. The next transition finds the
+        # command's process group by this token (state.reap_orphans).
+        token = f"{os.getpid()}.{next(_launches)}"
+        kwargs["_env"] = {**os.environ, **(self.env or {}), **(env or {}), RUN_TOKEN: token}
         if input is not None:
             kwargs["_in"] = input
         started = time.monotonic()
+        self._track("command_started", token, argv)
         # Our own timer kills the whole process group: sh's `_timeout` signals only the child
         # and costs ~100 ms per call (its timer polls), and `wait(timeout=)` polls every
         # 100 ms and can return before the output has been read.
         try:
             proc = sh.Command(exe)(*argv[1:], **kwargs)
         except (sh.CommandNotFound, OSError) as exc:  # vanished or not executable since which()
+            self._track("command_finished", token)
             raise NotInstalled(f"cannot run {exe}: {exc}") from None
         expired = threading.Event()
 
@@ -168,14 +178,13 @@ class Runner:
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
-        self._track("command_started", proc.pid, argv)
         try:
             proc.wait()
         except (sh.ErrorReturnCode, sh.SignalException):
             pass
         finally:
             timer.cancel()
-            self._track("command_finished", proc.pid)
+            self._track("command_finished", token)
         timed_out = expired.is_set()
         duration = time.monotonic() - started
         code = proc.exit_code

@@ -165,14 +165,15 @@ class StateDir:
         return desire
 
     # -- the command running now (a runner tracker) ------------------------------
-    def command_started(self, pgid: int, argv: list[str]) -> None:
+    def command_started(self, token: str, argv: list[str]) -> None:
+        """Told before the command is spawned; `token` is in its environment."""
         with self._inflight_lock:
-            self._inflight[pgid] = {"pgid": pgid, "argv": argv, "started": time.time()}
+            self._inflight[token] = {"token": token, "argv": argv, "started": time.time()}
             self._write_inflight()
 
-    def command_finished(self, pgid: int) -> None:
+    def command_finished(self, token: str) -> None:
         with self._inflight_lock:
-            self._inflight.pop(pgid, None)
+            self._inflight.pop(token, None)
             self._write_inflight()
 
     def _write_inflight(self) -> None:
@@ -193,10 +194,13 @@ class StateDir:
             self._remove(INFLIGHT)   # a torn or empty record: nothing to reap
             return []
         from hahooks import procs
+        from hahooks.runner import RUN_TOKEN
 
         reaped: list[int] = []
         for rec in record.get("commands") or [record]:
-            pgid, started = int(rec.get("pgid", 0)), float(rec.get("started", 0))
+            started = float(rec.get("started", 0))
+            pgid = int(rec.get("pgid", 0)) or procs.group_of_token(
+                RUN_TOKEN, str(rec.get("token", "")), started_after=started - 1.0)
             orphans = procs.group_members(pgid, started_after=started - 1.0) if pgid > 1 else []
             if orphans:
                 log.warning("a killed transition left %s (process group %d: pids %s) running: "

@@ -4,7 +4,7 @@
     hahooks import-pool POOL start|stop|status
 
 The argument order is Heartbeat v1's (haresources `hahooks-mount::/dev/drbd0::/drbd::ext3`
-runs `hahooks-mount /dev/drbd0 /drbd ext3 start`; linux-ha.md §4); hooks/mount and
+runs `hahooks-mount /dev/drbd0 /drbd ext3 start`; docs/reference/heartbeat.md §1); hooks/mount and
 hooks/import-pool exec these. `-c FILE` (or $HAHOOKS_CONFIG) only lends its [node]
 settings (platform, tool paths, fence, logging); the default config file is not read.
 

@@ -50,7 +50,7 @@ def _text(data) -> str:
 
 
 def _heartbeat_running(stdout: str) -> bool:
-    """Heartbeat's own reading of status output (linux-ha.md §4)."""
+    """Heartbeat's own reading of status output (docs/reference/heartbeat.md §2)."""
     import re
 
     if re.search(r"[Nn][Oo][Tt] .*[Rr]unning", stdout):

@@ -1,8 +1,8 @@
 """Cluster events delivered to a sandbox node the way its daemon would deliver them.
 
-devd (freebsd-tools.md §3): the first matching rule of the highest priority runs through
-`sh -c` and devd waits for it (serial per node). freevrrpd (§6): `system(masterscript)`,
-no arguments, blocking. Heartbeat v1 (linux-ha.md §4): `resource.d/<script> args...
+devd (docs/reference/carp-devd.md §3): the first matching rule of the highest priority runs through
+`sh -c` and devd waits for it (serial per node). freevrrpd (docs/reference/freevrrpd.md §2): `system(masterscript)`,
+no arguments, blocking. Heartbeat v1 (docs/reference/heartbeat.md §1): `resource.d/<script> args...
 status|start|stop`. The drill renders each node's wiring with hahooks' own renderers and
 runs exactly the command line the daemon would run, inside the node.
 """

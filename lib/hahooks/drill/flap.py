@@ -1,4 +1,4 @@
-"""The flap storm: CARP flips its mind hundreds of times (freebsd-tools.md §7.1, §7.5), and
+"""The flap storm: CARP flips its mind hundreds of times (docs/reference/carp-devd.md §5), and
 each flip reaches both nodes as devd delivers it: BACKUP to the old master, MASTER to the
 new one, each after its own random delay (0-200 ms after the previous event), so the two
 nodes see a flip in either order. Each node's events run serially (devd waits for its

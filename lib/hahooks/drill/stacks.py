@@ -23,7 +23,7 @@ def service_for(scenario):
 
 def tweaks(cluster) -> dict:
     """Shorter waits than production: the drill must stay quick, and a peer that does not
-    let go is fenced after `secondary_wait` (freebsd-tools.md §7.6)."""
+    let go is fenced after `secondary_wait` (docs/reference/hast.md §4)."""
     return {
         "hast": {"secondary_wait": "3s", "device_wait": "10s"},
         "drbd": {"promote_wait": "5s"},
@@ -242,7 +242,7 @@ def wiring_text(cluster, node: str) -> str:
 
 
 def event_calls(cluster, node: str, state: str) -> list[list[str]]:
-    """The command lines the daemon runs, in order. Heartbeat v1 (linux-ha.md §4) calls
+    """The command lines the daemon runs, in order. Heartbeat v1 (docs/reference/heartbeat.md §1) calls
     `status` twice before `start` and skips the start when status printed "running"
     (cluster.event applies that rule); devd and freevrrpd run one command."""
     argv = event_argv(cluster, node, state)
@@ -322,7 +322,7 @@ def wait_released(cluster, paths: list[str], timeout: float = RELEASE_TIMEOUT) -
 
 def after_boot(cluster, node: str) -> None:
     """A booted node: the service's run dir is empty again (it was a tmpfs), hastd starts
-    with the node's first hastctl (every resource in init, freebsd-tools.md §2)."""
+    with the node's first hastctl (every resource in init, docs/reference/hast.md §3)."""
     cluster.service.prepare(cluster, node)
     for layer in layers(cluster, node):
         if layer["kind"] == "hast":

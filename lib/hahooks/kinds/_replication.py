@@ -1,6 +1,6 @@
 """Helpers shared by the replication kinds (hast, md, ggate-*, gmirror, drbd): where a
 device node lives, and whether one of this node's devices is still in use (mounted, a vdev
-of an imported pool) before a release pulls it away (freebsd-tools.md §7.8: `hastctl role
+of an imported pool) before a release pulls it away (docs/reference/hast.md §3: `hastctl role
 secondary` destroys /dev/hast/X even when it is mounted)."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`drbd`: promote a DRBD resource to Primary and demote it again (seeds 001/004), doing
-what drbddisk does not (linux-ha.md §3: it promotes blindly for ~5 s):
+what drbddisk does not (docs/reference/drbd.md §4: it promotes blindly for ~5 s):
 
 acquire looks before it promotes, on every try until `promote_wait` runs out:
   - local role Primary already            -> done;

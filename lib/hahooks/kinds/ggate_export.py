@@ -11,7 +11,7 @@ acquire = stop that ggated (TERM, then KILL after `stop_grace`); release = start
 checking that the exports file lists `image` and that the image is not in use here (not
 attached to an md unit, not mounted, not in a pool): ggated exporting an image that is
 mounted locally corrupts it. The peer's ggatec/gmirror notice the export going away
-(freebsd-tools.md §4); which node should own the image is the floating address's decision.
+(docs/reference/ggate.md §4); which node should own the image is the floating address's decision.
 """
 from __future__ import annotations
 

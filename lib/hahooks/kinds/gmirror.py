@@ -11,7 +11,7 @@ broken   = no ACTIVE component (STARTING) or no device; or, while nothing uses t
            While the mirror is in use the same state is a warning (the peer went away
            and its ggate unit stays while ggatec reconnects).
 
-Which copy is the sync source (freebsd-tools.md §4: inserted components are synchronized
+Which copy is the sync source (docs/reference/gmirror.md §5: inserted components are synchronized
 from the running mirror):
   - no mirror running: label it afresh from `prefer` (default: the first component), then
     insert the others, which GEOM rebuilds from it. That is seed 000's policy: after a

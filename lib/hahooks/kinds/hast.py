@@ -6,15 +6,15 @@ broken   = hastd unreachable, unknown resource, a mix of roles, role `init` (has
            every resource in init: nothing replicates until a role is set), or primary
            without its device (the primary worker died and hastd reverts to init).
 
-acquire (freebsd-tools.md §1 ucarp_up.sh, §7.6): wait (bounded) for every
+acquire (docs/reference/hast.md §7 ucarp_up.sh, §4): wait (bounded) for every
 `hastd: NAME (secondary)` worker to exit — while it runs the peer still acts as primary, and
 `hastctl role primary` would exit 0 anyway and leave two primaries — and refuse if it does
 not, unless the [node] fence command succeeded; then one `hastctl role primary r1 r2 ...`;
 then confirm the roles with `hastctl list` (hastd sets them before hastctl returns); then a
 bounded wait for every device (the primary worker makes it after hastctl returns). Never
-`hastctl create` (§7.2: it discards metadata).
+`hastctl create` (docs/reference/hast.md §6: it discards metadata).
 
-release: refuse while one of the devices is mounted or a vdev of an imported pool (§7.8:
+release: refuse while one of the devices is mounted or a vdev of an imported pool (docs/reference/hast.md §3:
 `role secondary` destroys the device under a mount), then `hastctl role secondary ...`.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hahooks.schema import Invalid
 
 log = logging.getLogger("hahooks.kinds.hast")
 
-# hastctl exit codes that mean "no answer about the resources" (§2)
+# hastctl exit codes that mean "no answer about the resources" (docs/reference/hast.md §1)
 EX_USAGE, EX_UNAVAILABLE, EX_SOFTWARE, EX_OSERR = 64, 69, 70, 71
 
 
@@ -43,7 +43,7 @@ class Hast(Resource):
                                           "(its `hastd: NAME (secondary)` worker here exits)"),
         # below hastd's 20 s: when the peer turned primary just after our secondary worker
         # check, the new primary worker waits 20 s for it to leave before it starts
-        # "anyway" (§7.6); giving up sooner rolls back (role secondary) before that happens
+        # "anyway" (docs/reference/hast.md §4); giving up sooner rolls back (role secondary) before that happens
         "device_wait": schema.Duration("10s", "how long <dev_dir>/hast/NAME may take to appear "
                                        "after `hastctl role primary` (keep it under hastd's "
                                        "20 s wait for a primary peer)"),

@@ -6,7 +6,7 @@ release removes the link and puts the original back; status checks every link po
 it should. Every step is a rename/symlink/unlink (no shell), checked before anything
 changes, so a re-run after an interruption completes or undoes exactly what is left.
 
-Differences from drbdlinks (linux-ha.md §5): status checks the link targets, not just that
+Differences from drbdlinks (docs/reference/drbd.md §6): status checks the link targets, not just that
 a renamed original exists; a missing target or an unexpected file is refused before any
 change instead of half-linking; a failed rename never goes on to create the symlink.
 """

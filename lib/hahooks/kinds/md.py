@@ -1,7 +1,7 @@
 """`md`: a vnode-backed memory disk (`mdconfig -a -t vnode -f IMAGE -u N`) on a fixed unit,
 so the layers above can name /dev/mdN (seed 000: each node's image file).
 
-held     = mdN is listed by `mdconfig -l` (freebsd-tools.md §4: "md0 md1 \\n", each name
+held     = mdN is listed by `mdconfig -l` (docs/reference/md.md §1: "md0 md1 \\n", each name
            followed by a space) as a vnode on `file`, and <dev_dir>/mdN exists.
 released = mdN is not attached.
 broken   = mdN is attached to another file or type, or its device node is missing.

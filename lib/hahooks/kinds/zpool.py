@@ -7,8 +7,8 @@ POOL` (cachefile=none: a secondary never auto-imports the pool at boot). `-f` on
   - after a plain import was refused because the pool was last used by another system,
     only if `ctx.fence_peer()` succeeded ([node] fence) and force_import is not "never".
 Otherwise zpool's refusal is reported, quoted, and nothing is forced (real ZFS accepts a
-forced import while the peer still has the pool imported, then corrupts it: lab-recipes
-§4). Then wait (bounded) until the pool's health is ONLINE or DEGRADED.
+forced import while the peer still has the pool imported, then corrupts it,
+docs/reference/zfs.md §4). Then wait (bounded) until the pool's health is ONLINE or DEGRADED.
 
 release: `zpool export POOL` (never -f first); if a dataset is busy, stop the processes
 holding the pool's mounted datasets and retry within the step's budget; `export -f` only

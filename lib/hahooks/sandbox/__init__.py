@@ -3,7 +3,7 @@
 Why it is built this way: the project's tests run the real daemons (zfs-fuse, heartbeat,
 keepalived, ucarp) as two-node clusters on one machine, as root, beside other helpers'
 tests. A Lab is the one registry that creates every namespace, loop device and process and
-tears all of it down, even on failure or Ctrl-C (lab-recipes.md §0 shows the construction
+tears all of it down, even on failure or Ctrl-C (docs/reference/lab.md §1 shows the construction
 and its pitfalls). This is test infrastructure, not the failover path: it calls subprocess
 directly (argv lists, timeouts) instead of going through hahooks.runner.
 

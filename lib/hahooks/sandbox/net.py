@@ -1,6 +1,6 @@
 """The sandbox network: a bridge in its own network namespace, one veth port per node.
 
-Why it is built this way (lab-recipes.md §0):
+Why it is built this way (docs/reference/lab.md §1):
 * The bridge lives in a third namespace "<prefix>-<name>", not on a direct veth pair:
   taking one end of a veth pair down puts the other end in NO-CARRIER too, so a "link down
   on a" test would fault both nodes. Here set_link(node, False) downs only the switch port.

@@ -1,6 +1,6 @@
 """One simulated cluster node: network + mount + UTS + PID namespaces around a PID-1 holder.
 
-Why it is built this way (lab-recipes.md §0, §3, §4):
+Why it is built this way (docs/reference/lab.md §1, §4, §5):
 * `ip netns exec NS unshare -m -u -p -f --mount-proc holder`: the holder is PID 1 of the
   node, so killing it (or SIGKILLing every member) is pulling the power plug, and
   heartbeat's reboot(2) fallback only ends this namespace.

@@ -1,6 +1,6 @@
 """A sandbox node's private file system view, set up from outside before anything runs.
 
-Why it is built this way (lab-recipes.md §3, §4):
+Why it is built this way (docs/reference/lab.md §4, §5):
 * tmpfs on /run: pid files (/run/heartbeat.pid), zfs_socket and zfs_lock
   (/var/run, /var/lock point into /run), /run/heartbeat/* are per node.
 * /etc is an overlay whose upper layer is the node's own dir (nodes/<name>/etc/upper):

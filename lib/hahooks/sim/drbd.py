@@ -1,5 +1,5 @@
 """Simulated drbdadm/drbdsetup: DRBD 8.4 kernel (Debian's in-tree module, the seeds' DRBD 8)
-driven by drbd-utils 9 (linux-ha.md §3; LINBIT/drbd-utils user/v84/drbdsetup.c
+driven by drbd-utils 9 (docs/reference/drbd.md §2; LINBIT/drbd-utils user/v84/drbdsetup.c
 print_config_error(), role_scmd(), status_cmd(), user/shared/shared_main.c m__system()).
 
 drbdadm runs "drbdsetup-84 <cmd> <minor|res>"; a failing drbdsetup prints

@@ -1,4 +1,4 @@
-"""Simulated ggatec and ggated (freebsd-tools.md §4; sbin/ggate/ggatec/ggatec.c,
+"""Simulated ggatec and ggated (docs/reference/ggate.md §1; sbin/ggate/ggatec/ggatec.c,
 sbin/ggate/ggated/ggated.c, sbin/ggate/shared/ggate.c).
 
 ggated is a real daemon process on the serving node (so `pkill ggated` works), registered

@@ -1,4 +1,4 @@
-"""Simulated gmirror (freebsd-tools.md §4; sbin/geom/core/geom.c std_status,
+"""Simulated gmirror (docs/reference/gmirror.md §1; sbin/geom/core/geom.c std_status,
 lib/geom/mirror/geom_mirror.c, sys/geom/mirror/g_mirror_ctl.c). The model (metadata,
 tasting, data links) is in mirror_model.py.
 """

@@ -1,4 +1,4 @@
-"""Simulated hastctl (freebsd-tools.md §2; sbin/hastctl/hastctl.c, sbin/hastd/control.c).
+"""Simulated hastctl (docs/reference/hast.md §2; sbin/hastctl/hastctl.c, sbin/hastd/control.c).
 
 The resources a node has (its hast.conf) are the world's HAST resources naming that node;
 `-c config` is accepted and ignored. hastd is the node daemon of hastd.py: when it is
@@ -22,7 +22,7 @@ EXTENTSIZE, KEEPDIRTY, IDLE_QUEUE = 2097152, 64, 255
 WORKER_REAP_TIMEOUT = 5.0
 POLL = 0.002
 
-USAGE = (  # §2 "Usage text" (modern hastctl.c, with list)
+USAGE = (  # docs/reference/hast.md §1 "Usage text" (modern hastctl.c, with list)
     "usage: hastctl create [-d] [-c config] [-e extentsize] [-k keepdirty]\n"
     "\t\t[-m mediasize] name ...\n"
     "       hastctl role [-d] [-c config] <init | primary | secondary> all | name ...\n"
@@ -130,7 +130,7 @@ def describe(st: dict, node: str, name: str) -> dict:
 
 
 def print_status(info: list[tuple[str, dict | None]]) -> int:
-    """§2 `hastctl status`: the terse table of control_status() in hastctl.c."""
+    """docs/reference/hast.md §2 `hastctl status`: the terse table of control_status() in hastctl.c."""
     ret = 0
     out = []
     for name, d in info:
@@ -147,7 +147,7 @@ def print_status(info: list[tuple[str, dict | None]]) -> int:
 
 
 def print_list(info: list[tuple[str, dict | None]]) -> int:
-    """§2 `hastctl list`: the verbose form of control_list() in hastctl.c."""
+    """docs/reference/hast.md §2 `hastctl list`: the verbose form of control_list() in hastctl.c."""
     ret = 0
     out = []
     for name, d in info:
@@ -177,8 +177,8 @@ def print_list(info: list[tuple[str, dict | None]]) -> int:
 def set_role(ctx, role: str, names: list[str]) -> int:
     """control_set_role_common(): per resource, same role is a no-op; leaving primary
     waits for the primary worker, whose cleanup destroys hast/<name> with gctl_force=1
-    (§2 "Role semantics", §7.8); primary forks a worker and returns at once (the device
-    appears later, hastd.py). Primary is granted even while the peer is primary (§7.6)."""
+    (docs/reference/hast.md §3 "Role semantics", §3); primary forks a worker and returns at once (the device
+    appears later, hastd.py). Primary is granted even while the peer is primary (docs/reference/hast.md §4)."""
     ret = 0
     leaving = []
     with ctx.store.locked(write=True) as st:
@@ -251,7 +251,7 @@ def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
 
 def create(ctx, names: list[str]) -> int:
     """`hastctl create` initialises metadata (no daemon needed). The simulator notes it:
-    running it during failover discards metadata and forces a full sync (§7.2)."""
+    running it during failover discards metadata and forces a full sync (docs/reference/hast.md §6)."""
     ec = 0
     with ctx.store.locked(write=True) as st:
         mine = my_resources(st, ctx.node)

@@ -245,7 +245,7 @@ class Daemon:
             for name, (gen, code) in failed.items():
                 r = st["hast"].get(name)
                 if r and r["gen"].get(self.node) == gen and code != EX_TEMPFAIL:
-                    # "Changing resource role back to init.": no device, ever (§2)
+                    # "Changing resource role back to init.": no device, ever (docs/reference/hast.md §5)
                     r["role"][self.node] = "init"
                     r["gen"][self.node] = gen + 1
                 elif code == EX_TEMPFAIL:      # "Restarting worker process."

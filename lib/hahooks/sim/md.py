@@ -1,4 +1,4 @@
-"""Simulated mdconfig (freebsd-tools.md §4; sbin/mdconfig/mdconfig.c of the 8.x/9.x era,
+"""Simulated mdconfig (docs/reference/md.md §1; sbin/mdconfig/mdconfig.c of the 8.x/9.x era,
 without the label/options columns of newer -lv). Only vnode units are simulated: the
 unit's device nodes/<n>/dev/mdN is a link to the backing file (same bytes)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""gmirror's model (freebsd-tools.md §4), shared by the gmirror, mdconfig and ggate tools.
+"""gmirror's model (docs/reference/gmirror.md §2), shared by the gmirror, mdconfig and ggate tools.
 
 Metadata lives per backing image (st["gmirror_meta"], keyed by the image's path) as it lives
 in a component's last sector, so it follows the data (a ggate export labelled on one node
@@ -147,7 +147,7 @@ def taste(ctx, st: dict, prov: str) -> None:
     elif m["mid"] != meta["mid"] or comp(m, prov):
         return   # kernel: "Device already configured" / already connected
     elif active(m) and equal_data(m["linked"] or active(m)[0]["image"], image):
-        state = "ACTIVE"   # not resynced when nothing was written meanwhile (§4)
+        state = "ACTIVE"   # not resynced when nothing was written meanwhile (docs/reference/gmirror.md §5)
     else:
         state = "SYNCHRONIZING" if m["autosync"] else "STALE"
     m["components"].append({"prov": strip_dev(prov), "image": image, "state": state,

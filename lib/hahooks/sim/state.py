@@ -30,7 +30,7 @@ VIOLATIONS = "violations.jsonl"
 COMMANDS = "commands.jsonl"
 
 DEFAULT_SETTINGS = {
-    # freebsd-tools.md §2: the primary worker creates /dev/hast/X after hastctl returned.
+    # docs/reference/hast.md §3: the primary worker creates /dev/hast/X after hastctl returned.
     "hast_device_delay": 0.1,
     # hast.conf `timeout` (docs/reference/hast.md; sbin/hastd/primary.c hastd_primary()): how
     # long a new primary's I/O stalls while it waits for a connected primary peer to become

@@ -1,4 +1,4 @@
-"""Simulated FreeBSD sysctl(8) for the net.inet.carp.* subset (freebsd-tools.md §6).
+"""Simulated FreeBSD sysctl(8) for the net.inet.carp.* subset (docs/reference/carp-devd.md §4).
 
 Only the six oids of the reference table exist; any other oid is refused as FreeBSD
 refuses an unknown one ("sysctl: unknown oid 'x'", exit 1). A write to

@@ -220,7 +220,7 @@ class World:
     def crash(self, node: str) -> None:
         """`node` dies: the peer sees the connection drop, the node's worker processes end,
         its devices vanish (its kernel is gone) and, when it boots again (restart()), every
-        HAST resource is back in init (§2), DRBD down, md/ggate units gone."""
+        HAST resource is back in init (docs/reference/hast.md §3), DRBD down, md/ggate units gone."""
         from hahooks.sim import crash as crash_mod
         from hahooks.sim import drbd
         with self.store.locked(write=True) as st:

@@ -7,7 +7,7 @@ the configured vhid/interface, and carry no devd variable at all: each rule matc
 event exactly and writes its fields as literal words, which reads the same under old devd
 (raw `$var` expansion) and new devd (`$'...'`-quoted expansion).
 
-Event forms (freebsd-tools.md §3):
+Event forms (docs/reference/carp-devd.md §1–2):
   FreeBSD >= 10  !system=CARP subsystem=<vhid>@<if> type=MASTER|BACKUP|INIT
   FreeBSD < 10   !system=IFNET subsystem=carp0 type=LINK_UP|LINK_DOWN
 INIT (link loss on the carrier) must release the stack: carp(4)'s example rule matching only

@@ -1,7 +1,7 @@
 """Heartbeat v1: `hahooks heartbeat [CONFIG] start|stop|status` — the whole stack as one
 haresources entry (heartbeat-resource.d/hahooks).
 
-The haresources conventions (linux-ha.md §4, /usr/share/heartbeat/ResourceManager):
+The haresources conventions (docs/reference/heartbeat.md §1, /usr/share/heartbeat/ResourceManager):
 * `hahooks::/etc/hahooks.toml` runs `resource.d/hahooks /etc/hahooks.toml start`: the
   `::`-separated words come first, the action last. Without a word the default config is
   used ($HAHOOKS_CONFIG, /etc/hahooks.toml).

@@ -1,8 +1,9 @@
 """keepalived: `hahooks keepalived-notify TYPE NAME STATE [PRIORITY]`.
 
-keepalived exec()s the configured string split into words, with no shell (lab-recipes.md
-§1). `notify_master|backup|fault|stop` get only the words written in the config; the generic
-`notify` appends `INSTANCE|GROUP <name> MASTER|BACKUP|FAULT|STOP <priority>` (linux-ha.md §6;
+keepalived exec()s the configured string split into words, with no shell
+(docs/reference/keepalived.md §2). `notify_master|backup|fault|stop` get only the words
+written in the config; the generic `notify` appends
+`INSTANCE|GROUP <name> MASTER|BACKUP|FAULT|STOP <priority>` (docs/reference/keepalived.md §1;
 DELETED appears when a reload removes the instance). So one line serves every state:
 
     notify "/usr/local/sbin/hahooks keepalived-notify"

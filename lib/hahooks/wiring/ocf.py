@@ -1,4 +1,4 @@
-"""OCF resource agent (OCF RA API 1.1, linux-ha.md §6) for the whole stack or one layer.
+"""OCF resource agent (OCF RA API 1.1, docs/reference/pacemaker.md §1) for the whole stack or one layer.
 
 `ocf/hahooks` only calls main() here. Parameters come from the environment:
 OCF_RESKEY_config (the hahooks config) and OCF_RESKEY_resource (empty: the whole stack,

@@ -1,7 +1,7 @@
 """ucarp: `hahooks ucarp-up|ucarp-down [--vip] IFACE VIP [XPARAM]`.
 
 ucarp runs `--upscript`/`--downscript` as `execl(script, script, interface, vip, xparam)`
-and waits for it, ignoring the exit status (linux-ha.md §6, lab-recipes.md §2). It sends no
+and waits for it, ignoring the exit status (docs/reference/ucarp.md §1, docs/reference/lab.md §3). It sends no
 adverts meanwhile, so the hook records the desire and returns (--detach, the default). The
 downscript also runs at start-up (unless `--neutral`) and, with `--shutdown`, at exit: a
 slave request on a node that holds nothing is a no-op.
