@@ -17,17 +17,12 @@ go to its backing image(s) through a *gate*:
             gate acts as `then` ("open" or "error")
     error   every request fails with `errno` (EIO, ENXIO ...)
 
-A stalled gate may also carry `expire` (age, every, anchor, errno): a request then fails with
-that errno at the first tick anchor + k*every at which it has waited `age` seconds (a ggate
-unit created with `-t N`: sys/geom/gate/g_gate.c g_gate_guard() runs every N s and fails the
-requests queued 5 s or more; docs/reference/ggate.md §4).
-
-A backing entry "@OTHER" names another device of the same server (a mirror's ggate
-component): a request passes OTHER's gate first, so a stalled component stalls the mirror's
-write. A write fans out to every entry; an entry whose gate errors is dropped from the device
-and reported in the control file's `events` (sys/geom/mirror/g_mirror.c
-g_mirror_regular_request_error(): the component is disconnected, the write goes on with the
-others); only when every entry failed does the write fail.
+A stalled gate with `expire` fails a request at the first tick anchor + k*every at which it
+waited `age` s (ggatec -t N: sys/geom/gate/g_gate.c g_gate_guard(), docs/reference/ggate.md §4).
+A backing entry "@OTHER" is another device of the server (a mirror's ggate component): its
+gate applies first. A write fans out to every entry; an "@" entry that fails leaves the device
+and is reported in the control's `events` (sys/geom/mirror/g_mirror.c
+g_mirror_regular_request_error()); the write fails only when its last entry does.
 
 A device that is removed fails every request on handles opened before with ENXIO (GEOM's
 answer once a provider is withered) and disappears from the directory; exposing the same name
@@ -116,9 +111,8 @@ class Control:
         the length the file shows (default: the first image's)."""
         with self.editing() as data:
             data["serial"] = data.get("serial", 0) + 1
-            data["devices"][name] = {"backing": [b if b.startswith("@") else os.path.abspath(b)
-                                                 for b in backing],
-                                     "gate": gate, "id": data["serial"]}
+            data["devices"][name] = {"backing": _entries(backing), "gate": gate,
+                                     "id": data["serial"]}
             if size is not None:
                 data["devices"][name]["size"] = size
 
@@ -128,7 +122,7 @@ class Control:
             dev = data["devices"].get(name)
             if dev is None:
                 return False
-            dev["backing"] = [b if b.startswith("@") else os.path.abspath(b) for b in backing]
+            dev["backing"] = _entries(backing)
             return True
 
     def set_gate(self, name: str, gate: dict) -> bool:
@@ -152,6 +146,10 @@ class Control:
     def remove(self, name: str) -> bool:
         with self.editing() as data:
             return data["devices"].pop(name, None) is not None
+
+
+def _entries(backing: list[str]) -> list[str]:
+    return [b if b.startswith("@") else os.path.abspath(b) for b in backing]
 
 
 def mounted(mountpoint: str) -> bool:
@@ -250,7 +248,6 @@ class _Devices:
             return self.devices
 
 
-
 def _image_io(image: str, op, *args):
     """One request on an image, opened for it alone: a held fd would keep an md unit or a
     ggated export busy for the simulated tools' in-use checks after the device is gone."""
@@ -291,16 +288,11 @@ def _expiry(expire: dict, started: float) -> float:
     return expire["anchor"] + ticks * every
 
 
-def _targets(devices: _Devices, dev: dict) -> list[tuple[str | None, list[str]]]:
-    """(member name or None, image paths) of each backing entry, member gates passed."""
-    out = []
-    for entry in dev["backing"]:
-        if entry.startswith("@"):
-            member = _pass_gate(devices, entry[1:], None)
-            out.append((entry[1:], member["backing"]))
-        else:
-            out.append((None, [entry]))
-    return out
+def _images(devices: _Devices, entry: str) -> list[str]:
+    """A backing entry's image paths; "@OTHER" passes OTHER's gate first."""
+    if entry.startswith("@"):
+        return _pass_gate(devices, entry[1:], None)["backing"]
+    return [entry]
 
 
 def _member_failed(devices: _Devices, name: str, member: str, err: int) -> None:
@@ -319,7 +311,7 @@ def _write_all(devices: _Devices, name: str, dev: dict, data: bytes, offset: int
     done, err = 0, errno.EIO
     for entry in list(dev["backing"]):
         try:
-            (member, images), = _targets(devices, {"backing": [entry]})
+            images = _images(devices, entry)
         except mfusepy.FuseOSError as exc:
             if not entry.startswith("@") or len(dev["backing"]) == 1:
                 raise       # g_mirror keeps its last ACTIVE disk: the error goes up
@@ -391,8 +383,7 @@ def _operations(devices: _Devices):
             dev = _pass_gate(devices, *self.handles[fh])
             if not dev["backing"]:
                 raise mfusepy.FuseOSError(errno.ENXIO)
-            _, images = _targets(devices, {"backing": dev["backing"][:1]})[0]
-            return _image_io(images[0], os.pread, size, offset)
+            return _image_io(_images(devices, dev["backing"][0])[0], os.pread, size, offset)
 
         def write(self, path, data, offset, fh):
             name = self.handles[fh][0]
