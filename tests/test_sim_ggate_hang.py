@@ -153,3 +153,25 @@ def test_ggatec_t_guard_fails_queued_requests_and_gmirror_disconnects_the_compon
     # the unit itself fails its requests too (EIO), it does not block
     r = writers(os.path.join(world.dev_dir("servera"), "ggate0"), "x").result(30)
     assert r == "errno 5"
+
+
+def test_ggatec_destroy_f_cancels_the_queued_requests_with_enxio(world, tmp_path, writers):
+    """g_gate.c g_gate_destroy(): a forced destroy of a unit whose server is gone delivers
+    ENXIO to every queued request ("Request canceled."), the way out of a -t 0 hang; the
+    device was open, so the simulator records the forced removal."""
+    backup = world.image("sitesbackup.img", 8)
+    exports = tmp_path / "gg.exports"
+    exports.write_text(f"192.168.1.0/24 RW {backup}\n")
+    assert world.run("serverb", "ggated", str(exports)).returncode == 0
+    assert world.run("servera", "ggatec", "create", "-u", "0", SERVER, backup).returncode == 0
+    stop_ggated(world)
+    w = writers(os.path.join(world.dev_dir("servera"), "ggate0"), "never sent")
+    waits.wait_for(lambda: "Connecting [" in syslog(world, "servera"), 10, "a retry")
+    assert w.running(), w.result(1)
+    r = world.run("servera", "ggatec", "destroy", "-u", "0")
+    assert (r.returncode, r.stdout) == (1, "error: ggatec: ioctl(/dev/ggctl): Device busy.\n"
+                                           "error: Exiting.\n")
+    assert world.run("servera", "ggatec", "destroy", "-f", "-u", "0").returncode == 0
+    assert w.result(20) == "errno 6"                      # ENXIO
+    assert [v["kind"] for v in world.violations()] == ["device_removed_in_use"]
+    assert head(backup, 10) != b"never sent"
