@@ -232,8 +232,9 @@ def test_gmirror_old_format_running_mirror_is_kept_with_its_data(tmp_path, world
 
 def test_gmirror_acquire_never_stops_or_relabels_a_running_mirror(tmp_path, world):
     """A mirror running (with a provider) without `prefer` in it, nothing using it: acquire
-    refuses instead of `gmirror stop` + `label` from `prefer`. The rollback's release then
-    records `prefer` as stale, so the next master refuses too and md1's data stay."""
+    refuses instead of `gmirror stop` + `label` from `prefer`, and the rollback leaves the
+    mirror and the md units under it as found; the next master refuses the same way and md1's
+    data stay."""
     img0, img1 = world.image(unique("img"), 8), world.image(unique("img"), 8)
     name = unique("gm")
     c = SimCluster(tmp_path, world)
@@ -243,10 +244,12 @@ def test_gmirror_acquire_never_stops_or_relabels_a_running_mirror(tmp_path, worl
     by_hand = len(c.commands("nodea", "gmirror"))
     p = c.hh("nodea", "master")
     assert p.returncode == 1 and "running without its sync source md0" in p.stderr, p.stderr
+    assert "rollback stops at mirror" in p.stderr and "critical" not in p.stderr, p.stderr
     p = c.hh("nodea", "master")
-    assert p.returncode == 1 and "last ran without md0" in p.stderr, p.stderr
+    assert p.returncode == 1 and "running without its sync source md0" in p.stderr, p.stderr
     verbs = [a[1] for a in c.commands("nodea", "gmirror")[by_hand:]]
-    assert not {"stop", "label", "insert"} & set(verbs), verbs
+    assert not {"stop", "label", "insert", "destroy"} & set(verbs), verbs
+    assert not [a for a in c.commands("nodea", "mdconfig") if "-d" in a], "md pulled"
     assert read_marker(img1, 8) == b"md1-data"
     c.assert_no_violations()
 

@@ -314,6 +314,17 @@ class Engine:
         """Release `groups` top-down (the failed one first) so the node never holds half a
         stack; a parallel group's members that were acquired are released together."""
         for group in reversed(groups):
+            kept = [self.config.resources[i].name for i in group
+                    if self.config.resources[i].name in self.untouched
+                    and self.resource(i).status().state is not State.RELEASED]
+            if kept:
+                # a refused layer left as found still stands on the layers below: releasing
+                # them would be refused (busy) or pull them from under it
+                log.error("rollback stops at %s: left as found (its failed acquire changed "
+                          "nothing), it still uses the layers below, which stay held",
+                          ", ".join(kept), extra={"event": "rollback_stopped",
+                                                  "resource": kept[0]})
+                return False
             try:
                 failures = self._run_group(group, "slave", outcome)
             except Superseded as exc:     # a wait in a release ended by a newer desire
