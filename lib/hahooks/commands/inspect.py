@@ -116,23 +116,29 @@ def evaluate(cfg) -> dict:
     layers = [{"name": s.name, "kind": s.kind, "state": o.state.value, "reason": o.reason,
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
-    desire, done, in_progress = None, None, False
+    desire, done, in_progress, maintenance = None, None, False, None
     state_error = state_unreadable(cfg.node.state_dir)
     if not state_error:
         try:
             state = StateDir(cfg.node.state_dir)
             desire, done = state.desire(), state.done()
             in_progress = TransitionLock(state).held_elsewhere()
+            maintenance = state.maintenance()
         except HahooksError as exc:
             state_error = exc.one_line()
     code, summary, _ = grade(observed, desire, in_progress, done)
+    if maintenance:   # nobody acts on daemon events: this node will not fail over
+        from hahooks.maintenance import describe
+
+        code = WARNING if code == OK else code
+        summary += "; " + describe(maintenance)
     if state_error and code in (OK, WARNING):
         # without the desire and the last result an OK could hide a failed master
         code, summary = UNKNOWN, f"{state_error}; {summary}"
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
             else None, "in_progress": in_progress, "last": done, "state_error": state_error,
-            "layers": layers}
+            "maintenance": maintenance, "layers": layers}
 
 
 def state_unreadable(path: str) -> str | None:
@@ -223,7 +229,15 @@ def read_history(path: str) -> list[dict]:
     from hahooks import logs
 
     transitions: dict[str, dict] = {}
-    for rec in logs.records(path):
+    for n, rec in enumerate(logs.records(path)):
+        if rec.get("event") == "ignored":   # a daemon event during maintenance mode
+            transitions[f"ignored-{n}"] = {
+                "id": "ignored", "role": rec.get("role"), "node": rec.get("node"),
+                "start": rec.get("ts"), "trigger": rec.get("source") or None, "steps": [],
+                "actions": [], "end": "maintenance mode" + (f" ({rec['reason']})"
+                                                            if rec.get("reason") else ""),
+                "ok": None, "superseded": False, "ignored": True}
+            continue
         tid = rec.get("transition")
         if not tid:
             continue
@@ -249,6 +263,8 @@ def read_history(path: str) -> list[dict]:
 
 
 def _verdict(t: dict) -> str:
+    if t.get("ignored"):
+        return "ignored"         # maintenance mode: recorded, nothing was done
     if t["superseded"]:
         return "superseded"      # a newer request won: the walk stopped safely, not a failure
     return "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")

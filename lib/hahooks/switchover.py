@@ -1,0 +1,5 @@
+"""`hahooks switchover`: placeholder, filled below."""
+
+
+def register(sub, common) -> None:
+    pass
