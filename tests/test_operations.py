@@ -44,3 +44,40 @@ def test_maintenance_ignores_daemon_events_and_lets_a_person_act(tmp_path, write
     assert stack.hahooks("status").returncode == 0
     r = stack.hahooks("slave", "--detach", "--source", "freevrrpd")
     assert r.returncode == 0 and "recorded" in r.stdout
+
+
+def test_history_since_keeps_what_started_after(tmp_path, write_config):
+    import datetime as dt
+
+    stack = Stack(tmp_path, write_config, names=("a",))
+    assert stack.hahooks("master").returncode == 0
+    (first,) = stack.json_records(event="transition_end")
+    between = dt.datetime.fromisoformat(first["time"]).timestamp() + 0.001
+    while dt.datetime.now().timestamp() <= between + 0.01:   # the next record starts later
+        os.sched_yield()
+    assert stack.hahooks("slave").returncode == 0
+    since = dt.datetime.fromtimestamp(between).isoformat()   # local, as an operator types it
+    (only,) = json.loads(stack.hahooks("history", "--json", "--since", since).stdout)
+    assert only["role"] == "slave"
+    for word in ("-1h", "yesterday", "today"):
+        got = json.loads(stack.hahooks("history", "--json", "--since", word).stdout)
+        assert [t["role"] for t in got] == ["master", "slave"], word
+    r = stack.hahooks("history", "--since", "2h")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 4   # 2 transitions + steps
+    r = stack.hahooks("history", "--since", "2999-01-01")
+    assert r.stdout == "" and "since 2999-01-01" in r.stderr
+    r = stack.hahooks("history", "--since", "last tuesday")
+    assert r.returncode == 2 and "--since 'last tuesday'" in r.stderr
+
+
+def test_parse_since_words():
+    import datetime as dt
+
+    from hahooks.timespec import parse_since
+
+    now = dt.datetime(2026, 12, 6, 10, 30).timestamp()
+    assert parse_since("yesterday", now) == dt.datetime(2026, 12, 5).timestamp()
+    assert parse_since("today", now) == dt.datetime(2026, 12, 6).timestamp()
+    assert parse_since("-2h", now) == now - 7200 == parse_since("2h", now)
+    assert parse_since("30m", now) == now - 1800
+    assert parse_since("2026-12-05T22:00", now) == dt.datetime(2026, 12, 5, 22).timestamp()

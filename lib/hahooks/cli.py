@@ -69,6 +69,18 @@ def _known_command(parser: argparse.ArgumentParser, word: str) -> None:
     raise _ArgError(f"hahooks: unknown command {word!r}; {hint} (hahooks --help)")
 
 
+def _glue_ages(argv: list[str]) -> list[str]:
+    """`history --since -2h`: argparse takes a word that starts with '-' (and is not a plain
+    number) for an option and says "expected one argument"; glue it to its option."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] == "--since" and word.startswith("-"):
+            out[-1] = f"--since={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def stderr_level(args) -> int:
     if getattr(args, "verbose", False):
         return logging.DEBUG
@@ -83,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(FAST_PATHS.get(argv[0]) if argv else None)
         if argv and not argv[0].startswith("-"):
             _known_command(parser, argv[0])
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_ages(argv))
         if not getattr(args, "func", None):
             print("hahooks: no command given (hahooks --help lists them)", file=sys.stderr)
             return ExitCode.ARGS

@@ -51,6 +51,9 @@ def register(sub, common) -> None:
                        "(ok, FAILED, superseded, unfinished), step timings, demotions, fences")
     p.add_argument("-n", type=int, default=5, help="how many transitions (default 5)")
     p.add_argument("--log", help="JSON-lines log to read (default: node.log_file)")
+    p.add_argument("--since", help="only transitions started since: yesterday, today, an "
+                   "ISO date or time (2026-12-05T22:00, local), or an age (-2h, 30m, 1d); "
+                   "-n still limits the count")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_history)
 
@@ -227,13 +230,15 @@ def run_plan(args) -> int:
 def read_history(path: str) -> list[dict]:
     """Transitions in log order, each with its steps, from the JSON-lines log."""
     from hahooks import logs
+    from hahooks.timespec import record_epoch
 
     transitions: dict[str, dict] = {}
     for n, rec in enumerate(logs.records(path)):
         if rec.get("event") == "ignored":   # a daemon event during maintenance mode
             transitions[f"ignored-{n}"] = {
                 "id": "ignored", "role": rec.get("role"), "node": rec.get("node"),
-                "start": rec.get("ts"), "trigger": rec.get("source") or None, "steps": [],
+                "start": rec.get("ts"), "at": record_epoch(rec),
+                "trigger": rec.get("source") or None, "steps": [],
                 "actions": [], "end": "maintenance mode" + (f" ({rec['reason']})"
                                                             if rec.get("reason") else ""),
                 "ok": None, "superseded": False, "ignored": True}
@@ -243,6 +248,7 @@ def read_history(path: str) -> list[dict]:
             continue
         t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
                                          "node": rec.get("node"), "start": rec.get("ts"),
+                                         "at": record_epoch(rec),
                                          "trigger": None, "steps": [], "actions": [],
                                          "end": None, "ok": None, "superseded": False})
         event = rec.get("event")
@@ -273,8 +279,19 @@ def _verdict(t: dict) -> str:
 def run_history(args) -> int:
     cfg = config_mod.load(args.config)
     path = args.log or cfg.node.log_file
+    since = None
+    if args.since:
+        from hahooks.timespec import parse_since
+
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"hahooks history: {exc}", file=sys.stderr)
+            return ExitCode.ARGS
     try:
-        transitions = read_history(path)[-args.n:] if args.n > 0 else []
+        transitions = [t for t in read_history(path)
+                       if since is None or (t["at"] or 0) >= since]
+        transitions = transitions[-args.n:] if args.n > 0 else []
     except FileNotFoundError:
         print(f"no log yet at {path}", file=sys.stderr)
         return ExitCode.OK
@@ -282,7 +299,8 @@ def run_history(args) -> int:
         print(json.dumps(transitions, indent=2))
         return ExitCode.OK
     if not transitions:
-        print(f"no transitions recorded in {path}", file=sys.stderr)
+        print(f"no transitions recorded in {path}" +
+              (f" since {args.since}" if since is not None else ""), file=sys.stderr)
     for t in transitions:
         took = t.get("duration")
         took = f"{took:.3f}s" if isinstance(took, (int, float)) else "-"
