@@ -147,6 +147,73 @@ def test_config_owned_by_another_user_is_refused(tmp_path):
                     f"owned by uid {nobody}", tmp_path)
 
 
+def _config_in(tmp_path, parent_mode: int, parent_owner: int = 0) -> str:
+    """A good 0600 root config in tmp_path/etc (mode parent_mode, owned by parent_owner);
+    state and trace stay in tmp_path."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    path = etc / "hahooks.toml"
+    path.write_text((NODE + GOOD_LAYER).format(state=tmp_path / "state",
+                                                log=tmp_path / "log.jsonl",
+                                                trace=tmp_path / "trace", name="layer"))
+    os.chmod(path, 0o600)
+    os.chown(etc, parent_owner, -1)
+    os.chmod(etc, parent_mode)
+    return str(path)
+
+
+def test_config_in_a_world_writable_parent_is_refused(tmp_path):
+    """Issue 17 item 3: anyone can swap the file out of a 0777 directory without the
+    sticky bit, however safe the file's own mode is."""
+    path = _config_in(tmp_path, 0o777)
+    for command in ("master", "check"):
+        _assert_refused(run_hahooks(command, "-c", path), path, None,
+                        f"{tmp_path / 'etc'} is writable by group or others without the "
+                        "sticky bit (mode 0777)", tmp_path)
+
+
+def test_config_in_a_parent_owned_by_another_user_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    path = _config_in(tmp_path, 0o755, nobody)
+    _assert_refused(run_hahooks("master", "-c", path), path, None,
+                    f"{tmp_path / 'etc'} is owned by uid {nobody}", tmp_path)
+
+
+def test_config_in_a_group_writable_grandparent_is_refused(tmp_path):
+    """Every component up to / counts, not only the file's own directory."""
+    path = _config_in(tmp_path, 0o755)
+    os.chmod(tmp_path, 0o775)
+    _assert_refused(run_hahooks("check", "-c", path), path, None,
+                    f"{tmp_path} is writable by group or others without the sticky bit",
+                    tmp_path)
+
+
+def test_config_of_root_in_a_sticky_world_writable_dir_is_accepted(tmp_path):
+    """/tmp-like (1777): the sticky bit keeps others from replacing root's entries."""
+    path = _config_in(tmp_path, 0o1777)
+    r = run_hahooks("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_config_symlink_planted_in_a_sticky_dir_is_refused(tmp_path):
+    """A symlink owned by another user in a sticky world-writable dir: its owner can
+    point it anywhere (at a config of theirs) at any moment."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    real = _config_in(tmp_path, 0o755)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    os.chmod(shared, 0o1777)
+    link = shared / "hahooks.toml"
+    os.symlink(real, link)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    os.lchown(link, nobody, -1)
+    _assert_refused(run_hahooks("check", "-c", link), str(link), None,
+                    f"the symlink {link} is owned by uid {nobody}", tmp_path)
+
+
 def test_missing_config_file(tmp_path):
     path = str(tmp_path / "nowhere.toml")
     r = run_hahooks("master", "-c", path)

@@ -22,7 +22,7 @@ FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transiti
 EPILOG = """\
 exit codes (OCF numbers):
   0 ok   1 step failed (stack rolled back or left safe)   2 bad arguments
-  3 unimplemented   4 permission / unsafe state path   5 tool not installed
+  3 unimplemented   4 permission / unsafe path / full state dir   5 tool not installed
   6 bad or missing config   7 not running (status of a single resource)
 status exit codes (monitoring-plugin style): 0 OK  1 WARNING  2 CRITICAL  3 UNKNOWN
 """

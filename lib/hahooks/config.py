@@ -98,6 +98,7 @@ class Config:
     node: Node
     resources: list[ResourceSpec]
     wiring: dict[str, Any] = dataclasses.field(default_factory=dict)
+    lines: "_Lines | None" = dataclasses.field(default=None, repr=False)  # key -> line
 
     def resource(self, name: str) -> ResourceSpec:
         for r in self.resources:
@@ -150,6 +151,17 @@ def _hint(key: str, known) -> str:
 
 
 def _check_permissions(path: str) -> None:
+    """Who could swap the config: the file and every directory up to / (OpenSSH
+    StrictModes, auth.c auth_secure_path(); safepath adds the sticky bit's protection)."""
+    from hahooks import safepath
+
+    try:
+        found = safepath.verify(os.path.abspath(path))
+    except safepath.UnsafePath as exc:
+        raise ConfigError(f"{exc.one_line()}; whoever can replace the config can make "
+                          "hahooks run anything") from None
+    if not found.exists:
+        raise ConfigError(f"{path}: config file not found")
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -266,13 +278,29 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
     if not isinstance(wiring_raw, dict):
         fail(("wiring",), "[wiring] must be a table")
     cfg = Config(path, node, resources,
-                 _fields(wiring_raw, WIRING_FIELDS, ("wiring",), fail, "[wiring]"))
+                 _fields(wiring_raw, WIRING_FIELDS, ("wiring",), fail, "[wiring]"), lines)
     for spec in resources:
         try:
             kinds.get(spec.kind).validate_stack(spec, cfg)
         except Invalid as exc:
             fail(("resource", spec.index), f"resource {spec.name!r}: {exc}")
     return cfg
+
+
+def check_paths(cfg: Config) -> None:
+    """`hahooks check`: refuse paths the kinds use as root that another user could
+    redirect (safepath). Not part of load(): it looks at the filesystem, and each kind
+    verifies its paths again at run time, right before using them."""
+    from hahooks import kinds, safepath
+
+    lines = cfg.lines or _Lines("")
+    for spec in cfg.resources:
+        for key, path, options in kinds.get(spec.kind).paths(spec):
+            why = safepath.problem(path, **options)
+            if why:
+                line = lines.of("resource", spec.index, key)
+                where = f"{cfg.path}:{line}" if line else cfg.path
+                raise ConfigError(f"{where}: resource {spec.name!r}: {key}: {why}")
 
 
 def _fields(raw: dict, fields: dict[str, Field], where: tuple, fail, label: str) -> dict:

@@ -13,7 +13,7 @@ class ExitCode(enum.IntEnum):
     GENERIC = 1          # a step failed (the stack was rolled back / left safe)
     ARGS = 2             # bad command-line arguments
     UNIMPLEMENTED = 3
-    PERM = 4             # not root, or unsafe permissions on a state path
+    PERM = 4             # not root, an unsafe or full state dir, a path others could redirect
     NOT_INSTALLED = 5    # a needed tool is missing
     NOT_CONFIGURED = 6   # the config file is invalid
     NOT_RUNNING = 7      # status: the stack (or resource) is not held

@@ -42,6 +42,12 @@ DONE = "done.json"
 INFLIGHT = "inflight.json"
 MAINTENANCE = "maintenance.json"
 FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE)
+# Errors that mean the dir's filesystem takes no more writes, as the one-line cause.
+UNWRITABLE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only filesystem"}
+# A transition writes desire.json, done.json and inflight.json, each by a temporary and a
+# rename: fewer free blocks than this and one of those writes may fail mid-transition.
+MIN_FREE_BLOCKS = 4
 
 log = logging.getLogger("hahooks.state")
 
@@ -94,6 +100,8 @@ class StateDir:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.EMLINK):
                 raise PermissionProblem(f"{path} is a symlink; refusing") from None
+            if exc.errno in UNWRITABLE:
+                raise self._unwritable(name, exc) from None
             raise PermissionProblem(f"{path}: {exc.strerror}") from None
 
     # -- locks ---------------------------------------------------------------
@@ -127,9 +135,37 @@ class StateDir:
     def _write(self, name: str, data: dict) -> None:
         tmp = f"{name}.{os.getpid()}.tmp"
         fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(os.path.join(self.path, tmp), os.path.join(self.path, name))
+        try:
+            with os.fdopen(fd, "w") as fh:   # a full filesystem fails here, at the flush
+                json.dump(data, fh)
+            os.replace(os.path.join(self.path, tmp), os.path.join(self.path, name))
+        except OSError as exc:
+            self._remove(tmp)   # the old content of `name` stands; no temporary is left
+            raise self._unwritable(name, exc) from None
+
+    def _unwritable(self, name: str, exc: OSError) -> PermissionProblem:
+        cause = UNWRITABLE.get(exc.errno or 0, exc.strerror or str(exc))
+        return PermissionProblem(f"state dir {self.path}: {cause} (cannot write {name})")
+
+    def write_problem(self) -> str | None:
+        """Why the next transition could not write here, or None; read-only (statvfs of
+        the dir, or of its nearest existing parent before the first transition made it).
+        `status` reports it as CRITICAL: a master or slave would stop at its desire."""
+        path = self.path
+        while not os.path.exists(path) and path != os.path.dirname(path):
+            path = os.path.dirname(path)
+        try:
+            vfs = os.statvfs(path)
+        except OSError as exc:
+            return f"cannot inspect its filesystem: {exc.strerror}"
+        if vfs.f_flag & os.ST_RDONLY:
+            return "its filesystem is read-only"
+        free = vfs.f_bfree if os.geteuid() == 0 else vfs.f_bavail   # root may use reserve
+        if free < MIN_FREE_BLOCKS:
+            return f"no space left ({free * vfs.f_frsize} bytes free)"
+        if vfs.f_files and not (vfs.f_ffree if os.geteuid() == 0 else vfs.f_favail):
+            return "no space left (no free inodes)"
+        return None
 
     def _remove(self, name: str) -> None:
         try:

@@ -17,8 +17,9 @@ exit codes (monitoring-plugin style):
   0 OK        the stack is wholly held (master) or wholly released (slave), as desired
   1 WARNING   a layer is degraded, or a transition towards the desired role is running
               (also while it holds half the stack)
-  2 CRITICAL  a layer is broken, half the stack is held with no transition running, or the
-              desired role was not reached
+  2 CRITICAL  a layer is broken, half the stack is held with no transition running, the
+              desired role was not reached, or the state dir cannot be written (full,
+              read-only)
   3 UNKNOWN   the config or the state dir cannot be read (a user who is not root: run it
               through sudo, docs/config.md "Monitoring"), or a layer cannot be observed
 """
@@ -35,7 +36,7 @@ def register(sub, common) -> None:
                        "of the stack (exit 6 if bad); --deep: also this node's tools",
                        epilog="exit codes: 0 valid (warnings on stderr as file:line: warning: "
                        "...), 6 invalid or missing, or a layer in an order that cannot work "
-                       "(file:line: what is wrong), 5 (--deep) a tool or init script is "
+                       "(file:line: what is wrong) or naming a path another user could redirect, 5 (--deep) a tool or init script is "
                        "missing, 4 (--deep) permission")
     p.add_argument("--deep", action="store_true", help="also run every layer's read-only "
                    "probes and look up every command, init script, device and pool its status, "
@@ -67,8 +68,11 @@ def _quiet_logging(cfg, args) -> None:
     logs.setup(node=cfg.node.name, stderr_level=max(stderr_level(args), logging.WARNING))
 
 
-def grade(observed, desire=None, in_progress: bool = False, done: dict | None = None) -> tuple:
-    """(code, summary, role) for observed [(spec, Observation)]. Pure: tests feed it."""
+def grade(observed, desire=None, in_progress: bool = False, done: dict | None = None,
+          state_problem: str | None = None) -> tuple:
+    """(code, summary, role) for observed [(spec, Observation)]. Pure: tests feed it.
+    state_problem: why the state dir cannot be written (the next transition would fail
+    before acting), which makes any stack CRITICAL."""
     from hahooks.kinds.base import State
 
     states = {o.state for _, o in observed}
@@ -106,6 +110,8 @@ def grade(observed, desire=None, in_progress: bool = False, done: dict | None = 
             summary += f", last transition failed: {done.get('message')}"
         else:
             summary += ", not converged"
+    if state_problem:
+        code, summary = CRITICAL, f"{state_problem}; {summary}"
     return code, summary, role
 
 
@@ -120,16 +126,19 @@ def evaluate(cfg) -> dict:
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
     desire, done, in_progress, maintenance = None, None, False, None
+    state = StateDir(cfg.node.state_dir)
+    why = state.write_problem()
+    state_problem = (f"state dir {state.path} cannot be written ({why}): the next master "
+                     "or slave will fail before acting") if why else None
     state_error = state_unreadable(cfg.node.state_dir)
     if not state_error:
         try:
-            state = StateDir(cfg.node.state_dir)
             desire, done = state.desire(), state.done()
             in_progress = TransitionLock(state).held_elsewhere()
             maintenance = state.maintenance()
         except HahooksError as exc:
             state_error = exc.one_line()
-    code, summary, _ = grade(observed, desire, in_progress, done)
+    code, summary, _ = grade(observed, desire, in_progress, done, state_problem)
     if maintenance:   # nobody acts on daemon events: this node will not fail over
         from hahooks.maintenance import describe
 
@@ -139,6 +148,7 @@ def evaluate(cfg) -> dict:
         # without the desire and the last result an OK could hide a failed master
         code, summary = UNKNOWN, f"{state_error}; {summary}"
     return {"node": cfg.node.name, "status": LABEL[code], "code": code, "summary": summary,
+            "state_dir_problem": state_problem,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
             else None, "in_progress": in_progress, "last": done, "state_error": state_error,
             "maintenance": maintenance, "layers": layers}
@@ -190,6 +200,7 @@ def run_check(args) -> int:
 
     cfg = config_mod.load(args.config)
     _quiet_logging(cfg, args)
+    config_mod.check_paths(cfg)
     findings = preflight.lint(cfg) + (preflight.deep(cfg) if args.deep else [])
     for finding in findings:
         print(finding.render(cfg.path), file=sys.stderr)

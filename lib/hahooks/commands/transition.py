@@ -12,7 +12,8 @@ exit codes (OCF numbers):
   0 the stack is held (master) / released (slave); with --detach: the request is recorded
   1 a step failed: the stack was rolled back (master) or left safe (slave), or the request
     was superseded by a newer one for the other role
-  2 bad arguments   4 permission problem or unsafe state dir   5 a tool is not installed
+  2 bad arguments   4 permission problem, unsafe or full state dir, or a path another
+    user could redirect (refused before acting)   5 a tool is not installed
   6 the config is missing or invalid (nothing was run)
 """
 

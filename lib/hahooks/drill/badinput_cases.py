@@ -84,6 +84,32 @@ def _state_owner(d: str) -> None:
     os.chown(os.path.join(d, "state"), 65534, 65534)
 
 
+def _dir_mode(mode: int, owner: int = 0) -> Callable[[str], None]:
+    """The config's own directory (the case dir) with this mode and owner."""
+    def setup(d: str) -> None:
+        os.chown(d, owner, -1)
+        os.chmod(d, mode)
+    return setup
+
+
+def _planted(name: str) -> Callable[[str], None]:
+    """{d}/shared is /tmp-like (1777) and nobody (65534) planted shared/NAME -> {d}/victim."""
+    def setup(d: str) -> None:
+        shared = os.path.join(d, "shared")
+        os.makedirs(shared)
+        os.chmod(shared, 0o1777)
+        os.makedirs(os.path.join(d, "victim"), mode=0o700)
+        os.symlink(os.path.join(d, "victim"), os.path.join(shared, name))
+        os.lchown(os.path.join(shared, name), 65534, 65534)
+    return setup
+
+
+def _layer(name: str, kind: str, **params: str) -> str:
+    """BASE_NODE and one layer; params are TOML values as written."""
+    keys = "".join(f"{key} = {value}\n" for key, value in params.items())
+    return f'{BASE_NODE}\n[[resource]]\nname = "{name}"\nkind = "{kind}"\n{keys}'
+
+
 def _config_dir(d: str) -> None:
     os.unlink(os.path.join(d, "hahooks.toml"))
     os.makedirs(os.path.join(d, "hahooks.toml"))
@@ -96,6 +122,7 @@ def _config_gone(d: str) -> None:
 def cases() -> list[Case]:
     """The suite. Kind- and wiring-specific cases join when those modules are present."""
     C, M = ExitCode.NOT_CONFIGURED, ["master", "-c", "{d}/hahooks.toml"]
+    K = ["check", "-c", "{d}/hahooks.toml"]   # unsafe kind paths: check sees them statically
     out = [
         # -- types ---------------------------------------------------------------------
         Case("timeout-not-duration", "types", M, _res("""\
@@ -204,6 +231,20 @@ def cases() -> list[Case]:
         *[Case(f"state-file-symlink-{name}", "permissions", M, GOOD, ExitCode.PERM,
                "symlink", setup=_state_file_symlink(name))
           for name in ("desire.lock", "desire.json", "done.json")],
+        Case("config-dir-world-writable", "permissions", M, GOOD, C, "sticky bit",
+             setup=_dir_mode(0o777)),
+        Case("config-dir-other-owner", "permissions", M, GOOD, C, "owned by uid 65534",
+             setup=_dir_mode(0o755, 65534)),
+        Case("mountpoint-planted-symlink", "permissions", K,
+             _layer("data", "filesystem", device='"/dev/null"', mountpoint='"{d}/shared/mnt"'),
+             C, "symlink {d}/shared/mnt is owned by uid 65534", setup=_planted("mnt")),
+        Case("links-backup-planted-symlink", "permissions", K,
+             _layer("etc", "links", links='{ "{d}/shared/app.conf" = "{d}/victim/app.conf" }'),
+             C, "app.conf.hahooks-orig is owned by uid 65534",
+             setup=_planted("app.conf.hahooks-orig")),
+        Case("pidfile-planted-symlink", "permissions", K,
+             _layer("svc", "service", service='"svc"', pidfile='"{d}/shared/svc.pid"'),
+             C, "symlink {d}/shared/svc.pid", setup=_planted("svc.pid")),
         # -- arguments -----------------------------------------------------------------
         Case("unknown-option", "arguments", ["master", "--bogus", "-c", "{d}/hahooks.toml"],
              GOOD, ExitCode.ARGS, "--bogus"),

@@ -195,6 +195,20 @@ class Resource:
     def validate_stack(cls, spec: "ResourceSpec", config: "Config") -> None:
         """Raise schema.Invalid for problems that depend on the other layers."""
 
+    @classmethod
+    def paths(cls, spec: "ResourceSpec") -> list[tuple[str, str, dict]]:
+        """(key, path, safepath.verify options) of every path this layer mounts over,
+        creates, renames or reads as root: `hahooks check` refuses those another user
+        could redirect, and the kind verifies them again right before using them."""
+        return []
+
+    def verify_paths(self) -> None:
+        """Raise safepath.UnsafePath (exit 4) if another user could redirect a path."""
+        from hahooks import safepath
+
+        for _, path, options in self.paths(self.spec):
+            safepath.verify(path, **options)
+
     # -- the shape ---------------------------------------------------------
     def status(self) -> Observation:
         raise NotImplementedError

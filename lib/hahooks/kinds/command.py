@@ -43,12 +43,20 @@ class Command(Resource):
             return held(f"{self.p['state_file']} exists")
         return released(f"{self.p['state_file']} absent")
 
+    @classmethod
+    def paths(cls, spec) -> list[tuple[str, str, dict]]:
+        # root creates and removes it: another user must not be able to plant or swap it
+        state_file = spec.params["state_file"]
+        return [("state_file", state_file, {"follow_final": False})] if state_file else []
+
     def acquire(self) -> None:
+        self.verify_paths()     # before the command: a refusal takes no action
         self.ctx.run(self.p["acquire"], readonly=False, what=f"acquire {self.name}")
         if self.p["state_file"]:
             self.ctx.effect(f"create {self.p['state_file']}", lambda: _touch(self.p["state_file"]))
 
     def release(self) -> None:
+        self.verify_paths()
         self.ctx.run(self.p["release"], readonly=False, what=f"release {self.name}")
         if self.p["state_file"]:
             self.ctx.effect(f"remove {self.p['state_file']}",

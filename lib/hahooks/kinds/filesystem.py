@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 
-from hahooks import evict, fsck, mounts, procs, schema
+from hahooks import evict, fsck, mounts, procs, safepath, schema
 from hahooks.errors import Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.schema import Invalid
@@ -54,6 +54,10 @@ class Filesystem(Resource):
                           f"(without -o or spaces), got {p['options']!r}")
         if not set(p["fstype"]) <= _FSTYPE_CHARS:
             raise Invalid(f"fstype: {p['fstype']!r} is not a filesystem type name")
+
+    @classmethod
+    def paths(cls, spec) -> list[tuple[str, str, dict]]:
+        return [("mountpoint", spec.params["mountpoint"], {})]
 
     # -- helpers -----------------------------------------------------------
     @property
@@ -115,15 +119,21 @@ class Filesystem(Resource):
         if self._unless(State.HELD, "mounting",
                         "is already mounted below it and would be hidden") is None:
             return
+        target = safepath.verify(self.p["mountpoint"])     # before fsck: refuse early
+        mp = target.resolved
         self.ctx.wait_for(lambda: os.path.exists(dev), f"device {dev} to appear",
                           timeout=self.p["device_timeout"])
         log.info("%s", fsck.check(self.ctx, dev, self.fstype, self.p["fsck"]))
-        if not os.path.isdir(mp):
+        if not target.exists:
             self.ctx.effect(f"create mountpoint {mp}", lambda: os.makedirs(mp, 0o755,
                                                                             exist_ok=True))
         elif _not_empty(mp):
             log.warning("mountpoint %s is not empty: its files are hidden while %s is mounted",
                         mp, dev)
+        # Again right before the mount: a verified path can change only by root's hand, but
+        # a name just created in a sticky dir (/tmp) may have been planted first by another
+        # user; then makedirs(exist_ok) went through and this walk finds the plant.
+        mp = safepath.verify(self.p["mountpoint"]).resolved
         argv = ["mount", *(["-t", self.fstype] if self.fstype else []),
                 *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
         self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")

@@ -52,6 +52,16 @@ class Links(Resource):
                                        "exist (the filesystem below is not mounted)"),
     }
 
+    @classmethod
+    def paths(cls, spec) -> list[tuple[str, str, dict]]:
+        """Each path and its backup are renamed and replaced (never followed: the path is
+        our own link while held); the target is what root's services will read."""
+        out = []
+        for path, target in spec.params["links"].items():
+            out += [("links", path, {"follow_final": False}),
+                    ("links", path + SUFFIX, {"follow_final": False}), ("links", target, {})]
+        return out
+
     def _inspect(self, path: str, target: str) -> tuple[str, str]:
         orig = path + SUFFIX
         has_orig = os.path.lexists(orig)
@@ -88,6 +98,7 @@ class Links(Resource):
                       f"{len(survey) - len(linked)} not")
 
     def acquire(self) -> None:
+        self.verify_paths()
         survey = self._survey()
         self._refuse(survey, (FOREIGN, CLASH), "linking")
         missing = [t for _, t, state, _ in survey if state != LINKED and not os.path.exists(t)]
@@ -107,6 +118,7 @@ class Links(Resource):
                             lambda p=path, t=target: os.symlink(t, p))
 
     def release(self) -> None:
+        self.verify_paths()
         survey = self._survey()
         self._refuse(survey, (FOREIGN, CLASH), "unlinking")
         for path, target, state, _ in reversed(survey):

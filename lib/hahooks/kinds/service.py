@@ -20,10 +20,11 @@ pids are left (they are not killed: the layers below stay as they are).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
-from hahooks import procs, schema
+from hahooks import procs, safepath, schema
 from hahooks.errors import Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.kinds.command import _codes
@@ -71,6 +72,12 @@ class Service(Resource):
                               f"(manager is {manager!r})")
             if not p["service"]:
                 raise Invalid(f"manager {manager!r} needs 'service' (the service's name)")
+
+    @classmethod
+    def paths(cls, spec) -> list[tuple[str, str, dict]]:
+        # the pidfile may be the daemon's own (in its run dir): it is only read, O_NOFOLLOW
+        pidfile = spec.params["pidfile"]
+        return [("pidfile", pidfile, {"final_replaceable": True})] if pidfile else []
 
     # -- command forms -----------------------------------------------------
     @property
@@ -169,9 +176,20 @@ class Service(Resource):
 
 
 def _pid_in(path: str) -> int | None:
+    """The pid a pidfile names; safepath.UnsafePath if another user could have pointed
+    the path elsewhere (a planted symlink naming a live root process would make a stopped
+    service look running)."""
+    resolved = safepath.verify(path, final_replaceable=True).resolved
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return int(fh.read().split()[0])
+        fd = safepath.open_nofollow(resolved)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise safepath.UnsafePath(f"{path}: {resolved} became a symlink in a directory "
+                                      "another user can write; not reading it") from None
+        return None
+    try:
+        with os.fdopen(fd, encoding="ascii", errors="replace") as fh:
+            return int(fh.read(64).split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
