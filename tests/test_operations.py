@@ -81,3 +81,74 @@ def test_parse_since_words():
     assert parse_since("-2h", now) == now - 7200 == parse_since("2h", now)
     assert parse_since("30m", now) == now - 1800
     assert parse_since("2026-12-05T22:00", now) == dt.datetime(2026, 12, 5, 22).timestamp()
+
+
+def _notify_config(stack: Stack, tmp_path, extra: str = "", *, hang_first: bool = True,
+                   timeout: str = "2s") -> None:
+    """Append a [notify] table whose commands copy stdin to files / hang."""
+    sink = tmp_path / "notify-sink"
+    sink.write_text(f"#!/bin/sh\ncat > {tmp_path}/notified.$$.json\n")
+    sink.chmod(0o755)
+    hang = tmp_path / "notify-hang"
+    hang.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/hang.pid\nexec sleep 600\n")
+    hang.chmod(0o755)
+    with open(stack.config, "a") as fh:
+        order = f'["{hang}"], ["{sink}"]' if hang_first else f'["{sink}"], ["{hang}"]'
+        fh.write(f'\n[notify]\ncommands = [{order}]\ntimeout = "{timeout}"\n{extra}')
+
+
+def _notified(tmp_path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(tmp_path.glob("notified.*.json"))
+            if p.read_text().endswith("\n")]
+
+
+def test_notify_runs_detached_with_the_outcome_on_stdin(tmp_path, write_config):
+    from conftest import pid_alive
+    from hahooks import waits
+
+    stack = Stack(tmp_path, write_config, names=("a", "b"))
+    _notify_config(stack, tmp_path, hang_first=False, timeout="10m")
+    r = stack.hahooks("master", "--source", "a person")
+    assert r.returncode == 0, r.stderr
+    (got,) = waits.wait_for(lambda: _notified(tmp_path), 60, "the notify sink")
+    hang_pid = int(waits.wait_for(lambda: (tmp_path / "hang.pid").exists() and
+                                  (tmp_path / "hang.pid").read_text().strip(), 60,
+                                  "the hanging notify command to start"))
+    try:
+        # master returned while a notify command runs (its timeout is 10 minutes away)
+        assert pid_alive(hang_pid)
+        assert os.getsid(hang_pid) != os.getsid(0)   # in its own session: outlives the hook
+    finally:
+        os.kill(hang_pid, 9)
+    assert got["role"] == "master" and got["outcome"] == "ok" and got["ok"] is True
+    assert got["trigger"] == "a person" and got["node"] == "nodea" and got["exit_code"] == 0
+
+
+def test_notify_on_failure_only(tmp_path, write_config):
+    from conftest import pid_alive
+    from hahooks import waits
+
+    stack = Stack(tmp_path, write_config, names=("a", "b"))
+    _notify_config(stack, tmp_path, 'on = "failure"\n')
+    assert stack.hahooks("master").returncode == 0
+    stack.mark("b", "fail-acquire")
+    assert stack.hahooks("slave").returncode == 0
+    assert stack.hahooks("master").returncode == 1
+    # the hanging command comes first: the runner's timeout ends it, the sink still runs
+    (got,) = waits.wait_for(lambda: _notified(tmp_path), 60, "the notify sink")
+    assert got["outcome"] == "failed" and got["exit_code"] == 1 and got["role"] == "master"
+    assert len(stack.json_records(event="transition_end")) == 3
+    waits.wait_for(lambda: len(stack.json_records(event="notify")) == 2, 60, "notify records")
+    by_cmd = {r["argv0"].rsplit("/", 1)[-1]: r for r in stack.json_records(event="notify")}
+    assert by_cmd["notify-hang"]["ok"] is False and by_cmd["notify-sink"]["ok"] is True
+    hang_pid = int((tmp_path / "hang.pid").read_text())
+    waits.wait_for(lambda: not pid_alive(hang_pid), 60, "the timed-out command to be gone")
+
+
+def test_notify_config_errors_name_the_line(tmp_path, write_config):
+    stack = Stack(tmp_path, write_config, names=("a",))
+    with open(stack.config, "a") as fh:
+        fh.write('\n[notify]\ncommands = ["mail root"]\n')
+    r = stack.hahooks("check")
+    assert r.returncode == 6 and "[notify]: commands: expected a list of argument lists" \
+        in r.stderr, r.stderr
