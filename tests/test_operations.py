@@ -152,3 +152,57 @@ def test_notify_config_errors_name_the_line(tmp_path, write_config):
     r = stack.hahooks("check")
     assert r.returncode == 6 and "[notify]: commands: expected a list of argument lists" \
         in r.stderr, r.stderr
+
+
+def test_status_speaks_nagios_with_perfdata_and_thresholds(tmp_path, write_config):
+    stack = Stack(tmp_path, write_config, names=("a", "b"))
+    first = stack.hahooks("status").stdout.splitlines()[0]
+    assert first.startswith("OK: nodea: slave: nothing held")
+    assert first.endswith(" | layers_held=0;;;0;2"), first   # no transition yet: no age
+    assert stack.hahooks("master").returncode == 0
+    r = stack.hahooks("status", "-w", "layers_held=1:", "-C", "last_transition_age=@0:3600")
+    assert r.returncode == 2, r.stdout      # the transition just ran: inside 0..3600 s
+    text, perf = r.stdout.splitlines()[0].split(" | ")
+    assert text.startswith("CRITICAL: nodea: master: all 2 layer(s) held; last_transition_age=")
+    assert "(critical @0:3600)" in text
+    fields = dict(f.split("=", 1) for f in perf.split())
+    assert fields["layers_held"] == "2;1:;;0;2"
+    age, rest = fields["last_transition_age"].split("s;", 1)
+    assert int(age) >= 0 and rest == ";@0:3600;0"
+    r = stack.hahooks("status", "--warning", "layers_held=3:")        # fewer than 3 held
+    assert r.returncode == 1 and "layers_held=2 (warning 3:)" in r.stdout
+    assert stack.hahooks("status", "-w", "layers_held=1:").returncode == 0
+    assert json.loads(stack.hahooks("status", "--json").stdout)["metrics"]["layers_held"] == 2
+    r = stack.hahooks("status", "-w", "dirty=1")
+    assert r.returncode == 3 and r.stdout.startswith("UNKNOWN: threshold 'dirty=1'")
+    r = stack.hahooks("status", "-w", "layers_held=abc")
+    assert r.returncode == 3 and "bad threshold range 'abc'" in r.stdout
+
+
+def test_status_writes_a_prometheus_textfile_atomically(tmp_path, write_config):
+    stack = Stack(tmp_path, write_config, names=("a", "b"))
+    prom = tmp_path / "textfile" / "hahooks.prom"
+    prom.parent.mkdir()
+    assert stack.hahooks("master").returncode == 0
+    stack.mark("b", "fail-release")
+    assert stack.hahooks("slave").returncode == 1
+    stack.mark("b", "fail-release", False)
+    assert stack.hahooks("slave").returncode == 0
+    r = stack.hahooks("status", "--prometheus", str(prom))
+    assert r.returncode == 0, r.stdout
+    text = prom.read_text()
+    assert os.stat(prom).st_mode & 0o777 == 0o644
+    assert os.listdir(prom.parent) == ["hahooks.prom"]          # no temporary left behind
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if not line.startswith("#")}
+    assert samples['hahooks_status{node="nodea"}'] == 0
+    assert samples['hahooks_transitions_total{node="nodea",role="master",outcome="ok"}'] == 1
+    assert samples['hahooks_transitions_total{node="nodea",role="slave",outcome="failed"}'] == 1
+    assert samples['hahooks_transitions_total{node="nodea",role="slave",outcome="ok"}'] == 1
+    assert samples['hahooks_last_transition_ok{node="nodea",role="slave"}'] == 1
+    (end,) = stack.json_records(event="transition_end", role="slave", ok=True)
+    assert samples['hahooks_last_transition_duration_seconds{node="nodea"}'] == \
+        end["duration"]
+    assert samples['hahooks_layers_held{node="nodea"}'] == 0
+    assert samples['hahooks_maintenance{node="nodea"}'] == 0
+    assert "# TYPE hahooks_transitions_total counter" in text

@@ -21,7 +21,11 @@ exit codes (monitoring-plugin style):
               desired role was not reached, or the state dir cannot be written (full,
               read-only)
   3 UNKNOWN   the config or the state dir cannot be read (a user who is not root: run it
-              through sudo, docs/config.md "Monitoring"), or a layer cannot be observed
+              through sudo, docs/config.md "Monitoring"), a layer cannot be observed, or a
+              threshold is malformed
+  WARNING also in maintenance mode; -w/-C raise the code when a metric leaves its range.
+first line: STATUS: NODE: SUMMARY | layers_held=N;w;c;0;TOTAL last_transition_age=Ns
+            hast_dirty_bytes=NB mirror_sync=N% (the last three only where they apply)
 """
 
 
@@ -31,6 +35,15 @@ def register(sub, common) -> None:
                        "1 WARNING, 2 CRITICAL, 3 UNKNOWN)", epilog=STATUS_EPILOG,
                        formatter_class=raw)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--warning", "-w", action="append", metavar="METRIC=RANGE",
+                   help="WARNING when a metric is outside RANGE (Nagios ranges: 10, 10:, "
+                   "~:10, 10:20, @10:20; sizes may end in k/m/g/t); metrics: layers_held, "
+                   "last_transition_age, hast_dirty_bytes, mirror_sync; repeatable")
+    p.add_argument("--critical", "-C", action="append", metavar="METRIC=RANGE",
+                   help="CRITICAL when a metric is outside RANGE (as --warning)")
+    p.add_argument("--prometheus", metavar="FILE", help="also write the status, transition "
+                   "counts and the last transition's duration and outcome as a node_exporter "
+                   "textfile (written atomically, 0644)")
     p.set_defaults(func=run_status)
     p = sub.add_parser("check", parents=[common], help="validate the config and the order "
                        "of the stack (exit 6 if bad); --deep: also this node's tools",
@@ -172,9 +185,13 @@ def state_unreadable(path: str) -> str | None:
 
 
 def run_status(args) -> int:
+    from hahooks import monitoring
+
     try:
+        warning = monitoring.parse_thresholds(args.warning)
+        critical = monitoring.parse_thresholds(args.critical)
         cfg = config_mod.load(args.config)
-    except HahooksError as exc:
+    except HahooksError as exc:   # a plugin's bad arguments are UNKNOWN too
         print(f"UNKNOWN: {exc.one_line()}")
         return UNKNOWN
     _quiet_logging(cfg, args)
@@ -183,16 +200,42 @@ def run_status(args) -> int:
     except Exception as exc:
         print(f"UNKNOWN: {type(exc).__name__}: {exc}")
         return UNKNOWN
+    values = monitoring.metrics(report)
+    code, breaches = monitoring.apply_thresholds(report["code"], values, warning, critical)
+    if breaches:
+        report.update(code=code, status=LABEL[code],
+                      summary=report["summary"] + "; " + "; ".join(breaches))
+    report["metrics"] = {name: value for name, (value, _) in values.items()}
+    if args.prometheus:
+        _write_prometheus(cfg, args.prometheus, report, values)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print(f"{report['status']}: {report['node']}: {report['summary']}")
+        # '|' starts the perfdata: none may appear in the text before it
+        print(f"{report['status']}: {report['node']}: {report['summary'].replace('|', '/')}"
+              f" | {monitoring.perfdata(values, warning, critical)}")
         width = max(len(layer["name"]) for layer in report["layers"])
         for layer in report["layers"]:
             extra = f" [warning: {layer['warning']}]" if layer["warning"] else ""
             print(f"  {layer['name']:<{width}}  {layer['kind']:<12} {layer['state']:<8} "
                   f"{layer['reason']}{extra}")
     return report["code"]
+
+
+def _write_prometheus(cfg, path: str, report: dict, values: dict) -> None:
+    from hahooks import monitoring
+
+    try:
+        transitions = read_history(cfg.node.log_file)
+    except OSError:   # no log yet (or not ours to read): no transitions to count
+        transitions = []
+    for t in transitions:
+        t["verdict"] = _verdict(t).lower()
+    try:
+        monitoring.write_atomically(path, monitoring.prometheus_text(report, values,
+                                                                     transitions))
+    except OSError as exc:   # the plugin's verdict still stands; the file is the extra
+        print(f"hahooks status: cannot write {path}: {exc.strerror}", file=sys.stderr)
 
 
 def run_check(args) -> int:
