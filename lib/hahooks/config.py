@@ -57,6 +57,8 @@ WIRING_FIELDS: dict[str, Field] = {
     "vip": schema.Str(None, 'the virtual address with its prefix, e.g. "192.168.1.50/24"'),
     "priority": schema.Int(None, "this node's VRRP priority (freevrrpd 255 = owner)", 1, 255),
     "instance": schema.Name(None, "keepalived vrrp_instance name"),
+    "handover": schema.Argv(None, "switchover: the command that makes the peer take over "
+                            "(default on FreeBSD: sysctl net.inet.carp.demotion=240)"),
 }
 
 
