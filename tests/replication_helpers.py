@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
 import textwrap
 
 import pytest
@@ -126,7 +125,9 @@ class SandboxCluster(SimCluster):
 
     def mounted(self, node: str, under: str) -> list[str]:
         prefix = os.path.realpath(under).rstrip("/") + "/"
-        return [mp for _, mp, _ in self.boxes[node].mounts() if mp.startswith(prefix)]
+        # the simulator's blockio server (the node's /dev/hast) is no mount a layer made
+        return [mp for _, mp, fstype in self.boxes[node].mounts()
+                if mp.startswith(prefix) and fstype != "fuse.blockio"]
 
 
 @pytest.fixture
@@ -148,8 +149,9 @@ def sandbox(tmp_path):
 
 @contextlib.contextmanager
 def mounted_in(c: SandboxCluster, node: str, device: str, mountpoint):
-    """A fresh ext4 on `device`, mounted inside `node` for the with-block."""
-    subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
+    """A fresh ext4 on `device`, mounted inside `node` for the with-block. mkfs runs in the
+    node too: a HAST device is a file of the node's blockio mount, seen in its namespace."""
+    assert c.run(node, "mkfs.ext4", "-q", "-F", device).returncode == 0
     os.makedirs(mountpoint, exist_ok=True)
     assert c.run(node, "mount", device, str(mountpoint)).returncode == 0
     try:

@@ -462,3 +462,46 @@ def test_master_that_wrote_alone_refuses_to_relabel_from_the_stale_remote(tmp_pa
     assert not any(a[1] == "label" for a in c.commands("nodea", "gmirror")[-3:])
     assert read_marker(s.primary, 13) == b"written-alone"      # nothing overwritten
     c.assert_no_violations()
+
+
+def test_md_detach_refused_while_mounted_in_another_namespace(tmp_path, world):
+    """Issue 17: /dev/mdN mounted only in another mount namespace (an `unshare -m` shell).
+    The old code refused too, but only after LOOP_SETTLE, as "attached to /dev/loopN",
+    naming no process; now it refuses at once naming the namespace and its process, and a
+    re-run after that process is gone detaches."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import require_root, require_tool
+    from storage_helpers import alive, sh
+
+    require_root()
+    require_tool("unshare", "mkfs.ext4", "mount")
+    img = world.image(unique("img"), 16)
+    c = SimCluster(tmp_path, world)
+    c.write("nodea", layer("image", "md", file=img, unit=4))
+    c.hh("nodea", "master", check=0)
+    dev, mp, ready = c.dev("nodea", "md4"), tmp_path / "theirs", tmp_path / "ns-ready"
+    sh("mkfs.ext4", "-q", "-F", dev)
+    mp.mkdir()
+    ns = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-ec",
+                           f"mount {dev} {mp}; : > {ready}; exec sleep 600"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert ns.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        out = c.hh("nodea", "slave")
+        assert out.returncode == 1, out.stderr
+        assert "mount namespace" in out.stderr and f"pid {ns.pid}" in out.stderr, out.stderr
+        assert md_units(c, "nodea") == ["md4"]
+    finally:
+        if ns.poll() is None:
+            os.kill(ns.pid, signal.SIGKILL)
+        ns.wait(timeout=10)
+    assert not alive(ns.pid)
+    c.hh("nodea", "slave", check=0)
+    assert md_units(c, "nodea") == []

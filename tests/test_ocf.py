@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -217,3 +218,38 @@ def test_actions_and_arguments(write_config, tmp_path):
     # the action is the sole argument: anything after it is ignored
     assert agent("monitor", cfg, "extra", "args").returncode == 7
     assert agent("usage", None).returncode == 0
+
+
+def test_interpreter_without_hahooks_is_not_installed(tmp_path):
+    """An agent whose interpreter cannot import hahooks (or its dependencies) is
+    OCF_ERR_INSTALLED (5) with a reason, never a traceback and 1: Pacemaker then stops
+    trying the node instead of counting failures (newcomer review F12)."""
+    copy = tmp_path / "hahooks"
+    shutil.copy2(AGENT, copy)            # outside the checkout: no lib/ beside it
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OCF_") and k != "PYTHONPATH"}
+    for action in ("meta-data", "start", "monitor"):
+        # -S: no site-packages, so neither hahooks nor sh/psutil can be imported
+        proc = subprocess.run(["/usr/bin/python3", "-S", str(copy), action],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 5, (action, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        reason, = exit_reasons(proc)
+        assert "cannot import hahooks" in reason
+
+
+def test_missing_dependency_is_not_installed(tmp_path):
+    """hahooks importable but one of its dependencies missing: also 5, naming it."""
+    copy = tmp_path / "hahooks"
+    shutil.copy2(AGENT, copy)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['psutil'] = None  # as if psutil were not installed\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCF_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker), os.path.join(ROOT, "lib")])
+    proc = subprocess.run([sys.executable, str(copy), "monitor"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 5, (proc.stdout, proc.stderr)
+    reason, = exit_reasons(proc)
+    assert "psutil" in reason

@@ -92,10 +92,13 @@ def fence_desk(tmp_path):
 # -- seed 002: HAST + UFS (ext4 here) + MySQL (a daemon here), devd/CARP ----------------------
 
 def seed002(tmp_path, world, lab, node_extra=None):
+    """node_extra: {node: [node] lines}, or a function (cluster) -> that dict."""
     r = unique("test")
     image = world.add_hast(r, size_mb=32)
     seed_files(image, {"www/index.html": "served from HAST\n"}, tmp_path / "seed")
     c = SandboxCluster(tmp_path, world, lab)
+    if callable(node_extra):
+        node_extra = node_extra(c)
     sites = {}
     for n in c.nodes:
         mp = str(tmp_path / n / "hast" / "test")
@@ -141,12 +144,17 @@ def test_seed002_device_never_appears_rolls_back(tmp_path, sandbox):
     c.assert_no_violations()
 
 
-def test_seed002_peer_crash_then_takeover_is_degraded_warning(tmp_path, sandbox):
+def test_seed002_peer_crash_then_fenced_takeover_is_degraded_warning(tmp_path, sandbox,
+                                                                     fence_desk):
     world, lab = sandbox
-    r, c, sites = seed002(tmp_path, world, lab)
+    r, c, sites = seed002(tmp_path, world, lab,
+                          lambda c: {"nodeb": fence_desk(c, "nodeb", "nodea")})
+    world.configure(hast_peer_primary_wait=3.0)   # the new primary's connect stall, shortened
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
     c.crash("nodea")                          # power cut: processes, mounts, hastd gone
+    # nodeb's secondary worker outlives nodea by 2 * HAST_KEEPALIVE: no proof that nodea
+    # left primary, so nodeb fences it (already off: the desk says so) before taking over
     c.hh("nodeb", "master", check=0)
     assert sites["nodeb"].get() == "served from HAST\n"
     st = c.hh("nodeb", "status")
@@ -328,8 +336,11 @@ def seed003(tmp_path, world, lab):
     # the seed's one-time set-up, on nodea: primary, zpool create, export, secondary
     c.run("nodea", "hastctl", "role", "primary", *disks)
     from hahooks import waits
-    waits.wait_for(lambda: all(os.path.exists(c.dev("nodea", "hast", d)) for d in disks), 10,
-                   "HAST devices on nodea")
+    # the devices live in nodea's blockio mount: look from inside nodea
+    waits.wait_for(lambda: c.run("nodea", "test", "-e", c.dev("nodea", "hast", disks[-1]),
+                                 *[a for d in disks[:-1] for a in
+                                   ("-a", "-e", c.dev("nodea", "hast", d))]).returncode == 0,
+                   10, "HAST devices on nodea")
     made = c.run("nodea", "zpool", "create", "-m", mnt, pool, "raidz1",
                  *[c.dev("nodea", "hast", d) for d in disks])
     assert made.returncode == 0, made.stderr
@@ -371,9 +382,17 @@ def test_seed003_hast_zfs_failover_refusal_and_crash(tmp_path, sandbox):
     c.hh("nodeb", "master", check=0)
     assert c.run("nodeb", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
 
-    # nodeb's power fails: nodea takes over (the hast layer is exclusive: import -f)
+    # nodeb's power fails: its secondary workers on nodea linger 2 * HAST_KEEPALIVE (no
+    # proof nodeb left primary), so nodea fences nodeb, then takes over; the new primary's
+    # I/O stalls while it tries to reach the dead peer (hast_peer_primary_wait, shortened)
+    world.configure(hast_peer_primary_wait=3.0)
+    marker = tmp_path / "fenced"
+    c.write("nodea", layer("hast", "hast", resources=disks, secondary_wait="1s") +
+            layer("zhast", "zpool", pool=pool, import_dirs=[c.dev("nodea", "hast")]),
+            node_extra=f'fence = ["/bin/sh", "-c", "echo nodeb >> {marker}"]\n')
     c.crash("nodeb")
     c.hh("nodea", "master", check=0)
+    assert marker.read_text() == "nodeb\n"
     assert c.run("nodea", "test", "-s", f"{mnt}/from_a.bin").returncode == 0
     st = c.hh("nodea", "status")
     assert st.returncode == 1 and "degraded" in st.stdout, st.stdout

@@ -135,6 +135,7 @@ def test_hast_primary_worker_fails_role_back_to_init(world):
 # -- crash, two nodes, concurrency --------------------------------------------------------
 def test_crash_drops_roles_and_ends_workers(world):
     name = unique(world, "cr")
+    world.configure(hast_secondary_timeout=0.5)    # the peer's worker lingers that long
     world.add_hast(name, primary="nodea")
     waits.wait_for(lambda: f"hastd: {name} (secondary)" in titles(), 10, "secondary worker")
     world.crash("nodea")

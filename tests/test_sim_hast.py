@@ -1,13 +1,15 @@
 """Simulated hastctl/hastd against docs/reference/hast.md §2 (formats) and §3–§5 (semantics)."""
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
+import threading
+import time
 
 import pytest
 
 from hahooks import waits
-from hahooks.errors import WaitTimeout
 from test_sim_support import make_world, titles
 
 
@@ -157,43 +159,153 @@ def test_secondary_worker_title_and_exit_reference_2_process_titles(world):
     assert world.violations() == []
 
 
-def test_primary_beside_connected_primary_waits_for_it_reference_7_6(world):
-    """docs/reference/hast.md §4: `hastctl role primary` exits 0 while the connected peer is still primary; the
-    new worker waits for the peer to become secondary ("Waiting for remote node to become
-    secondary for 20s.") and only then starts: its device appears after the peer left, and
-    no two primaries ever ran."""
+class BlockedRead:
+    """A read(2) of the device in a thread: `blocked()` while it has not returned."""
+
+    def __init__(self, device: str):
+        self.result: list = []
+        self.fd = os.open(device, os.O_RDONLY)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            self.result.append(os.pread(self.fd, 4096, 0))
+        except OSError as exc:
+            self.result.append(exc)
+
+    def blocked(self, grace: float = 0.3) -> bool:
+        self.thread.join(grace)
+        return self.thread.is_alive()
+
+    def finish(self, timeout: float = 10.0):
+        self.thread.join(timeout)
+        os.close(self.fd)
+        assert not self.thread.is_alive(), "the read never returned"
+        return self.result[0]
+
+
+def hastd_log(world, node: str) -> str:
+    try:
+        with open(os.path.join(world.root, "nodes", node, "run", "hastd.log")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def test_new_primary_device_exists_at_once_io_stalls_while_peer_primary_primary_c(world):
+    """sbin/hastd/primary.c hastd_primary(): init_ggate() runs before init_remote(), so
+    /dev/hast/r0 exists at once; the connected peer answers "acts as primary" with the wait
+    flag and the worker logs "Waiting for remote node to become secondary for 20s." while
+    reads block; once the peer steps down they go on, and no two primaries ever ran."""
     world.configure(hast_device_delay=0.0)
     world.add_hast("r0", primary="nodeb")
     dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
-    r = world.run("nodea", "hastctl", "role", "primary", "r0")
-    assert r.returncode == 0
+    assert world.run("nodea", "hastctl", "role", "primary", "r0").returncode == 0
     assert world.state()["hast"]["r0"]["role"] == {"nodea": "primary", "nodeb": "primary"}
-    with pytest.raises(WaitTimeout):     # held back while nodeb is primary
-        waits.wait_for(lambda: os.path.exists(dev), 0.5, "nodea's device")
+    waits.wait_for_path(dev, 5)
+    read = BlockedRead(dev)
+    assert read.blocked(), "I/O must wait while nodeb is primary"
+    assert "[r0] (primary) Waiting for remote node to become secondary for 20s." \
+        in hastd_log(world, "nodea")
     assert world.run("nodeb", "hastctl", "role", "secondary", "r0").returncode == 0
-    waits.wait_for(lambda: os.path.exists(dev), 5, "nodea's device after nodeb left")
+    assert len(read.finish()) == 4096
     assert world.violations() == []
 
 
-def test_primary_starts_anyway_after_the_wait_reference_7_6(world):
-    """docs/reference/hast.md §4: when the peer is still primary after the wait, "Remote node is still primary,
-    starting anyway.": both run primary, and the simulator records the split brain."""
-    world.configure(hast_device_delay=0.0, hast_peer_primary_wait=0.3)
+def test_io_stalls_for_timeout_then_primary_starts_anyway_primary_c(world):
+    """primary.c hastd_primary(): when the peer is still primary after `timeout`, "Remote
+    node is still primary, starting anyway.": the stalled read goes on and both run primary,
+    which the simulator records as two_hast_primaries."""
+    world.configure(hast_device_delay=0.0, hast_peer_primary_wait=2.0)
     world.add_hast("r0", primary="nodeb")
     assert world.run("nodea", "hastctl", "role", "primary", "r0").returncode == 0
-    dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
-    waits.wait_for(lambda: os.path.exists(dev), 5, "nodea's device after the wait")
+    dev = waits.wait_for_path(os.path.join(world.dev_dir("nodea"), "hast", "r0"), 5)
+    read = BlockedRead(dev)
+    assert read.blocked() and world.violations() == []
+    assert len(read.finish()) == 4096
     assert [v["kind"] for v in world.violations()] == ["two_hast_primaries"]
     assert "anyway" in world.violations()[0]["detail"]
+    assert "[r0] (primary) Remote node is still primary, starting anyway." \
+        in hastd_log(world, "nodea")
 
 
-def test_primary_beside_unconnected_primary_is_a_split_brain_reference_7_6(world):
-    """docs/reference/hast.md §4: with the link cut nobody answers "acts as primary": this node starts primary at
-    once beside the other, exit 0; the simulator records the split brain at once."""
+def test_peer_down_without_reset_stalls_io_until_connect_timeout_primary_c(world):
+    """primary.c init_remote() -> proto_connect_wait(conn, hr_timeout): a crashed peer sends
+    no RST, so the new primary's device exists but its I/O stalls up to `timeout`; then it
+    runs degraded (a dead peer is no second primary: no violation)."""
+    world.configure(hast_device_delay=0.0, hast_peer_primary_wait=2.0)
+    world.add_hast("r0", primary="nodeb")
+    world.crash("nodeb")
+    assert world.run("nodea", "hastctl", "role", "primary", "r0").returncode == 0
+    dev = waits.wait_for_path(os.path.join(world.dev_dir("nodea"), "hast", "r0"), 5)
+    read = BlockedRead(dev)
+    assert read.blocked(), "I/O must wait while the connect to the dead peer times out"
+    assert len(read.finish()) == 4096
+    assert "[r0] (primary) Unable to connect to 10.0.0.2: Operation timed out." \
+        in hastd_log(world, "nodea")
+    assert world.run("nodea", "hastctl", "status", "r0").stdout.splitlines()[1].split()[1] \
+        == "degraded"
+    assert world.violations() == []
+
+
+def test_partitioned_primary_peer_stalls_io_then_two_primaries_primary_c(world):
+    """primary.c: with the link cut (no RST) the connect waits `timeout` too; `hastctl role
+    primary` exits 0 at once, I/O stalls, and when the worker starts degraded beside the
+    still-primary peer the split brain is recorded (not before)."""
+    world.configure(hast_device_delay=0.0, hast_peer_primary_wait=2.0)
     world.add_hast("r0", primary="nodeb")
     world.partition("nodea", "nodeb")
     r = world.run("nodea", "hastctl", "role", "primary", "r0")
     assert r.returncode == 0
     assert world.state()["hast"]["r0"]["role"] == {"nodea": "primary", "nodeb": "primary"}
-    kinds = [v["kind"] for v in world.violations()]
-    assert kinds == ["two_hast_primaries"]
+    dev = waits.wait_for_path(os.path.join(world.dev_dir("nodea"), "hast", "r0"), 5)
+    read = BlockedRead(dev)
+    assert read.blocked() and world.violations() == []
+    read.finish()
+    assert [v["kind"] for v in world.violations()] == ["two_hast_primaries"]
+
+
+def test_destroyed_device_fails_open_handles_with_enxio(world):
+    """A role change destroys the provider (gctl_force): a handle opened before gets ENXIO,
+    like a withered GEOM provider; nothing was mounted, so no violation."""
+    world.configure(hast_device_delay=0.0)
+    world.add_hast("r0", primary="nodea")
+    dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        assert len(os.pread(fd, 512, 0)) == 512
+        assert world.run("nodea", "hastctl", "role", "secondary", "r0").returncode == 0
+        with pytest.raises(OSError) as exc:
+            os.pread(fd, 512, 0)
+        assert exc.value.errno == errno.ENXIO
+    finally:
+        os.close(fd)
+    assert not os.path.exists(dev)
+
+
+@pytest.mark.parametrize("cut", ["crash", "partition"])
+def test_secondary_worker_outlives_lost_primary_by_2_keepalive_secondary_c(world, cut):
+    """sbin/hastd/secondary.c: proto_timeout(hr_remotein, 2 * HAST_KEEPALIVE): a primary that
+    crashes or is cut off sends nothing, so `hastd: r0 (secondary)` runs on until the receive
+    timeout (hast_secondary_timeout, 20 s) expires; its exit is no proof of a clean step-down."""
+    assert world.state()["settings"]["hast_secondary_timeout"] == 20.0
+    world.configure(hast_secondary_timeout=3.0)
+    world.add_hast("r0", primary="nodeb")
+    waits.wait_for(lambda: "hastd: r0 (secondary)" in titles(), 5, "secondary worker")
+    if cut == "crash":
+        world.crash("nodeb")
+    else:
+        world.partition("nodea", "nodeb")
+    time.sleep(0.5)
+    assert "hastd: r0 (secondary)" in titles(), "gone before the receive timeout"
+    waits.wait_for(lambda: "hastd: r0 (secondary)" not in titles(), 10, "worker timeout")
+
+
+def test_secondary_worker_ends_at_once_on_clean_role_change_secondary_c(world):
+    """A clean `role secondary` on the primary tells the secondary at once (no timeout)."""
+    world.configure(hast_secondary_timeout=60.0)
+    world.add_hast("r0", primary="nodeb")
+    waits.wait_for(lambda: "hastd: r0 (secondary)" in titles(), 5, "secondary worker")
+    assert world.run("nodeb", "hastctl", "role", "secondary", "r0").returncode == 0
+    waits.wait_for(lambda: "hastd: r0 (secondary)" not in titles(), 5, "worker exit")

@@ -96,8 +96,10 @@ def test_export_stops_the_processes_holding_a_dataset(zlab):
         a.popen(["sh", "-c", f"cd {mp}/sub && exec sleep 600"]),        # cwd in a dataset
         a.popen([sys.executable, "-c", textwrap.dedent(HOLD_FILE).format(
             path=f"{mp}/file", ready=ready + "1")]),
-        a.popen([sys.executable, "-c", textwrap.dedent(HOLD_IGNORING_TERM).format(
-            ready=ready + "2")], cwd=mp),
+        # cd inside the node: nsenter --wd opens the directory before entering the node's
+        # mount namespace, which would leave it on the host's directory under the mount
+        a.popen(["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", mp, sys.executable, "-c",
+                 textwrap.dedent(HOLD_IGNORING_TERM).format(ready=ready + "2")]),
     ]
     bystander = a.popen(["sh", "-c", f"cd {os.path.dirname(mp)} && exec sleep 600"])
     from hahooks import waits
@@ -173,3 +175,29 @@ def test_exclusive_layer_below_imports_with_f_at_once():
 def test_other_system_messages_of_both_zfs_generations(text, other):
     from hahooks.kinds.zpool import OTHER_SYSTEM
     assert bool(OTHER_SYSTEM.search(text)) is other
+
+
+def test_export_refused_while_a_dataset_is_mounted_in_another_namespace(zlab):
+    """Issue 17: an `unshare -m` shell inside the node holds a copy of the dataset's
+    mount. The old code did not export either (zfs-fuse said busy) but spent the layer's
+    whole budget and ended with "no holder process found"; now the export is refused at
+    once naming the namespace and its process, and a re-run after it is gone exports."""
+    a, args = zlab["a"], ("import-pool", "-d", zlab["dir"], POOL)
+    hahooks_in(a, *args, "start", check=0)
+    mp, ready = zlab["mp"], str(zlab["tmp"] / "ns-ready")
+    copy = a.popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    f": > {ready}; exec sleep 600"])
+    try:
+        from hahooks import waits
+        waits.wait_for(lambda: os.path.exists(ready), 10, "the namespace copy")
+        out = hahooks_in(a, *args, "stop")
+        assert out.returncode != 0, out.stderr
+        assert f"not exporting pool {POOL}" in out.stderr and "mount namespace" in out.stderr \
+            and "sleep 600" in out.stderr, out.stderr
+        assert pools(a) == {POOL: "ONLINE"} and mounted_in(a, mp)
+    finally:
+        copy.kill()
+        copy.wait(timeout=10)
+    waits.wait_for(lambda: not alive(copy.inner_pid), 10, "the namespace copy to end")
+    hahooks_in(a, *args, "stop", check=0)
+    assert pools(a) == {}

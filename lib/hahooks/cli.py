@@ -12,7 +12,8 @@ from hahooks.errors import ExitCode, HahooksError
 
 # Each module adds its subcommands with register(subparsers); importing them must stay
 # cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
-COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", "drill")
+COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", "drill",
+                   "install_wiring")
 # The hot paths build only the parser they need (importing and registering every module
 # costs ~20 ms per hook call); any other word, and --help, build the whole parser.
 FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",

@@ -154,6 +154,9 @@ class Engine:
         if role not in ROLES:
             raise ValueError(role)
         outcome = Outcome(role, True, "")
+        # only this run's rollback may leave a refused layer as found: a later `slave` on the
+        # same engine walks every layer
+        self.untouched.clear()
         if role == "master":
             self._acquire_all(outcome)
         else:

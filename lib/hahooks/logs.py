@@ -103,10 +103,18 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
 
 
 def _json_formatter():
-    from pythonjsonlogger.json import JsonFormatter
+    # python-json-logger >= 3.1 has the formatter in .json; 2.x (Debian 12 ships 2.0.1, the
+    # FreeBSD port 2.0.4) only in .jsonlogger, and takes the fields as a %-format string
+    # alone (3.1+ also takes a list), so the string form serves both
+    # (docs/reference/python-deps.md §4).
+    try:
+        from pythonjsonlogger.json import JsonFormatter
+    except ImportError:
+        from pythonjsonlogger.jsonlogger import JsonFormatter
 
-    return JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "asctime": "ts",
-                                                     "name": "logger"},
+    fields = " ".join(f"%({name})s" for name in JSON_FIELDS)
+    return JsonFormatter(fields, rename_fields={"levelname": "level", "asctime": "ts",
+                                                "name": "logger"},
                          timestamp="time")
 
 

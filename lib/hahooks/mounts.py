@@ -174,3 +174,35 @@ def of_device(table: list[Mount], device: str) -> list[Mount]:
 def of_pool(table: list[Mount], pool: str) -> list[Mount]:
     """Datasets of a ZFS pool that are mounted (source `pool` or `pool/...`)."""
     return [m for m in table if m.source == pool or m.source.startswith(pool + "/")]
+
+
+def own_namespace() -> str | None:
+    """This process's mount namespace ("mnt:[4026531841]"); None without /proc (FreeBSD:
+    one mount table for the whole host, jails included, which `mount -p` lists)."""
+    try:
+        return os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return None
+
+
+def namespaces() -> list[tuple[str, int, list[Mount]]]:
+    """(namespace, first PID seen in it, its mount table) for every mount namespace of
+    the processes this PID namespace shows: one readlink per process, one mountinfo read
+    per namespace. [] without /proc."""
+    out, seen = [], set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for pid in sorted(pids, key=int):
+        try:
+            ns = os.readlink(f"/proc/{pid}/ns/mnt")
+            if ns in seen:
+                continue
+            with open(f"/proc/{pid}/mountinfo", "rb") as fh:
+                text = fh.read().decode("utf-8", "surrogateescape")
+        except OSError:          # exited meanwhile, or a kernel thread without a table
+            continue
+        seen.add(ns)
+        out.append((ns, int(pid), parse_mountinfo(text)))
+    return out

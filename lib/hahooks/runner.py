@@ -192,8 +192,8 @@ class Runner:
                  env: dict[str, str] | None, shown: list[str] | None = None) -> Result:
         import sh  # lazy: importing sh costs ~90 ms, and `--detach` hooks never run a command
 
-        kwargs = dict(_bg=True, _bg_exc=False, _new_group=True, _return_cmd=True,
-                      _tty_out=False, _ok_code=list(range(256)))
+        kwargs = dict(_bg=True, _bg_exc=False, _tty_out=False, _ok_code=list(range(256)),
+                      **_sh_group_options(sh.__version__))
         # Every command carries a token in its environment, recorded BEFORE it is spawned:
         # a transition SIGKILLed between the spawn and a record written after it would leave
         # a command running that no later transition knows of. The next transition finds the
@@ -251,6 +251,18 @@ class Runner:
             getattr(self.tracker, event)(*args)
         except Exception as exc:  # bookkeeping must never leave a command un-waited
             log.warning("cannot record %s: %s", event, exc)
+
+
+def _sh_group_options(version: str) -> dict:
+    """The options that put each command in its own process group (the timeout kills the
+    group), by sh's major version. sh >= 2 needs `_new_group` (2.0 turned the default
+    `_new_session` off) and `_return_cmd`. sh 1.x (Debian 12, the FreeBSD ports: 1.14.2)
+    starts every child in a new session, hence its own group, and knows neither option:
+    it would pass them on to the command as `--new-group --return-cmd`
+    (docs/reference/python-deps.md §4)."""
+    if int(version.split(".", 1)[0]) >= 2:
+        return {"_new_group": True, "_return_cmd": True}
+    return {"_new_session": True}
 
 
 def _kill_group(pgid: int) -> None:

@@ -5,10 +5,13 @@ secondary` destroys /dev/hast/X even when it is mounted)."""
 from __future__ import annotations
 
 import glob
+import logging
 import os
 
 from hahooks import mounts as mount_table, parsers
 from hahooks.errors import HahooksError, Refused, WaitTimeout
+
+log = logging.getLogger("hahooks.kinds.replication")
 
 def dev_path(ctx, *parts: str) -> str:
     """<[node] dev_dir>/parts: /dev/hast/r0, /dev/ggate0, /dev/mirror/gm0, /dev/md0."""
@@ -83,10 +86,20 @@ def _loop_users(devices: list[str], mounted: set[str]) -> list[str]:
 
 def refuse_if_used(ctx, devices: list[str], action: str) -> None:
     """Refuse `action` while a layer above still uses one of `devices` (the engine releases
-    top-down; this double-check protects against a stack edited or a manual mount). A loop
-    device left by an unmount gets LOOP_SETTLE seconds to detach itself."""
+    top-down; this double-check protects against a stack edited or a manual mount, here or
+    in another mount namespace: usage.elsewhere). A loop device left by an unmount gets
+    LOOP_SETTLE seconds to detach itself."""
     if ctx.dry_run:
         return
+    from hahooks import usage
+
+    # uses this mount table cannot show (another mount namespace, a lazily detached mount):
+    # no loop device settles them, and the refusal names the namespace and its process
+    hidden = [f"{dev} is {use}" if use.startswith("mounted") else f"{dev}: {use}"
+              for dev in devices for use in usage.elsewhere(usage.device_numbers(dev))]
+    if hidden:
+        raise Refused(f"refusing to {action}: " + "; ".join(hidden) +
+                      " (release the layers above first)")
     reasons = users_of(ctx, devices)
     if reasons and all(LOOP_ATTACHED in r for r in reasons):
         try:
@@ -98,6 +111,17 @@ def refuse_if_used(ctx, devices: list[str], action: str) -> None:
     if reasons:
         raise Refused(f"refusing to {action}: " + "; ".join(reasons) +
                       " (release the layers above first)")
+
+
+def peer_known_down(ctx, policy: str, why: str) -> bool:
+    """A peer this node cannot see may still be writing (a cut link is not a dead node).
+    True when going on is allowed: the operator's explicit policy "assume-down", or policy
+    "fence" and the [node] fence command succeeded (once per transition, engine.fence)."""
+    if policy == "assume-down":
+        log.warning("%s; unknown_peer = \"assume-down\": going on without fencing", why,
+                    extra={"event": "forced"})
+        return True
+    return policy == "fence" and ctx.fence_peer(why)
 
 
 def find_daemons(program: str, *args: str) -> list:

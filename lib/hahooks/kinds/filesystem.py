@@ -4,21 +4,26 @@ acquire: wait for the device (bounded), fsck by policy (hahooks.fsck), mkdir the
 mountpoint, `mount -t FSTYPE [-o OPTIONS] DEVICE MOUNTPOINT` (the same form on FreeBSD,
 where FSTYPE defaults to ufs). Refused: mountpoint `/`, something already mounted below the
 mountpoint (it would be hidden), another device on the mountpoint, the device mounted
-elsewhere.
+elsewhere -- in this mount table or anywhere usage.elsewhere() finds it (another mount
+namespace, a lazily detached mount still in use).
 
 release: `umount MOUNTPOINT` first; if busy, stop the processes holding exactly this mount
 (TERM, `stop_grace`, KILL) and try again until the step's budget runs out; `umount -f` only
-with `force_unmount = true`.
+with `force_unmount = true`. Then the proof that nothing on the machine still uses the
+filesystem (usage.elsewhere: every mount namespace, a lazily detached mount, stacked block
+devices); if something does, the release stops here naming it and the PIDs (never
+signalled: they may be a container's), so the layers below stay held.
 
 status: held = the device (symlinks resolved) is mounted on the mountpoint; broken =
-another device on the mountpoint, or the device mounted somewhere else; else released.
+another device on the mountpoint, or the device mounted somewhere else (here, or where
+usage.elsewhere finds it); else released. A re-run after the holder is gone converges.
 """
 from __future__ import annotations
 
 import logging
 import os
 
-from hahooks import evict, fsck, mounts, procs, safepath, schema
+from hahooks import evict, fsck, mounts, procs, safepath, schema, usage
 from hahooks.errors import Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.schema import Invalid
@@ -94,6 +99,10 @@ class Filesystem(Resource):
             return broken(f"another device ({here.source}) is mounted on {mp}")
         if others:
             return broken(f"{dev} is mounted on {others[0]}, not on {mp}")
+        hidden = usage.elsewhere(usage.device_numbers(dev))
+        if hidden:
+            return broken(f"{dev} is in use where this mount table does not show it: "
+                          + "; ".join(hidden), hidden=hidden)
         return released(f"{dev} not mounted on {mp}")
 
     def _unless(self, goal: State, verb: str, nested: str) -> list[mounts.Mount] | None:
@@ -105,6 +114,10 @@ class Filesystem(Resource):
         if obs.state is goal:
             return None
         if obs.state is State.BROKEN:
+            if "hidden" in obs.details:
+                raise Refused(f"not {verb}: {self.device} is in use where this mount "
+                              "table does not show it: "
+                              + "; ".join(self._named(obs.details["hidden"], set())))
             raise Refused(f"not {verb}: {obs.reason}")
         below = mounts.below(table, self.mountpoint)
         if below:
@@ -168,6 +181,34 @@ class Filesystem(Resource):
                       kill=self.p["kill_holders"],
                       force=umount("-f") if self.p["force_unmount"] else None,
                       gone=lambda: mounts.at(self.table(), mp) is None)
+        self._prove_unused(mount_dev)
+
+    def _prove_unused(self, mount_dev: int | None) -> None:
+        """Unmounted here; the layer below may go only if nothing on the machine still
+        uses the filesystem (usage.elsewhere). Its users are reported, never signalled:
+        they may belong to a container or another unit this hook knows nothing of."""
+        if self.ctx.dry_run:
+            return
+        devs = usage.device_numbers(self.device) | ({mount_dev} if mount_dev else set())
+        hidden = usage.elsewhere(devs)
+        if hidden:
+            raise Refused(f"{self.device} was unmounted from {self.mountpoint} but is still "
+                          "in use where this mount table does not show it: "
+                          + "; ".join(self._named(hidden, devs)))
+
+    def _named(self, hidden: list[str], devs: set[int]) -> list[str]:
+        """`hidden` with the processes holding a lazily detached filesystem, from one
+        /proc pass (the parallel group's shared one when there is one)."""
+        if not usage.needs_names(hidden):
+            return hidden
+        devs = devs or usage.device_numbers(self.device)
+        key = f"device {self.device}"
+        if self.ctx.holder_scan is not None:
+            self.ctx.holder_scan.register_devices(key, devs)
+            found, _ = self.ctx.holder_scan.holders(key, 0, fresh=True)
+        else:
+            found = procs.holders_by_mount({}, {key: devs})[key]
+        return usage.name_holders(hidden, found)
 
 
 def _not_empty(path: str) -> bool:

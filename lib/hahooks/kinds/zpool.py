@@ -10,9 +10,10 @@ Otherwise zpool's refusal is reported, quoted, and nothing is forced (real ZFS a
 forced import while the peer still has the pool imported, then corrupts it,
 docs/reference/zfs.md §4). Then wait (bounded) until the pool's health is ONLINE or DEGRADED.
 
-release: `zpool export POOL` (never -f first); if a dataset is busy, stop the processes
-holding the pool's mounted datasets and retry within the step's budget; `export -f` only
-with `force_export = true`.
+release: refused while a dataset is mounted in another mount namespace (usage.hidden_mounts:
+the export unmounts only this namespace's). `zpool export POOL` (never -f first); if a
+dataset is busy, stop the processes holding the pool's mounted datasets and retry within
+the step's budget; `export -f` only with `force_export = true`.
 
 status: `zpool list -H -o name,health`: ONLINE = held, DEGRADED = held with a warning,
 FAULTED/UNAVAIL/SUSPENDED/... = broken, not listed = released.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 
-from hahooks import evict, mounts, procs, schema
+from hahooks import evict, mounts, procs, schema, usage
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 
@@ -117,6 +118,13 @@ class Zpool(Resource):
     def release(self) -> None:
         if self._health() is None:
             return
+        hidden = [] if self.ctx.dry_run else usage.hidden_mounts(
+            set(), match=lambda m: mounts.of_pool([m], self.pool) != [])
+        if hidden:
+            # an export unmounts the datasets in this namespace only; a copy elsewhere (an
+            # `unshare -m` shell, a container) would keep using a pool the peer imports next
+            raise Refused(f"not exporting pool {self.pool}: its datasets are in use where "
+                          "this mount table does not show them: " + "; ".join(hidden))
 
         def export(*flags):
             return lambda: self.ctx.run(["zpool", "export", *flags, self.pool], readonly=False,

@@ -11,7 +11,7 @@ import sys
 import time
 
 from hahooks.sim import checks, hastd
-from hahooks.sim.state import connected, node_state, unlink_device
+from hahooks.sim.state import connected, node_state
 from hahooks.sim.util import Usage, getopt, humanize_number
 
 EX_USAGE, EX_OSERR = 64, 71
@@ -177,7 +177,7 @@ def print_list(info: list[tuple[str, dict | None]]) -> int:
 def set_role(ctx, role: str, names: list[str]) -> int:
     """control_set_role_common(): per resource, same role is a no-op; leaving primary
     waits for the primary worker, whose cleanup destroys hast/<name> with gctl_force=1
-    (docs/reference/hast.md §3); primary forks a worker and returns at once (the device
+    (docs/reference/hast.md §3 "Role semantics", §3); primary forks a worker and returns at once (the device
     appears later, hastd.py). Primary is granted even while the peer is primary (docs/reference/hast.md §4)."""
     ret = 0
     leaving = []
@@ -198,50 +198,55 @@ def set_role(ctx, role: str, names: list[str]) -> int:
             if old == role:
                 continue
             if old == "primary":
-                destroy_device(ctx, r, name, in_use.get(ctx.dev("hast", name), []))
+                device_destroyed(ctx, r, name, in_use.get(ctx.dev("hast", name), []))
                 leaving.append(name)
             r["role"][ctx.node] = role
             r["gen"][ctx.node] = r["gen"].get(ctx.node, 0) + 1
+            r.get("secondary_until", {}).pop(ctx.node, None)
             if role == "primary":
                 become_primary(ctx, st, r, name)
+        hastd.destroy_devices(ctx.store, ctx.node, leaving)   # one control edit for all
     hastd.kick_all(ctx.store)
     hastd.wait_workers_gone(ctx.store, ctx.node, leaving, WORKER_REAP_TIMEOUT)
     return ret
 
 
 def become_primary(ctx, st: dict, r: dict, name: str) -> None:
+    """hastctl returns at once; the worker (hastd.py) creates the device and, before its I/O
+    flows, waits for the peer (sbin/hastd/primary.c hastd_primary(), init_remote()):
+    - the connected peer is primary: it answers "Remote node acts as primary ..." with the
+      wait flag, and the worker waits up to `timeout` for it to become secondary;
+    - the peer is down or cut off (no TCP reset): proto_connect_wait(conn, hr_timeout)
+      blocks up to the same timeout. A peer that is up without hastd refuses at once."""
     now = time.time()
     peer = peer_of(r, ctx.node)
     delay = st["settings"]["hast_device_delay"] if r.get("device_delay") is None \
         else r["device_delay"]
-    r.setdefault("peer_wait", {}).pop(ctx.node, None)
-    if peer and r["role"].get(peer) == "primary" and st["nodes"][peer]["up"]:
-        if connected(st, ctx.node, peer):
-            # docs/reference/hast.md §4: the peer answers "Remote node acts as primary ..." with the wait flag; the
-            # new worker logs "Waiting for remote node to become secondary for 20s." and
-            # starts (device, writes) only once the peer left primary, or "anyway" when the
-            # wait ends: then both run primary. hastd.py records that moment.
-            r["peer_wait"][ctx.node] = {"until": now + st["settings"]["hast_peer_primary_wait"],
-                                        "gen": r["gen"][ctx.node]}
-        else:
-            # nobody to ask: this node starts primary at once beside the other
-            ctx.violation("two_hast_primaries",
-                          f"HAST resource {name}: {ctx.node} became primary while {peer} is "
-                          "still primary and not connected (hastctl exits 0; both run "
-                          "degraded, docs/reference/hast.md §4)", resource=name)
+    waits = r.setdefault("peer_wait", {})
+    waits.pop(ctx.node, None)
+    why = None
+    if peer and connected(st, ctx.node, peer):
+        if r["role"].get(peer) == "primary" and st["nodes"][peer].get("hastd") == "running":
+            why = "primary"
+    elif peer:
+        why = "connect"
+    if why:
+        waits[ctx.node] = {"why": why, "gen": r["gen"][ctx.node],
+                           "until": now + st["settings"]["hast_peer_primary_wait"]}
     r["device_due"][ctx.node] = now + delay
     r["primary_since"][ctx.node] = now
 
 
-def destroy_device(ctx, r: dict, name: str, used: list[str]) -> None:
+def device_destroyed(ctx, r: dict, name: str, used: list[str]) -> None:
+    """Bookkeeping and the in-use check for a device set_role() destroys."""
     device = ctx.dev("hast", name)
     if os.path.lexists(device):
         if used:
             ctx.violation("device_removed_in_use",
                           f"/dev/hast/{name} destroyed while in use: {', '.join(used)} "
-                          "(docs/reference/hast.md §3: role change force-destroys the device)",
+                          "(docs/reference/hast.md: the primary worker's cleanup destroys "
+                          "the provider with gctl_force=1, sbin/hastd/primary.c cleanup())",
                           resource=name, device=device)
-        unlink_device(device)
     r["device"][ctx.node] = False
 
 

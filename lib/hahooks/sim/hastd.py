@@ -1,13 +1,25 @@
 """The simulated hastd: one daemon per node, living in that node's namespaces.
 
-It owns the node's HAST worker processes (docs/reference/hast.md §5 "Process titles"):
-  - `hastd: X (primary)` while X is primary here; after the configured delay it creates
-    nodes/<n>/dev/hast/X (the device appears asynchronously after hastctl returned);
-  - `hastd: X (secondary)` only while X is secondary here AND the peer is primary and
-    connected; it exits after the peer leaves primary, disconnects or crashes.
+It owns the node's HAST worker processes (docs/reference/hast.md "Process titles"):
+  - `hastd: X (primary)` while X is primary here. After hast_device_delay it creates
+    nodes/<n>/dev/hast/X at once, before it talks to the peer (sbin/hastd/primary.c
+    hastd_primary(): init_ggate() before init_remote()); the device's I/O then waits while
+    the worker waits for the peer: up to `timeout` (hast_peer_primary_wait, 20 s) for a
+    connected primary peer to become secondary, then "starting anyway"; up to the same
+    timeout for a peer that is down or cut off without a TCP reset
+    (proto_connect_wait(conn, hr_timeout)), then it runs degraded.
+  - `hastd: X (secondary)` while X is secondary here and the peer is primary and connected;
+    after a clean role change of the peer it exits at once, after a crash or a cut link only
+    when its receive timeout expires (sbin/hastd/secondary.c: proto_timeout(hr_remotein,
+    2 * HAST_KEEPALIVE), hast_secondary_timeout, 20 s).
 Workers are real processes whose whole argv is the title (/bin/sh reading a pipe that only
 this daemon holds), so `pgrep -f "hastd: X \\(secondary\\)"` and psutil's joined cmdline
 show exactly `hastd: X (secondary)`, and they end when the daemon dies.
+
+The device is a file of the node's blockio server (blockio.py, a FUSE mount at
+nodes/<n>/blockio that this daemon starts and stops): dev/hast/X is a symlink to
+blockio/hast-X, whose gate stalls reads and writes while the worker waits. What the worker
+does is logged to nodes/<n>/run/hastd.log with hastd's texts.
 
 The daemon is woken through the FIFO nodes/<n>/run/hastd.fifo (a reader on it is the
 liveness test hastctl uses); "q" makes it exit. Started by the `hastd` tool (daemonizes),
@@ -21,8 +33,8 @@ import signal
 import sys
 import time
 
-from hahooks.sim import daemon, faults
-from hahooks.sim.state import Store, connected, link_device, node_state
+from hahooks.sim import blockio, daemon, faults
+from hahooks.sim.state import Store, blockio_paths, connected, node_state, unlink_device
 
 HOUSEKEEPING = 0.5
 POLL = 0.002
@@ -35,10 +47,57 @@ def worker_wanted(st: dict, node: str, name: str) -> str | None:
     if role == "primary":
         return "primary"
     peer = next((n for n in r["nodes"] if n != node), None)
-    if (role == "secondary" and peer and r["role"].get(peer) == "primary"
-            and connected(st, node, peer) and st["nodes"][peer].get("hastd") == "running"):
+    if role != "secondary" or not peer:
+        return None
+    link = connected(st, node, peer)
+    if (r["role"].get(peer) == "primary" and link
+            and st["nodes"][peer].get("hastd") == "running"):
+        return "secondary"
+    # a crashed or cut-off primary sends nothing: the worker notices only when its receive
+    # timeout expires (secondary.c, 2 * HAST_KEEPALIVE); a clean role change ends it at once
+    if not link and time.time() < r.get("secondary_until", {}).get(node, 0):
         return "secondary"
     return None
+
+
+def link_lost(st: dict, node: str, peer: str) -> None:
+    """The link between node and peer goes away without a word (crash, partition): each
+    secondary worker serving a primary across it lingers for hast_secondary_timeout."""
+    until = time.time() + st["settings"]["hast_secondary_timeout"]
+    for name, r in st["hast"].items():
+        if node not in r["nodes"] or peer not in r["nodes"]:
+            continue
+        for secondary in (node, peer):
+            if worker_wanted(st, secondary, name) == "secondary":
+                r.setdefault("secondary_until", {})[secondary] = until
+
+
+def device_name(name: str) -> str:
+    return f"hast-{name}"
+
+
+def create_devices(store: Store, node: str, devices: list[tuple[str, str, dict]]) -> None:
+    """GEOM providers hast/NAME for (name, image, gate): blockio files (I/O behind the gate),
+    linked at dev/hast/NAME. One control-file edit for all (64 at once in benchmarks)."""
+    if not devices:
+        return
+    mount, control = blockio_paths(store, node)
+    blockio.Control(control).expose_many(
+        [(device_name(name), [store.path(image)], gate) for name, image, gate in devices])
+    os.makedirs(os.path.join(store.dev_dir(node), "hast"), exist_ok=True)
+    for name, _, _ in devices:
+        device = os.path.join(store.dev_dir(node), "hast", name)
+        unlink_device(device)
+        os.symlink(os.path.join(mount, device_name(name)), device)
+
+
+def destroy_devices(store: Store, node: str, names: list[str]) -> None:
+    """The providers go: handles opened on them fail with ENXIO from now on."""
+    _, control = blockio_paths(store, node)
+    if names and os.path.exists(control):
+        blockio.Control(control).remove(*[device_name(n) for n in names])
+    for name in names:
+        unlink_device(os.path.join(store.dev_dir(node), "hast", name))
 
 
 def kick_all(store: Store) -> None:
@@ -118,9 +177,16 @@ class Daemon:
         self.node = node
         self.workers: dict[str, Worker] = {}
         self.hung: set[tuple[str, int]] = set()   # (name, gen) whose worker never finishes
+        self.stalled: set[str] = set()            # devices whose gate stalls I/O
         self.quit = False
 
     def serve(self) -> None:
+        # the devices' server first: once the FIFO has a reader, hastctl may ask for devices
+        mount, control = blockio_paths(self.store, self.node)
+        with blockio.Control(control).editing() as data:
+            data["devices"] = {}            # a (re)started hastd has no providers yet
+        server = blockio.start(mount, control, self.store.node_dir(self.node, "run",
+                                                                     "blockio.log"))
         fifo = self.store.fifo(self.node, "hastd")
         rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)   # never see EOF between kicks
@@ -128,6 +194,7 @@ class Daemon:
         with self.store.locked(write=True) as st:
             me = node_state(st, self.node)
             me["hastd_pid"] = os.getpid()
+            me["blockio_pid"] = server
             boot = me.get("boot", 0)
         try:
             while not self.quit:
@@ -150,6 +217,7 @@ class Daemon:
             self.stop_workers(signal.SIGTERM)
             os.close(rfd)
             os.close(keep)
+            blockio.stop(server, mount)
 
     def reconcile(self, boot: int) -> float | None:
         """Bring worker processes and devices in line with the world. Returns when to wake
@@ -190,44 +258,90 @@ class Daemon:
                     wake = min(wake, now + POLL)
             st["nodes"][self.node]["hastd_workers"] = {
                 name: {"role": w.role, "pid": w.pid} for name, w in self.workers.items()}
+            creating: list = []
             for name, w in self.workers.items():
                 r = st["hast"].get(name)
-                if (w.role != "primary" or (name, w.gen) in self.hung or r is None
-                        or r["gen"].get(self.node) != w.gen or r["device"].get(self.node)):
+                if r is None or r["gen"].get(self.node) != w.gen:
                     continue
-                held_back = self.peer_still_primary(st, r, name, w.gen, now)
-                if held_back is not None:
-                    wake = min(wake, held_back)
+                if w.role == "secondary":
+                    until = r.get("secondary_until", {}).get(self.node, 0)
+                    if until > now:
+                        wake = min(wake, until)
                     continue
-                due = r["device_due"].get(self.node, now)
-                if due <= now:
-                    link_device(self.store.path(r["image"]),
-                                os.path.join(self.store.dev_dir(self.node), "hast", name))
-                    r["device"][self.node] = True
-                else:
-                    wake = min(wake, due)
+                if (name, w.gen) in self.hung:
+                    continue
+                looking = self.primary_worker(st, r, name, w.gen, now, creating)
+                if looking is not None:
+                    wake = min(wake, looking)
+            create_devices(self.store, self.node, creating)
         return wake
 
-    def peer_still_primary(self, st: dict, r: dict, name: str, gen: int,
-                           now: float) -> float | None:
-        """docs/reference/hast.md §4: a worker started while the connected peer was primary waits for it to
-        become secondary. Returns when to look again while it waits; None once it may
-        start: the peer left primary (or went away), or the 20 s ran out and it starts
-        "anyway": then both nodes run primary, which the invariant log records."""
+    def primary_worker(self, st: dict, r: dict, name: str, gen: int, now: float,
+                       creating: list) -> float | None:
+        """hastd_primary(): init_ggate() (the device, after hast_device_delay) comes before
+        init_remote(), so the device exists while the worker still waits for its peer; its
+        gate stalls I/O until the wait ends. Devices due now are added to `creating`.
+        Returns when to look again (None: nothing due)."""
+        waiting = self.peer_wait(st, r, name, gen, now)
+        if not r["device"].get(self.node):
+            due = r["device_due"].get(self.node, now)
+            if due > now:
+                return due if waiting is None else min(due, waiting)
+            creating.append((name, r["image"],
+                             blockio.stall() if waiting is not None else blockio.OPEN))
+            r["device"][self.node] = True
+            log(name, "primary", f"Device hast/{name} created.")
+            if waiting is not None:
+                self.stalled.add(name)
+        elif waiting is None and name in self.stalled:
+            self.stalled.discard(name)
+            blockio.Control(blockio_paths(self.store, self.node)[1]).set_gate(
+                device_name(name), blockio.OPEN)
+        return waiting
+
+    def peer_wait(self, st: dict, r: dict, name: str, gen: int, now: float) -> float | None:
+        """The new primary's wait for its peer (hast.py become_primary() records why):
+          primary: the connected peer answered "acts as primary" with the wait flag; the
+                   worker waits hr_timeout for it to become secondary, then "starting anyway"
+                   (primary.c hastd_primary()): both run primary, recorded as a violation;
+          connect: the peer is down or cut off and sends no RST: proto_connect_wait(conn,
+                   hr_timeout) blocks up to the timeout, then the worker runs degraded
+                   (a violation too when the cut-off peer is primary).
+        Returns when to look again while the wait lasts, None once I/O may go on."""
         wait = r.get("peer_wait", {}).get(self.node)
         if not wait or wait["gen"] != gen:
             return None
         peer = next((n for n in r["nodes"] if n != self.node), "")
-        if r["role"].get(peer) != "primary" or not connected(st, self.node, peer):
+        peer_primary = r["role"].get(peer) == "primary"
+        if wait["why"] == "primary":
+            done = not peer_primary             # the peer stepped down and said so
+        else:                                   # reachable again: a refusal (RST) or a peer
+            done = connected(st, self.node, peer) and (   # that is not primary ends it
+                st["nodes"][peer].get("hastd") != "running" or not peer_primary)
+        if not wait.get("logged"):
+            wait["logged"] = True
+            if wait["why"] == "primary":
+                log(name, "primary", "Waiting for remote node to become secondary for "
+                    f"{st['settings']['hast_peer_primary_wait']:g}s.")
+        if done:
             del r["peer_wait"][self.node]
             return None
         if now < wait["until"]:
             return wait["until"]
         del r["peer_wait"][self.node]
-        self.store.violation("two_hast_primaries", f"HAST resource {name}: {self.node} "
-                             f"started primary anyway after waiting for {peer} to become "
-                             "secondary (both run degraded, docs/reference/hast.md §4)",
-                             node=self.node, resource=name)
+        addr = st["nodes"].get(peer, {}).get("addr", peer)
+        if wait["why"] == "primary":
+            log(name, "primary", "Remote node is still primary, starting anyway.")
+            how = "started primary anyway after waiting for it to become secondary"
+        else:
+            # primary_connect(): pjdlog_errno() after proto_connect_wait() ran out
+            log(name, "primary", f"Unable to connect to {addr}: Operation timed out.")
+            how = "started primary degraded after failing to connect to it"
+        if peer_primary:
+            self.store.violation("two_hast_primaries", f"HAST resource {name}: {self.node} "
+                                 f"{how} while {peer} is primary (both run degraded; "
+                                 "docs/reference/hast.md, sbin/hastd/primary.c "
+                                 "hastd_primary())", node=self.node, resource=name)
         return None
 
     def start_worker(self, name: str, role: str, gen: int) -> int | None:
@@ -249,8 +363,14 @@ class Daemon:
             w.signal(sig)
         for name, w in zip(names or [], stopping):
             self.hung.discard((name, w.gen))
+            self.stalled.discard(name)
         for w in stopping:
             w.reap()
+
+
+def log(name: str, role: str, message: str) -> None:
+    """pjdlog's form: "[name] (role) message" (the daemon's stderr is run/hastd.log)."""
+    sys.stderr.write(f"[{name}] ({role}) {message}\n")
 
 
 def main(ctx, args: list[str]) -> int:

@@ -32,8 +32,14 @@ COMMANDS = "commands.jsonl"
 DEFAULT_SETTINGS = {
     # docs/reference/hast.md §3: the primary worker creates /dev/hast/X after hastctl returned.
     "hast_device_delay": 0.1,
-    # docs/reference/hast.md §4 "Requesting primary while the peer is primary": newer hastd waits 20 s, then starts anyway.
+    # hast.conf `timeout` (docs/reference/hast.md; sbin/hastd/primary.c hastd_primary()): how
+    # long a new primary's I/O stalls while it waits for a connected primary peer to become
+    # secondary ("starting anyway" after it) or tries to reach a peer that is down or cut off
+    # without a TCP reset (proto_connect_wait(conn, hr_timeout)).
     "hast_peer_primary_wait": 20.0,
+    # sbin/hastd/secondary.c: proto_timeout(hr_remotein, 2 * HAST_KEEPALIVE): the secondary
+    # worker outlives a crashed or cut-off primary peer by this long.
+    "hast_secondary_timeout": 20.0,
     # dirty bytes drain at this rate while a primary is connected to its secondary.
     "hast_sync_rate": 1 << 30,
     # gmirror rebuild speed (bytes/s): drives the (SYNCHRONIZING, NN%) figure.
@@ -195,6 +201,11 @@ def link_device(image: str, device: str) -> None:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
         os.symlink(os.path.abspath(image), device)
+
+
+def blockio_paths(store: Store, node: str) -> tuple[str, str]:
+    """(mountpoint, control file) of the node's blockio server (blockio.py)."""
+    return store.node_dir(node, "blockio"), store.node_dir(node, "run", "blockio.json")
 
 
 def unlink_device(device: str) -> bool:

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
-from hahooks.sim import faults
-from hahooks.sim.state import (COMMANDS, VIOLATIONS, Store, link_device, make_image,
-                               node_state, unlink_device)
+from hahooks.sim import blockio, faults, hastd
+from hahooks.sim.state import (COMMANDS, VIOLATIONS, Store, blockio_paths, connected,
+                               link_device, make_image, node_state)
 
 TOOLS = ("hastctl", "hastd", "gmirror", "ggatec", "ggated", "mdconfig", "drbdadm",
          "drbdsetup", "sysctl", "jot")
@@ -110,16 +110,21 @@ class World:
                 "role": want, "gen": {n: 0 for n in nodes},
                 "device": {n: False for n in nodes}, "device_due": {n: 0.0 for n in nodes},
                 "primary_since": {}, "dirty": 0, "dirty_at": time.time()}
-            for n in nodes:
-                if want[n] == "primary":
-                    link_device(self.store.path(image), os.path.join(self.dev_dir(n), "hast",
-                                                                      name))
-                    st["hast"][name]["device"][n] = True
         if self.autostart:
             for n in nodes:
                 self.start_hastd(n)
         self._kick("hastd")
+        if self.autostart:     # the primary's worker makes its device (a blockio file)
+            for n in nodes:
+                if want[n] == "primary":
+                    self._wait_device(name, n)
         return self.store.path(image)
+
+    def _wait_device(self, name: str, node: str) -> None:
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        device = os.path.join(self.dev_dir(node), "hast", name)
+        while not os.path.exists(device) and time.monotonic() < deadline:
+            time.sleep(POLL)
 
     def set_hast(self, name: str, *, dirty: int | None = None,
                  device_delay: float | None = None, replication: str | None = None) -> None:
@@ -224,6 +229,9 @@ class World:
         from hahooks.sim import crash as crash_mod
         from hahooks.sim import drbd
         with self.store.locked(write=True) as st:
+            for peer in list(st["nodes"]):
+                if peer != node and connected(st, node, peer):
+                    hastd.link_lost(st, node, peer)
             me = node_state(st, node)
             me["up"] = False
             me["boot"] = me.get("boot", 0) + 1
@@ -232,6 +240,7 @@ class World:
             drbd.refresh_all(st, self.store)
         self._kick("hastd")
         self._kill_recorded(node)
+        self._detach_blockio(node)
 
     def restart(self, node: str) -> None:
         """Boot a crashed node again (hastd starts with every resource in init)."""
@@ -249,6 +258,8 @@ class World:
         from hahooks.sim import drbd
         with self.store.locked(write=True) as st:
             if sorted((a, b)) not in [sorted(p) for p in st["partitions"]]:
+                if connected(st, a, b):
+                    hastd.link_lost(st, a, b)
                 st["partitions"].append(sorted((a, b)))
             drbd.refresh_all(st, self.store)
         self._kick("hastd")
@@ -262,12 +273,13 @@ class World:
         self._kick("hastd")
 
     def _drop_hast_roles(self, st: dict, node: str) -> None:
-        for name, r in st["hast"].items():
-            if node in r["nodes"]:
-                r["role"][node] = "init"
-                r["gen"][node] = r["gen"].get(node, 0) + 1
-                r["device"][node] = False
-                unlink_device(os.path.join(self.dev_dir(node), "hast", name))
+        mine = [name for name, r in st["hast"].items() if node in r["nodes"]]
+        for name in mine:
+            r = st["hast"][name]
+            r["role"][node] = "init"
+            r["gen"][node] = r["gen"].get(node, 0) + 1
+            r["device"][node] = False
+        hastd.destroy_devices(self.store, node, mine)
 
     def _kick(self, daemon: str) -> None:
         for node in os.listdir(self.store.path("nodes")):
@@ -277,6 +289,7 @@ class World:
         """End the node's daemons if they run in our PID namespace (the drill kills its own)."""
         with self.store.locked() as st:
             pids = [st["nodes"].get(node, {}).get("hastd_pid"),
+                    st["nodes"].get(node, {}).get("blockio_pid"),
                     st.get("ggated_pids", {}).get(node)]
         for pid in pids:
             if pid and _is_sim_daemon(pid, self.root):
@@ -304,6 +317,14 @@ class World:
         for node in nodes:
             if any(self.store.alive(node, d) for d in ("hastd", "ggated")):
                 self._kill_recorded(node)
+            self._detach_blockio(node)
+
+    def _detach_blockio(self, node: str) -> None:
+        """No mount of a dead blockio server may outlive the node (nor block the test's
+        clean-up): detach it lazily, as `fusermount -u -z` would (our mount namespace)."""
+        mount, _ = blockio_paths(self.store, node)
+        while blockio.mounted(mount) and blockio.detach(mount):
+            pass
 
     def __enter__(self) -> "World":
         return self
