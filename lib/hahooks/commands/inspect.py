@@ -227,7 +227,11 @@ def _write_prometheus(cfg, path: str, report: dict, values: dict) -> None:
 
     try:
         transitions = read_history(cfg.node.log_file)
-    except OSError:   # no log yet (or not ours to read): no transitions to count
+    except FileNotFoundError:   # no log yet: no transition to count
+        transitions = []
+    except OSError as exc:      # counts of zero would lie: say why they are missing
+        print(f"hahooks status: cannot read {cfg.node.log_file} ({exc.strerror}): the "
+              "textfile has no transition counts", file=sys.stderr)
         transitions = []
     for t in transitions:
         t["verdict"] = _verdict(t).lower()
