@@ -53,7 +53,7 @@ def worker_exits(trials: int) -> list[float]:
 
         t = threading.Thread(target=stop)
         t.start()
-        waits.wait_for_no_process(title, 5)
+        procs.wait_for_no_process(title, 5)
         seen = time.perf_counter()
         t.join()
         out.append(max(0.0, seen - ended["t"]))

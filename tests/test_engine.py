@@ -170,5 +170,7 @@ def test_decide_acts_exactly_when_the_layer_is_not_where_the_role_wants_it(role,
         assert action == "skip"
     else:
         assert action == ("acquire" if role == "master" else "release")
-    assert obs.reason in reason and obs.state.value in reason or action != "skip" or \
-        "already" in reason
+    # the reason always quotes what the kind observed, and a skip says the layer already is
+    # where the role wants it (the old form parsed as (A and B) or C or D and could not fail)
+    assert f"({obs.reason})" in reason
+    assert reason.startswith("already ") == (action == "skip")

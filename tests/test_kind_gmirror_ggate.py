@@ -303,7 +303,6 @@ def test_gmirror_starting_mirror_without_prefer_is_stopped_and_labelled_from_pre
 
 # -- seed 000: ggated on the slave, ggatec + md + gmirror on the master ----------------------
 
-import subprocess  # noqa: E402
 
 from conftest import require_tool  # noqa: E402
 
@@ -423,18 +422,27 @@ def test_ggate_export_refuses_an_image_not_in_the_exports(tmp_path, world):
 
 
 def test_mirror_degraded_when_the_slave_dies_is_a_warning(tmp_path, sandbox):
+    """Server_B dies under a mounted mirror: ggate0's requests queue (ggatec reconnects for
+    ever, docs/reference/ggate.md §4); the default io_timeout makes ggatec's guard fail them
+    (sys/geom/gate/g_gate.c g_gate_guard()), gmirror drops ggate0 and the master's write
+    finishes instead of hanging for ever (with ggatec's -t 0 it never would)."""
     require_tool("mkfs.ext4")
     world, lab = sandbox                       # mounts in the node's own namespace
     s = Seed000(tmp_path, world, lab, wait_sync=True)
     c = s.c
     c.hh("nodeb", "slave", check=0)
     c.hh("nodea", "master", check=0)
+    assert ["-t", "10"] == next(a for a in c.commands("nodea", "ggatec")
+                                if a[1] == "create")[6:8]
     dev = s.mirror_dev("nodea")
-    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+    assert c.run("nodea", "mkfs.ext4", "-q", "-F", dev).returncode == 0
     mnt = tmp_path / "sites"
     mnt.mkdir()
     assert c.run("nodea", "mount", dev, str(mnt)).returncode == 0
     c.crash("nodeb")                           # seed 000 test 3: pull Server_B's cable
+    # a write and its flush on the master: blocked on ggate0 until the guard fails it
+    w = c.run("nodea", "sh", "-c", f"echo after > {mnt}/after-crash && sync")
+    assert w.returncode == 0, w.stderr
     st = c.hh("nodea", "status")
     assert st.returncode == 1 and st.stdout.startswith("WARNING"), st.stdout
     assert "DEGRADED: ggate0 not in the mirror" in st.stdout

@@ -177,9 +177,9 @@ def test_wait_for_path_and_no_process(tmp_path):
     assert waits.wait_for_path(str(target), 30) == str(target)
     waits.wait_for(lambda: procs.find_by_title(title), 30, "the titled process")
     with pytest.raises(WaitTimeout):
-        waits.wait_for_no_process(title, 0.1)
+        procs.wait_for_no_process(title, 0.1)
     gate.touch()
-    waits.wait_for_no_process(title, 30)
+    procs.wait_for_no_process(title, 30)
     assert proc.wait(timeout=30) == 0
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import logging
 import os
 
+from hahooks import waits
+from hahooks.errors import WaitTimeout
+
 log = logging.getLogger("hahooks.procs")
 
 
@@ -382,14 +385,16 @@ def pid_running(pid: int) -> bool:
 
 def wait_gone(procs: list, timeout: float) -> list:
     """Wait up to `timeout` s for all of `procs` to exit; returns those still running."""
-    from hahooks import waits
-    from hahooks.errors import WaitTimeout
-
     try:
         waits.wait_for(lambda: all(gone(p) for p in procs), timeout, "processes to exit")
     except WaitTimeout:
         pass
     return [p for p in procs if not gone(p)]
+
+
+def wait_for_no_process(fragment: str, timeout: float) -> None:
+    """Wait until no process's joined cmdline contains `fragment` (e.g. hastd: r0 (secondary))."""
+    waits.wait_for(lambda: not find_by_title(fragment), timeout, f"process '{fragment}' to exit")
 
 
 def terminate_then_kill(procs: list, grace: float) -> list:

@@ -112,14 +112,6 @@ def wait_for_paths(paths: Iterable[str], timeout: float) -> None:
              "devices to appear: " + " ".join(pending))
 
 
-def wait_for_no_process(fragment: str, timeout: float) -> None:
-    """Wait until no process's joined cmdline contains `fragment` (e.g. hastd: r0 (secondary))."""
-    from hahooks import procs
-
-    wait_for(lambda: not procs.find_by_title(fragment), timeout,
-             f"process '{fragment}' to exit")
-
-
 def retry(action: Callable[[], T], timeout: float, what: str, *,
           retry_on: tuple[type[BaseException], ...] = (HahooksError,),
           first: float = 0.02, ceiling: float = 0.5) -> T:

@@ -6,8 +6,8 @@ held     = ggateN is listed by `ggatec list -v` with info "host:port path" match
 released = ggateN is not listed.
 broken   = ggateN is attached to another host or path, or listed without its device.
 
-acquire retries `ggatec create` (the peer's ggated may be starting: seed 000 loops on it
-forever) until the device exists or `connect_wait` runs out; release refuses while ggateN is
+acquire retries `ggatec create -t IO_TIMEOUT` (the peer's ggated may be starting: seed 000
+loops on it forever) until the device exists or `connect_wait` runs out; release refuses while ggateN is
 mounted or in a pool, then `ggatec destroy -u N` (without -f: a GEOM consumer such as gmirror
 still holding it makes ggatec refuse, which is what we want).
 """
@@ -21,6 +21,13 @@ from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
 
 DEFAULT_PORT = 3080
+# ggatec's own default -t 0 arms no guard: with the peer gone, every write on the mirror above
+# hangs for ever (docs/reference/ggate.md §4; sys/geom/gate/g_gate.c g_gate_create(),
+# g_gate_guard()). With -t N the guard runs every N s and fails the requests queued 5 s or
+# more, so gmirror drops the component and the writes go on DEGRADED after 5..5+N s. 10 s
+# bounds the hang at 15 s (under the failover timers of docs/config.md) while an outage of
+# 5 s or less (ggatec reconnects every 2 s) never costs the component a full resync.
+DEFAULT_IO_TIMEOUT = 10
 
 
 class GgateAttach(Resource):
@@ -32,8 +39,9 @@ class GgateAttach(Resource):
         "unit": schema.Int(doc="fixed unit: the device is <dev_dir>/ggate<unit>",
                            minimum=0, maximum=4095),
         "port": schema.Int(DEFAULT_PORT, "ggated port", minimum=1, maximum=65535),
-        "io_timeout": schema.Int(None, "ggatec -t: seconds before a request fails "
-                                 "(ggatec's default 0 waits forever)", minimum=0),
+        "io_timeout": schema.Int(DEFAULT_IO_TIMEOUT, "ggatec -t: the guard period; requests "
+                                 "queued 5 s fail at its next run (0 = never: writes hang "
+                                 "while the peer is gone)", minimum=0),
         "connect_wait": schema.Duration("30s", "how long to keep retrying `ggatec create`"),
     }
 
@@ -69,10 +77,8 @@ class GgateAttach(Resource):
         if entry is not None and entry.get("info", self.info) != self.info:
             raise Refused(f"{self.ggate} is attached to {entry['info']}; refusing to attach "
                           f"{self.info} on the same unit")
-        argv = ["ggatec", "create", "-p", str(self.p["port"]), "-u", str(self.p["unit"])]
-        if self.p["io_timeout"] is not None:
-            argv += ["-t", str(self.p["io_timeout"])]
-        argv += [self.p["host"], self.p["path"]]
+        argv = ["ggatec", "create", "-p", str(self.p["port"]), "-u", str(self.p["unit"]),
+                "-t", str(self.p["io_timeout"]), self.p["host"], self.p["path"]]
 
         def attempt() -> None:
             if entry is None and not os.path.exists(self.device):

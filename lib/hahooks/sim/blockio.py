@@ -17,6 +17,13 @@ go to its backing image(s) through a *gate*:
             gate acts as `then` ("open" or "error")
     error   every request fails with `errno` (EIO, ENXIO ...)
 
+A stalled gate with `expire` fails a request at the first tick anchor + k*every at which it
+waited `age` s (ggatec -t N: sys/geom/gate/g_gate.c g_gate_guard(), docs/reference/ggate.md §4).
+A backing entry "@OTHER" is another device of the server (a mirror's ggate component): its
+gate applies first. A write fans out to every entry; an "@" entry that fails leaves the device
+and is reported in the control's `events` (sys/geom/mirror/g_mirror.c
+g_mirror_regular_request_error()); the write fails only when its last entry does.
+
 A device that is removed fails every request on handles opened before with ENXIO (GEOM's
 answer once a provider is withered) and disappears from the directory; exposing the same name
 again makes a new device (old handles keep failing). Writes go to every backing image, reads
@@ -99,16 +106,31 @@ class Control:
         except (FileNotFoundError, ValueError):
             return {"serial": 0, "devices": {}}
 
-    def expose(self, name: str, backing: list[str], gate: dict = OPEN) -> None:
-        self.expose_many([(name, backing, gate)])
+    def expose(self, name: str, backing: list[str], gate: dict = OPEN,
+               size: int | None = None) -> None:
+        """`backing`: image paths, or "@OTHER" for another device of this server; `size`:
+        the length the file shows (default: the first image's)."""
+        self.expose_many([(name, backing, gate)], size=size)
 
-    def expose_many(self, devices: list[tuple[str, list[str], dict]]) -> None:
-        """(name, backing images, gate) each, in one edit."""
+    def expose_many(self, devices: list[tuple[str, list[str], dict]],
+                    size: int | None = None) -> None:
+        """(name, backing, gate) each, in one edit."""
         with self.editing() as data:
             for name, backing, gate in devices:
                 data["serial"] = data.get("serial", 0) + 1
-                data["devices"][name] = {"backing": [os.path.abspath(b) for b in backing],
-                                         "gate": gate, "id": data["serial"]}
+                data["devices"][name] = {"backing": _entries(backing), "gate": gate,
+                                         "id": data["serial"]}
+                if size is not None:
+                    data["devices"][name]["size"] = size
+
+    def set_backing(self, name: str, backing: list[str]) -> bool:
+        """Change a device's backing entries in place (open handles stay valid)."""
+        with self.editing() as data:
+            dev = data["devices"].get(name)
+            if dev is None:
+                return False
+            dev["backing"] = _entries(backing)
+            return True
 
     def set_gate(self, name: str, gate: dict) -> bool:
         with self.editing() as data:
@@ -118,6 +140,12 @@ class Control:
             dev["gate"] = gate
             return True
 
+    def take_events(self) -> list[dict]:
+        """The member failures the server reported since the last call (and forget them)."""
+        with self.editing() as data:
+            events = data.pop("events", [])
+        return events
+
     def gate(self, name: str) -> dict | None:
         dev = self.read()["devices"].get(name)
         return dev["gate"] if dev else None
@@ -126,6 +154,10 @@ class Control:
         """True when every one of them existed."""
         with self.editing() as data:
             return all([data["devices"].pop(n, None) is not None for n in names])
+
+
+def _entries(backing: list[str]) -> list[str]:
+    return [b if b.startswith("@") else os.path.abspath(b) for b in backing]
 
 
 def mounted(mountpoint: str) -> bool:
@@ -210,7 +242,6 @@ class _Devices:
         self.key = None
         self.devices: dict = {}
         self.lock = threading.Lock()
-        self.fds: dict[str, int] = {}
 
     def current(self) -> dict:
         try:
@@ -224,28 +255,82 @@ class _Devices:
                 self.devices = Control(self.path).read()["devices"] if key else {}
             return self.devices
 
-    def fd(self, backing: str) -> int:
-        with self.lock:
-            if backing not in self.fds:
-                self.fds[backing] = os.open(backing, os.O_RDWR)
-            return self.fds[backing]
+
+def _image_io(image: str, op, *args):
+    """One request on an image, opened for it alone: a held fd would keep an md unit or a
+    ggated export busy for the simulated tools' in-use checks after the device is gone."""
+    fd = os.open(image, os.O_RDWR)
+    try:
+        return op(fd, *args)
+    finally:
+        os.close(fd)
 
 
-def _pass_gate(devices: _Devices, name: str, dev_id: int) -> dict:
-    """Block while the device's gate stalls; the device record once I/O may go on."""
+def _pass_gate(devices: _Devices, name: str, dev_id: int | None) -> dict:
+    """Block while the device's gate stalls; the device record once I/O may go on.
+    `dev_id` None: whichever device now has that name (a mirror's member)."""
+    started = time.time()
     while True:
         dev = devices.current().get(name)
-        if dev is None or dev["id"] != dev_id:
+        if dev is None or dev_id not in (None, dev["id"]):
             raise _fuse_error(errno.ENXIO)
         gate = dev["gate"]
         state = gate["state"]
-        if state == "stall" and gate.get("until") is not None and time.time() >= gate["until"]:
+        now = time.time()
+        if state == "stall" and gate.get("until") is not None and now >= gate["until"]:
             state = gate.get("then", "open")
+        if state == "stall" and gate.get("expire") and now >= _expiry(gate["expire"], started):
+            raise _fuse_error(gate["expire"].get("errno", errno.EIO))
         if state == "open":
             return dev
         if state == "error":
             raise _fuse_error(gate.get("errno", errno.EIO))
         time.sleep(POLL)
+
+
+def _expiry(expire: dict, started: float) -> float:
+    """g_gate_guard(): the first tick (anchor + k*every) at which the request is `age` old."""
+    due = started + expire["age"]
+    every = max(expire["every"], 1e-3)
+    ticks = max(0, -(-(due - expire["anchor"]) // every))
+    return expire["anchor"] + ticks * every
+
+
+def _images(devices: _Devices, entry: str) -> list[str]:
+    """A backing entry's image paths; "@OTHER" passes OTHER's gate first."""
+    if entry.startswith("@"):
+        return _pass_gate(devices, entry[1:], None)["backing"]
+    return [entry]
+
+
+def _member_failed(devices: _Devices, name: str, member: str, err: int) -> None:
+    """The member's request failed: it leaves the device, the event goes to the control."""
+    with Control(devices.path).editing() as data:
+        dev = data["devices"].get(name)
+        if dev and f"@{member}" in dev["backing"]:
+            dev["backing"].remove(f"@{member}")
+        data.setdefault("events", []).append({"device": name, "member": member,
+                                              "errno": err, "time": time.time()})
+
+
+def _write_all(devices: _Devices, name: str, dev: dict, data: bytes, offset: int) -> None:
+    """Fan a write out to every backing entry; a failing member is dropped, not fatal."""
+    import mfusepy
+    done, err = 0, errno.EIO
+    for entry in list(dev["backing"]):
+        try:
+            images = _images(devices, entry)
+        except mfusepy.FuseOSError as exc:
+            if not entry.startswith("@") or len(dev["backing"]) == 1:
+                raise       # g_mirror keeps its last ACTIVE disk: the error goes up
+            err = exc.errno
+            _member_failed(devices, name, entry[1:], exc.errno)
+            continue
+        for image in images:
+            _image_io(image, os.pwrite, data, offset)
+        done += 1
+    if not done:
+        raise _fuse_error(err)
 
 
 def _fuse_error(err: int):
@@ -277,8 +362,12 @@ def _operations(devices: _Devices):
                 return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_size": 0,
                         "st_atime": now, "st_mtime": now, "st_ctime": now}
             _, dev = self._dev(path)
-            st = os.stat(dev["backing"][0])
-            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": st.st_size,
+            first = dev["backing"][0] if dev["backing"] else None
+            if first and first.startswith("@"):
+                first = (devices.current().get(first[1:]) or {"backing": [None]})["backing"][0]
+            st = os.stat(first or devices.path)
+            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1,
+                    "st_size": dev.get("size", st.st_size),
                     "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns,
                     "st_ctime": st.st_ctime_ns}
 
@@ -300,12 +389,13 @@ def _operations(devices: _Devices):
 
         def read(self, path, size, offset, fh):
             dev = _pass_gate(devices, *self.handles[fh])
-            return os.pread(devices.fd(dev["backing"][0]), size, offset)
+            if not dev["backing"]:
+                raise mfusepy.FuseOSError(errno.ENXIO)
+            return _image_io(_images(devices, dev["backing"][0])[0], os.pread, size, offset)
 
         def write(self, path, data, offset, fh):
-            dev = _pass_gate(devices, *self.handles[fh])
-            for backing in dev["backing"]:
-                os.pwrite(devices.fd(backing), data, offset)
+            name = self.handles[fh][0]
+            _write_all(devices, name, _pass_gate(devices, *self.handles[fh]), data, offset)
             return len(data)
 
         def fsync(self, path, datasync, fh):

@@ -4,6 +4,7 @@ caller's namespaces, i.e. the node's. Ready means "a reader holds its FIFO"."""
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
 
@@ -55,3 +56,17 @@ def _stdio(store, node: str, name: str) -> None:
     os.closerange(3, 65536)
     sys.stdout = open(1, "w", closefd=False)
     sys.stderr = open(2, "w", closefd=False, buffering=1)
+
+
+def asked_to_quit(rfd: int, timeout: float) -> bool:
+    """Sleep on the daemon's FIFO until a kick or `timeout`; True when the kick was "q"."""
+    try:
+        ready, _, _ = select.select([rfd], [], [], timeout)
+    except InterruptedError:
+        return False
+    if not ready:
+        return False
+    try:
+        return b"q" in os.read(rfd, 4096)
+    except BlockingIOError:
+        return False

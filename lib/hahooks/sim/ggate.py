@@ -4,21 +4,23 @@ sbin/ggate/ggated/ggated.c, sbin/ggate/shared/ggate.c).
 ggated is a real daemon process on the serving node (so `pkill ggated` works), registered
 in st["ggated"][node] and alive while it holds nodes/<n>/run/ggated.fifo. A client's
 `ggatec create host path` checks the export (address/mask, path, RO/WO/RW) on the node
-whose address is `host`, then links nodes/<client>/dev/ggateN to the exported file: the
-bytes the client sees are the server's file. Messages that ggate sends to syslog when not
-verbose go to nodes/<n>/run/syslog.log instead.
+whose address is `host`, then exposes nodes/<client>/dev/ggateN as a file of the client's
+GEOM server (geom.py) over the exported file: the bytes the client sees are the server's
+file. It then daemonizes into g_gatec_loop() (ggate_client.py): when the server goes, the
+unit's I/O blocks (or, with `-t N`, fails after 5..5+N s) until ggated answers again; the
+unit and its mirror component stay. Messages that ggate sends to syslog when not verbose go
+to nodes/<n>/run/syslog.log instead.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-import select
 import signal
 import sys
 import time
 
-from hahooks.sim import checks, daemon
-from hahooks.sim.state import connected, link_device, node_state, unlink_device
+from hahooks.sim import checks, daemon, geom, ggate_client
+from hahooks.sim.state import connected, node_state, unlink_device
 from hahooks.sim.util import Usage, getopt, humanize_number
 
 DEFAULT_PORT = 3080
@@ -126,11 +128,17 @@ def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
         units[str(chosen)] = {"host": host, "port": port, "path": path, "server": server,
                               "image": export["image"], "mode": mode,
                               "timeout": int(o.get("t", 0)), "queue_size": int(o.get("q", 1024)),
-                              "sectorsize": int(o.get("s", 512))}
-        link_device(export["image"], ctx.dev(f"ggate{chosen}"))
+                              "sectorsize": int(o.get("s", 512)), "created": time.time()}
+        geom.ensure(ctx.store, st, ctx.node)
+        geom.control(ctx.store, ctx.node).expose(f"ggate{chosen}", [export["image"]])
+        geom.expose_link(ctx.store, ctx.node, f"ggate{chosen}", ctx.dev(f"ggate{chosen}"))
         mirror_model.taste(ctx, st, f"ggate{chosen}")
+        boot = node_state(st, ctx.node).get("boot", 0)
+        created = units[str(chosen)]["created"]
     if unit is None:
         sys.stdout.write(f"ggate{chosen}\n")
+        sys.stdout.flush()
+    ggate_client.start(ctx.store, ctx.node, chosen, boot, created)   # g_gatec_loop(): daemonizes
     return 0
 
 
@@ -169,7 +177,9 @@ def ggatec_destroy(ctx, unit: int, force: bool) -> int:
                           device=device)
         mirror_model.provider_gone(ctx, st, f"ggate{unit}")
         del units[str(unit)]
+        geom.control(ctx.store, ctx.node).remove(f"ggate{unit}")   # old handles: ENXIO
         unlink_device(device)
+    ctx.store.kick(ctx.node, ggate_client.daemon_name(unit))
     return 0
 
 
@@ -281,16 +291,8 @@ def serve(store, node: str, exports: list[dict], port: int) -> None:
                     clean = False      # the node crashed: World.crash already cleaned up
                     return
             check_local_use(store, node, exports, reported)
-            try:
-                ready, _, _ = select.select([rfd], [], [], HOUSEKEEPING)
-            except InterruptedError:
-                continue
-            if ready:
-                try:
-                    if b"q" in os.read(rfd, 4096):
-                        return
-                except BlockingIOError:
-                    pass
+            if daemon.asked_to_quit(rfd, HOUSEKEEPING):
+                return
     finally:
         os.close(rfd)
         os.close(keep)
@@ -298,7 +300,7 @@ def serve(store, node: str, exports: list[dict], port: int) -> None:
             with store.locked(write=True) as st:
                 if st["ggated"].get(node, {}).get("pid") == os.getpid():
                     del st["ggated"][node]
-                clients_lose_server(store, st, node)
+                ggate_client.server_lost(store, st, node)
 
 
 def check_local_use(store, node: str, exports: list[dict], reported: set) -> None:
@@ -315,21 +317,13 @@ def check_local_use(store, node: str, exports: list[dict], reported: set) -> Non
                                 f"{mountpoint} on {node}", node=node, path=ex["path"])
 
 
-def clients_lose_server(store, st: dict, server: str) -> None:
-    """The server's ggated is gone: every client mirror drops its ggate component (after
-    the data it had mirrored reached the server's file). The ggate unit itself stays, as
-    ggatec keeps reconnecting."""
-    from hahooks.sim import mirror_model
-
-    for client, units in st["ggate"].items():
-        for n, u in units.items():
-            if u["server"] == server:
-                mirror_model.provider_gone(None, st, f"ggate{n}", node=client, store=store)
-
-
 def node_down(store, st: dict, node: str) -> None:
-    """Crash: the node's ggated and ggate units vanish (its mirrors were dropped first)."""
+    """Crash: the node's ggated and ggate units vanish (its mirrors were dropped first);
+    the clients of its ggated see a server gone (ggate_client.py) and their units stall."""
     st["ggated"].pop(node, None)
-    clients_lose_server(store, st, node)
-    for n in st["ggate"].pop(node, {}):
+    ggate_client.server_lost(store, st, node)
+    units = st["ggate"].pop(node, {})
+    ctl = geom.control(store, node)
+    for n in units:
+        ctl.remove(f"ggate{n}")
         unlink_device(os.path.join(store.dev_dir(node), f"ggate{n}"))

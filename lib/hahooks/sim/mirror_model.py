@@ -4,10 +4,14 @@ Metadata lives per backing image (st["gmirror_meta"], keyed by the image's path)
 in a component's last sector, so it follows the data (a ggate export labelled on one node
 tastes into a mirror on the other). A running mirror is per node (st["gmirror"][node]); a
 provider with active metadata appearing on a node joins/starts its mirror ("tasting").
-Data: /dev/mirror/NAME is a link to ONE component's image (a local one when ACTIVE, else the
-first ACTIVE); the other ACTIVE components receive those bytes whenever they could be
-observed apart (deactivate, remove, stop, a provider vanishing, node crash), which is what
-synchronous mirroring guarantees. A rebuild copies the data when its simulated progress
+Data: /dev/mirror/NAME is a file of the node's GEOM server (geom.py, blockio.py) whose
+writes go to every ACTIVE component and whose reads come from the first (local before ggate),
+as g_mirror_register_request() sends a write to every ACTIVE disk and completes it when all
+answered (sys/geom/mirror/g_mirror.c). A ggate component is the entry "@ggateN", so its gate
+applies: while its server is gone the mirror's writes block; when it fails them (ggatec -t N)
+the server drops it from the device and reports it, and the next gmirror command here
+disconnects it (g_mirror_regular_request_error(), kern.geom.mirror.disconnect_on_failure=1):
+the mirror runs DEGRADED. A rebuild copies the data when its simulated progress
 (gmirror_sync_rate) reaches 100%.
 """
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import os
 import time
 
-from hahooks.sim import checks
+from hahooks.sim import checks, geom
 from hahooks.sim.providers import copy_data, equal_data, image_of, size_of, strip_dev
-from hahooks.sim.state import link_device, unlink_device
+from hahooks.sim.state import unlink_device
 
 
 class CtlError(Exception):
@@ -64,6 +68,11 @@ def device(store, node: str, name: str) -> str:
     return os.path.join(store.dev_dir(node), "mirror", name)
 
 
+def server_name(name: str) -> str:
+    """The mirror's file in the node's GEOM server."""
+    return f"mirror-{name}"
+
+
 def users(st: dict, node: str, prov: str) -> list[str]:
     """Why `prov` is busy on `node` because of a mirror (GEOM exclusive open)."""
     return [f"component of mirror/{name}" for name, m in mirrors(st, node).items()
@@ -71,53 +80,72 @@ def users(st: dict, node: str, prov: str) -> list[str]:
 
 
 def flush(m: dict) -> None:
-    """Bring every ACTIVE component to the mirror's bytes (the writes were mirrored)."""
-    if m.get("linked"):
-        for c in active(m):
-            copy_data(m["linked"], c["image"])
+    """Writes reach every ACTIVE component as they happen (the device fans them out): there
+    is nothing left to copy. Kept for the verbs that call it before a change."""
 
 
 def relink(store, st: dict, node: str, name: str, m: dict) -> None:
-    """Point /dev/mirror/NAME at the preferred ACTIVE component (local before ggate),
-    unless it is in use (a mounted loop keeps the old inode: then stay)."""
-    dev = device(store, node, name)
+    """Serve /dev/mirror/NAME from the ACTIVE components (local before ggate, which is also
+    the read source recorded in m["linked"]), after taking in the failures the server saw."""
+    take_failures(store, st, node)
+    if name not in mirrors(st, node):
+        return
     act = active(m)
     if not act or starting(m):
         return
-    preferred = next((c for c in act if not c["prov"].startswith("ggate")), act[0])["image"]
-    if m.get("linked") == preferred and os.path.lexists(dev):
+    ordered = sorted(act, key=lambda c: c["prov"].startswith("ggate"))
+    backing = [f"@{c['prov']}" if c["prov"].startswith("ggate") else c["image"]
+               for c in ordered]
+    m["linked"] = ordered[0]["image"]
+    geom.ensure(store, st, node)
+    ctl = geom.control(store, node)
+    if not ctl.set_backing(server_name(name), backing):
+        ctl.expose(server_name(name), backing, size=mediasize(m))
+    geom.expose_link(store, node, server_name(name), device(store, node, name))
+
+
+def take_failures(store, st: dict, node: str) -> None:
+    from hahooks.sim.ggate import syslog
+    """Disconnect the components whose requests failed in the server (it already stopped
+    sending them writes): g_mirror_regular_request_error() -> DISCONNECTED."""
+    if not os.path.exists(geom.paths(store, node)[1]):
         return
-    if os.path.lexists(dev) and checks.usage(dev, (store.root,)):
-        return
-    flush(m)
-    link_device(preferred, dev)
-    m["linked"] = preferred
+    for event in geom.control(store, node).take_events():
+        name = event["device"].removeprefix("mirror-")
+        m = mirrors(st, node).get(name)
+        c = comp(m, event["member"]) if m else None
+        if c is not None and c["state"] == "ACTIVE":
+            syslog(store, node, "kernel", f"GEOM_MIRROR: Request failed "
+                                          f"(error={event['errno']}). {c['prov']}[WRITE]")
+            syslog(store, node, "kernel",
+                   f"GEOM_MIRROR: Device {name}: provider {c['prov']} disconnected.")
+            detach_component(store, st, node, name, c, f"{c['prov']} failed")
 
 
 def drop(store, st: dict, node: str, name: str, why: str) -> None:
     """The mirror has no component left, or is stopped: its provider goes away."""
-    m = mirrors(st, node).pop(name)
+    mirrors(st, node).pop(name)
     dev = device(store, node, name)
     used = checks.usage(dev, (store.root,)) if os.path.lexists(dev) else []
     if used:
         store.violation("device_removed_in_use",
                         f"/dev/mirror/{name} removed ({why}) while in use: {', '.join(used)}",
                         node=node, device=dev)
-    flush(m)
+    geom.control(store, node).remove(server_name(name))     # open handles: ENXIO
     unlink_device(dev)
 
 
 def detach_component(store, st: dict, node: str, name: str, c: dict, why: str) -> None:
     m = mirrors(st, node)[name]
-    if c["state"] == "ACTIVE":
-        flush(m)
     m["components"].remove(c)
     if m.get("linked") == c["image"]:
-        m["linked"] = None if not active(m) else m["linked"]
+        m["linked"] = None
     if not m["components"]:
         drop(store, st, node, name, why)
-    else:
+    elif active(m):
         relink(store, st, node, name, m)
+    else:
+        geom.control(store, node).set_backing(server_name(name), [])
 
 
 def update_meta(st: dict, m: dict) -> None:
@@ -196,8 +224,8 @@ def advance(store, st: dict, node: str) -> None:
 
 def node_down(store, st: dict, node: str) -> None:
     for name in list(mirrors(st, node)):
-        m = mirrors(st, node).pop(name)
-        flush(m)
+        mirrors(st, node).pop(name)
+        geom.control(store, node).remove(server_name(name))
         unlink_device(device(store, node, name))
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from hahooks.sim import blockio, faults, hastd
+from hahooks.sim import blockio, faults, ggate_client, hastd
 from hahooks.sim.state import (COMMANDS, VIOLATIONS, Store, blockio_paths, connected,
                                link_device, make_image, node_state)
 
@@ -260,6 +260,8 @@ class World:
             if sorted((a, b)) not in [sorted(p) for p in st["partitions"]]:
                 if connected(st, a, b):
                     hastd.link_lost(st, a, b)
+                    ggate_client.server_lost(self.store, st, a, client=b)
+                    ggate_client.server_lost(self.store, st, b, client=a)
                 st["partitions"].append(sorted((a, b)))
             drbd.refresh_all(st, self.store)
         self._kick("hastd")
@@ -290,7 +292,9 @@ class World:
         with self.store.locked() as st:
             pids = [st["nodes"].get(node, {}).get("hastd_pid"),
                     st["nodes"].get(node, {}).get("blockio_pid"),
-                    st.get("ggated_pids", {}).get(node)]
+                    st.get("ggated_pids", {}).get(node),
+                    *st["nodes"].get(node, {}).get("geom_pids", []),
+                    *[u.get("pid") for u in st.get("ggate", {}).get(node, {}).values()]]
         for pid in pids:
             if pid and _is_sim_daemon(pid, self.root):
                 try:
@@ -299,9 +303,13 @@ class World:
                     pass
 
     def close(self) -> None:
-        """Stop every node daemon (hastd, ggated) of this world (tests call it in teardown)."""
+        """Stop every node daemon (hastd, ggated, ggatec loops, the GEOM server) of this world
+        (tests call it in teardown)."""
         nodes = os.listdir(self.store.path("nodes"))
-        daemons = [(n, d) for n in nodes for d in ("hastd", "ggated")]
+        daemons = [(n, f[:-len(".fifo")]) for n in nodes
+                   for f in sorted(os.listdir(self.store.node_dir(n, "run"))
+                                   if os.path.isdir(self.store.node_dir(n, "run")) else [])
+                   if f.endswith(".fifo")]
         for node, daemon in daemons:
             try:
                 fd = os.open(self.store.fifo(node, daemon), os.O_WRONLY | os.O_NONBLOCK)
@@ -315,16 +323,17 @@ class World:
         while time.monotonic() < deadline and any(self.store.alive(*d) for d in daemons):
             time.sleep(POLL)
         for node in nodes:
-            if any(self.store.alive(node, d) for d in ("hastd", "ggated")):
+            if any(self.store.alive(n, d) for n, d in daemons if n == node):
                 self._kill_recorded(node)
             self._detach_blockio(node)
 
     def _detach_blockio(self, node: str) -> None:
         """No mount of a dead blockio server may outlive the node (nor block the test's
         clean-up): detach it lazily, as `fusermount -u -z` would (our mount namespace)."""
-        mount, _ = blockio_paths(self.store, node)
-        while blockio.mounted(mount) and blockio.detach(mount):
-            pass
+        from hahooks.sim import geom
+        for mount in (blockio_paths(self.store, node)[0], geom.paths(self.store, node)[0]):
+            while blockio.mounted(mount) and blockio.detach(mount):
+                pass
 
     def __enter__(self) -> "World":
         return self
