@@ -12,12 +12,13 @@ from hahooks.errors import ExitCode, HahooksError
 
 # Each module adds its subcommands with register(subparsers); importing them must stay
 # cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
-COMMAND_MODULES = ("transition", "inspect", "entrypoints", "wiring", "drill", "install_wiring")
+COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", "drill",
+                   "install_wiring")
 # The hot paths build only the parser they need (importing and registering every module
 # costs ~20 ms per hook call); any other word, and --help, build the whole parser.
 FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",
               "status": "inspect", "check": "inspect", "plan": "inspect",
-              "history": "inspect"}
+              "history": "inspect", "notify-send": "operate"}
 
 EPILOG = """\
 exit codes (OCF numbers):
@@ -69,6 +70,18 @@ def _known_command(parser: argparse.ArgumentParser, word: str) -> None:
     raise _ArgError(f"hahooks: unknown command {word!r}; {hint} (hahooks --help)")
 
 
+def _glue_ages(argv: list[str]) -> list[str]:
+    """`history --since -2h`: argparse takes a word that starts with '-' (and is not a plain
+    number) for an option and says "expected one argument"; glue it to its option."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] == "--since" and word.startswith("-"):
+            out[-1] = f"--since={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def stderr_level(args) -> int:
     if getattr(args, "verbose", False):
         return logging.DEBUG
@@ -83,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(FAST_PATHS.get(argv[0]) if argv else None)
         if argv and not argv[0].startswith("-"):
             _known_command(parser, argv[0])
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_ages(argv))
         if not getattr(args, "func", None):
             print("hahooks: no command given (hahooks --help lists them)", file=sys.stderr)
             return ExitCode.ARGS

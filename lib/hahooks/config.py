@@ -57,9 +57,29 @@ WIRING_FIELDS: dict[str, Field] = {
     "vip": schema.Str(None, 'the virtual address with its prefix, e.g. "192.168.1.50/24"'),
     "priority": schema.Int(None, "this node's VRRP priority (freevrrpd 255 = owner)", 1, 255),
     "instance": schema.Name(None, "keepalived vrrp_instance name"),
+    "handover": schema.Argv(None, "switchover: the command that makes the peer take over "
+                            "(default on FreeBSD: sysctl net.inet.carp.demotion=240)"),
 }
 
-TOP_KEYS = ("node", "resource", "wiring")
+
+
+def _argv_lists(v) -> list[list[str]]:
+    if not isinstance(v, list) or not all(isinstance(x, list) for x in v):
+        raise Invalid(f'expected a list of argument lists like [["mail", "-s", "hahooks", '
+                      f'"root"]], got {v!r}')
+    return [schema.argv_list(x) for x in v]
+
+
+# [notify]: commands run, detached, after each transition with its outcome as JSON on stdin
+# (notify.py). Optional.
+NOTIFY_FIELDS: dict[str, Field] = {
+    "commands": Field(_argv_lists, [], "argument lists, each run with the outcome as JSON on "
+                      "stdin", "list of argv lists"),
+    "timeout": schema.Duration("30s", "budget of each notify command", minimum=0.001),
+    "on": schema.Str("all", "which outcomes notify", choices=("all", "failure")),
+}
+
+TOP_KEYS = ("node", "resource", "wiring", "notify")
 
 
 @dataclasses.dataclass
@@ -99,6 +119,8 @@ class Config:
     resources: list[ResourceSpec]
     wiring: dict[str, Any] = dataclasses.field(default_factory=dict)
     lines: "_Lines | None" = dataclasses.field(default=None, repr=False)  # key -> line
+    notify: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {"commands": [], "timeout": 30.0, "on": "all"})
 
     def resource(self, name: str) -> ResourceSpec:
         for r in self.resources:
@@ -279,6 +301,10 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         fail(("wiring",), "[wiring] must be a table")
     cfg = Config(path, node, resources,
                  _fields(wiring_raw, WIRING_FIELDS, ("wiring",), fail, "[wiring]"), lines)
+    notify_raw = data.get("notify", {})
+    if not isinstance(notify_raw, dict):
+        fail(("notify",), "[notify] must be a table")
+    cfg.notify = _fields(notify_raw, NOTIFY_FIELDS, ("notify",), fail, "[notify]")
     for spec in resources:
         try:
             kinds.get(spec.kind).validate_stack(spec, cfg)

@@ -136,6 +136,7 @@ def setup(*, node: str | None = None, log_file: str | None = None,
     err.setLevel(stderr_level)
     err.setFormatter(_HumanFormatter())
     err.addFilter(ctx_filter)
+    err.addFilter(_progress_on_a_terminal)
     root.addHandler(err)
 
     if log_file and json_file:
@@ -158,7 +159,20 @@ def setup(*, node: str | None = None, log_file: str | None = None,
         sl.setLevel(logging.INFO)
         sl.setFormatter(_SyslogFormatter())
         sl.addFilter(ctx_filter)
+        sl.addFilter(lambda record: not getattr(record, "progress", False))
         root.addHandler(sl)
+
+
+def _progress_on_a_terminal(record: logging.LogRecord) -> bool:
+    """waits.Progress lines are for a person watching: on stderr only when it is a terminal
+    (a daemon's captured stderr, Heartbeat's debug log, stays as it was); the JSON file
+    keeps them all."""
+    if not getattr(record, "progress", False):
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def records(path: str):

@@ -153,6 +153,9 @@ def render_hahooks_toml_5() -> str:
         out += _fields(kinds.get(name).PARAMS)
     out += [".SH WIRING", roff("Keys of the optional [wiring] table.")]
     out += _fields(config.WIRING_FIELDS)
+    out += [".SH NOTIFY", roff("Keys of the optional [notify] table: commands run, detached, "
+                               "after each transition with its outcome as JSON on stdin.")]
+    out += _fields(config.NOTIFY_FIELDS)
     out += [".SH SEE ALSO", "hahooks(8)"]
     return "\n".join(out) + "\n"
 

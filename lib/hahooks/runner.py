@@ -221,8 +221,13 @@ class Runner:
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
-        try:
-            proc.wait()
+        import shlex
+
+        from hahooks.waits import Progress
+
+        try:   # a long fsck or rebuild says it is still running (waits.Progress)
+            with Progress(f"{shlex.join(shown or argv)} to finish", timeout).ticking():
+                proc.wait()
         except (sh.ErrorReturnCode, sh.SignalException):
             pass
         finally:

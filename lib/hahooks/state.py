@@ -9,6 +9,8 @@ Files (all JSON written by rename, so a crash leaves the old or the new content)
   done.json        {"seq", "role", "exit_code", "message", "at"}: the newest finished one
   inflight.json    {"pgid", "argv", "started"}: the command running now, if any, and
                    "commands": every one running now (a parallel group runs several)
+  maintenance.json {"reason", "since", "by"}: present while maintenance mode is on
+                   (daemon events are recorded and ignored: maintenance.py)
 Locks (flock):
   transition.lock  exclusive while a process walks the stack (only convergers take it)
   active.lock      shared while a converger holds transition.lock; probes (status, drill)
@@ -38,7 +40,8 @@ DESIRE_LOCK = "desire.lock"
 DESIRE = "desire.json"
 DONE = "done.json"
 INFLIGHT = "inflight.json"
-FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT)
+MAINTENANCE = "maintenance.json"
+FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE)
 # Errors that mean the dir's filesystem takes no more writes, as the one-line cause.
 UNWRITABLE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
               errno.EROFS: "read-only filesystem"}
@@ -199,6 +202,17 @@ class StateDir:
         if desire is None or (done and done.get("seq", 0) >= desire.seq):
             return None
         return desire
+
+    # -- maintenance mode (maintenance.py decides what it means) -----------------
+    def maintenance(self) -> dict | None:
+        return self._read(MAINTENANCE)
+
+    def set_maintenance(self, record: dict | None) -> None:
+        """Write the record (on) or remove the file (off)."""
+        if record is None:
+            self._remove(MAINTENANCE)
+        else:
+            self._write(MAINTENANCE, record)
 
     # -- the command running now (a runner tracker) ------------------------------
     def command_started(self, token: str, argv: list[str]) -> None:

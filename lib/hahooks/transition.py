@@ -99,9 +99,12 @@ def converge(cfg: Config, state: StateDir) -> None:
                 outcome = engine.run(role)
                 code, message = ExitCode.OK, outcome.message
             except Superseded:
+                took = round(time.monotonic() - started, 4)
                 log.info("transition to %s superseded by a newer desire", role,
                          extra={"event": "transition_end", "ok": False, "superseded": True,
-                                "duration": round(time.monotonic() - started, 4)})
+                                "duration": took})
+                _notify(cfg, role, "superseded", ExitCode.GENERIC, "superseded by a newer "
+                        "desire", desire.seq, tid, desire.source, took)
                 continue
             except HahooksError as exc:
                 code, message = exc.exit_code, exc.one_line()
@@ -109,11 +112,25 @@ def converge(cfg: Config, state: StateDir) -> None:
             newest = state.desire()
             seq = newest.seq if newest and newest.role == role else desire.seq
             state.record_done(seq, role, int(code), message)
+            took = round(time.monotonic() - started, 4)
             log.log(logging.INFO if code == 0 else logging.ERROR,
                     "transition to %s %s: %s", role, "done" if code == 0 else "FAILED", message,
                     extra={"event": "transition_end", "ok": code == 0, "exit_code": int(code),
-                           "seq": seq, "summary": message,
-                           "duration": round(time.monotonic() - started, 4)})
+                           "seq": seq, "summary": message, "duration": took})
+            _notify(cfg, role, "ok" if code == 0 else "failed", int(code), message, seq, tid,
+                    desire.source, took)
+
+
+def _notify(cfg: Config, role: str, outcome: str, code: int, message: str, seq: int,
+            tid: str, trigger: str, took: float) -> None:
+    """[notify]: started detached, so a slow mail server never holds the lock."""
+    if not cfg.notify["commands"]:
+        return
+    from hahooks import notify
+
+    notify.after_transition(cfg, notify.payload(
+        cfg, role=role, outcome=outcome, exit_code=code, message=message, seq=seq,
+        transition=tid, trigger=trigger, duration=took))
 
 
 def follow_up(cfg: Config, state: StateDir) -> None:

@@ -21,7 +21,11 @@ exit codes (monitoring-plugin style):
               desired role was not reached, or the state dir cannot be written (full,
               read-only)
   3 UNKNOWN   the config or the state dir cannot be read (a user who is not root: run it
-              through sudo, docs/config.md "Monitoring"), or a layer cannot be observed
+              through sudo, docs/config.md "Monitoring"), a layer cannot be observed, or a
+              threshold is malformed
+  WARNING also in maintenance mode; -w/-C raise the code when a metric leaves its range.
+first line: STATUS: NODE: SUMMARY | layers_held=N;w;c;0;TOTAL last_transition_age=Ns
+            hast_dirty_bytes=NB mirror_sync=N% (the last three only where they apply)
 """
 
 
@@ -31,6 +35,15 @@ def register(sub, common) -> None:
                        "1 WARNING, 2 CRITICAL, 3 UNKNOWN)", epilog=STATUS_EPILOG,
                        formatter_class=raw)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--warning", "-w", action="append", metavar="METRIC=RANGE",
+                   help="WARNING when a metric is outside RANGE (Nagios ranges: 10, 10:, "
+                   "~:10, 10:20, @10:20; sizes may end in k/m/g/t); metrics: layers_held, "
+                   "last_transition_age, hast_dirty_bytes, mirror_sync; repeatable")
+    p.add_argument("--critical", "-C", action="append", metavar="METRIC=RANGE",
+                   help="CRITICAL when a metric is outside RANGE (as --warning)")
+    p.add_argument("--prometheus", metavar="FILE", help="also write the status, transition "
+                   "counts and the last transition's duration and outcome as a node_exporter "
+                   "textfile (written atomically, 0644)")
     p.set_defaults(func=run_status)
     p = sub.add_parser("check", parents=[common], help="validate the config and the order "
                        "of the stack (exit 6 if bad); --deep: also this node's tools",
@@ -52,6 +65,9 @@ def register(sub, common) -> None:
                        "(ok, FAILED, superseded, unfinished), step timings, demotions, fences")
     p.add_argument("-n", type=int, default=5, help="how many transitions (default 5)")
     p.add_argument("--log", help="JSON-lines log to read (default: node.log_file)")
+    p.add_argument("--since", help="only transitions started since: yesterday, today, an "
+                   "ISO date or time (2026-12-05T22:00, local), or an age (-2h, 30m, 1d); "
+                   "-n still limits the count")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run_history)
 
@@ -122,7 +138,7 @@ def evaluate(cfg) -> dict:
     layers = [{"name": s.name, "kind": s.kind, "state": o.state.value, "reason": o.reason,
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
-    desire, done, in_progress = None, None, False
+    desire, done, in_progress, maintenance = None, None, False, None
     state = StateDir(cfg.node.state_dir)
     why = state.write_problem()
     state_problem = (f"state dir {state.path} cannot be written ({why}): the next master "
@@ -132,9 +148,15 @@ def evaluate(cfg) -> dict:
         try:
             desire, done = state.desire(), state.done()
             in_progress = TransitionLock(state).held_elsewhere()
+            maintenance = state.maintenance()
         except HahooksError as exc:
             state_error = exc.one_line()
     code, summary, _ = grade(observed, desire, in_progress, done, state_problem)
+    if maintenance:   # nobody acts on daemon events: this node will not fail over
+        from hahooks.maintenance import describe
+
+        code = WARNING if code == OK else code
+        summary += "; " + describe(maintenance)
     if state_error and code in (OK, WARNING):
         # without the desire and the last result an OK could hide a failed master
         code, summary = UNKNOWN, f"{state_error}; {summary}"
@@ -142,7 +164,7 @@ def evaluate(cfg) -> dict:
             "state_dir_problem": state_problem,
             "desired": desire.role if desire else None, "desired_seq": desire.seq if desire
             else None, "in_progress": in_progress, "last": done, "state_error": state_error,
-            "layers": layers}
+            "maintenance": maintenance, "layers": layers}
 
 
 def state_unreadable(path: str) -> str | None:
@@ -163,9 +185,13 @@ def state_unreadable(path: str) -> str | None:
 
 
 def run_status(args) -> int:
+    from hahooks import monitoring
+
     try:
+        warning = monitoring.parse_thresholds(args.warning)
+        critical = monitoring.parse_thresholds(args.critical)
         cfg = config_mod.load(args.config)
-    except HahooksError as exc:
+    except HahooksError as exc:   # a plugin's bad arguments are UNKNOWN too
         print(f"UNKNOWN: {exc.one_line()}")
         return UNKNOWN
     _quiet_logging(cfg, args)
@@ -174,16 +200,46 @@ def run_status(args) -> int:
     except Exception as exc:
         print(f"UNKNOWN: {type(exc).__name__}: {exc}")
         return UNKNOWN
+    values = monitoring.metrics(report)
+    code, breaches = monitoring.apply_thresholds(report["code"], values, warning, critical)
+    if breaches:
+        report.update(code=code, status=LABEL[code],
+                      summary=report["summary"] + "; " + "; ".join(breaches))
+    report["metrics"] = {name: value for name, (value, _) in values.items()}
+    if args.prometheus:
+        _write_prometheus(cfg, args.prometheus, report, values)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print(f"{report['status']}: {report['node']}: {report['summary']}")
+        # '|' starts the perfdata: none may appear in the text before it
+        print(f"{report['status']}: {report['node']}: {report['summary'].replace('|', '/')}"
+              f" | {monitoring.perfdata(values, warning, critical)}")
         width = max(len(layer["name"]) for layer in report["layers"])
         for layer in report["layers"]:
             extra = f" [warning: {layer['warning']}]" if layer["warning"] else ""
             print(f"  {layer['name']:<{width}}  {layer['kind']:<12} {layer['state']:<8} "
                   f"{layer['reason']}{extra}")
     return report["code"]
+
+
+def _write_prometheus(cfg, path: str, report: dict, values: dict) -> None:
+    from hahooks import monitoring
+
+    try:
+        transitions = read_history(cfg.node.log_file)
+    except FileNotFoundError:   # no log yet: no transition to count
+        transitions = []
+    except OSError as exc:      # counts of zero would lie: say why they are missing
+        print(f"hahooks status: cannot read {cfg.node.log_file} ({exc.strerror}): the "
+              "textfile has no transition counts", file=sys.stderr)
+        transitions = []
+    for t in transitions:
+        t["verdict"] = _verdict(t).lower()
+    try:
+        monitoring.write_atomically(path, monitoring.prometheus_text(report, values,
+                                                                     transitions))
+    except OSError as exc:   # the plugin's verdict still stands; the file is the extra
+        print(f"hahooks status: cannot write {path}: {exc.strerror}", file=sys.stderr)
 
 
 def run_check(args) -> int:
@@ -232,14 +288,25 @@ def run_plan(args) -> int:
 def read_history(path: str) -> list[dict]:
     """Transitions in log order, each with its steps, from the JSON-lines log."""
     from hahooks import logs
+    from hahooks.timespec import record_epoch
 
     transitions: dict[str, dict] = {}
-    for rec in logs.records(path):
+    for n, rec in enumerate(logs.records(path)):
+        if rec.get("event") == "ignored":   # a daemon event during maintenance mode
+            transitions[f"ignored-{n}"] = {
+                "id": "ignored", "role": rec.get("role"), "node": rec.get("node"),
+                "start": rec.get("ts"), "at": record_epoch(rec),
+                "trigger": rec.get("source") or None, "steps": [],
+                "actions": [], "end": "maintenance mode" + (f" ({rec['reason']})"
+                                                            if rec.get("reason") else ""),
+                "ok": None, "superseded": False, "ignored": True}
+            continue
         tid = rec.get("transition")
         if not tid:
             continue
         t = transitions.setdefault(tid, {"id": tid, "role": rec.get("role"),
                                          "node": rec.get("node"), "start": rec.get("ts"),
+                                         "at": record_epoch(rec),
                                          "trigger": None, "steps": [], "actions": [],
                                          "end": None, "ok": None, "superseded": False})
         event = rec.get("event")
@@ -260,6 +327,8 @@ def read_history(path: str) -> list[dict]:
 
 
 def _verdict(t: dict) -> str:
+    if t.get("ignored"):
+        return "ignored"         # maintenance mode: recorded, nothing was done
     if t["superseded"]:
         return "superseded"      # a newer request won: the walk stopped safely, not a failure
     return "unfinished" if t["ok"] is None else ("ok" if t["ok"] else "FAILED")
@@ -268,8 +337,19 @@ def _verdict(t: dict) -> str:
 def run_history(args) -> int:
     cfg = config_mod.load(args.config)
     path = args.log or cfg.node.log_file
+    since = None
+    if args.since:
+        from hahooks.timespec import parse_since
+
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"hahooks history: {exc}", file=sys.stderr)
+            return ExitCode.ARGS
     try:
-        transitions = read_history(path)[-args.n:] if args.n > 0 else []
+        transitions = [t for t in read_history(path)
+                       if since is None or (t["at"] or 0) >= since]
+        transitions = transitions[-args.n:] if args.n > 0 else []
     except FileNotFoundError:
         print(f"no log yet at {path}", file=sys.stderr)
         return ExitCode.OK
@@ -277,7 +357,8 @@ def run_history(args) -> int:
         print(json.dumps(transitions, indent=2))
         return ExitCode.OK
     if not transitions:
-        print(f"no transitions recorded in {path}", file=sys.stderr)
+        print(f"no transitions recorded in {path}" +
+              (f" since {args.since}" if since is not None else ""), file=sys.stderr)
     for t in transitions:
         took = t.get("duration")
         took = f"{took:.3f}s" if isinstance(took, (int, float)) else "-"

@@ -54,8 +54,15 @@ def run_transition(args) -> int:
     cfg = load(args)
     if args.dry_run:
         return dry_run(cfg, args.role)
-    from hahooks import transition
+    from hahooks import maintenance, transition
 
+    if args.detach:   # the daemons' form (freevrrpd, hooks/master): ignored in maintenance
+        ignored = maintenance.ignores(cfg, args.role, args.source or "master/slave --detach")
+        if ignored:
+            print(ignored, file=sys.stderr)
+            return 0
+    else:
+        maintenance.note_manual(cfg, args.role)
     code, message = transition.request(cfg, args.role, detach=args.detach, source=args.source)
     print(message, file=sys.stderr if code else sys.stdout)
     return code

@@ -141,6 +141,14 @@ def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = Non
                 cluster.elect(a)
                 checks.holder(cluster, verdict, a, "at the end")
                 checks.rows(cluster, verdict, a, rows)
+        holder = cluster.holder() or a
+        from hahooks.drill import operations
+
+        with Stage(cluster, verdict, f"maintenance mode: a CARP flap to {cluster.peer(holder)}"
+                   " is ignored"):
+            operations.maintenance_ignores_a_flap(cluster, verdict, holder)
+        with Stage(cluster, verdict, f"switchover {holder} -> {cluster.peer(holder)}"):
+            operations.switchover(cluster, verdict, holder, rows)
         with Stage(cluster, verdict, "safety checks"):
             checks.final(cluster, verdict)
         report.figures = checks.figures(cluster)

@@ -127,8 +127,10 @@ class Context:
                 self._polls.pop()      # ours: polls nest (a wait inside a retry attempt)
         return poll
 
-    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None):
-        """Bounded by the step's budget; in dry-run nothing changes, so don't wait."""
+    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None,
+                 detail: Callable[[], str] | None = None):
+        """Bounded by the step's budget; in dry-run nothing changes, so don't wait.
+        `detail`: what a progress line adds (waits.Progress), e.g. a rebuild's percent."""
         if self.dry_run:
             log.info("would wait for %s", what)
             return True
@@ -136,7 +138,7 @@ class Context:
                                                                       self.deadline.remaining())
         predicate = self._afresh(predicate)
         if self.superseded is None:
-            return waits.wait_for(predicate, limit, what)
+            return waits.wait_for(predicate, limit, what, detail=detail)
 
         def check():
             # A long wait (the peer leaving primary, a device) ends as soon as the desire
@@ -145,7 +147,7 @@ class Context:
                 from hahooks.errors import Superseded
                 raise Superseded()
             return predicate()
-        return waits.wait_for(check, limit, what)
+        return waits.wait_for(check, limit, what, detail=detail)
 
     def retry(self, attempt: Callable[[], Any], budget: float, what: str, **kw) -> Any:
         """waits.retry within the step's budget; from the second attempt on, each one

@@ -247,7 +247,13 @@ class Gmirror(Resource):
                           timeout=self.p["device_wait"])
         if self.p["wait_sync"]:
             self.ctx.wait_for(lambda: (self.observe() or _GONE).status == "COMPLETE",
-                              f"mirror {self.p['mirror']} to be COMPLETE")
+                              f"mirror {self.p['mirror']} to be COMPLETE",
+                              detail=self._rebuild_progress)
+
+    def _rebuild_progress(self) -> str:
+        """For the progress line of a long wait_sync: each component's state and percent."""
+        m = self.observe()
+        return ", ".join(_describe(c) for c in m.components) if m else "no mirror"
 
     def release(self) -> None:
         m = self.observe()

@@ -42,10 +42,15 @@ def log_call(caller: str, argv: list[str], decision: str) -> None:
 
 def request(cfg, args, role: str, *, caller: str, argv: list[str]) -> int:
     """Record `role` (latest wins) and converge now (--wait) or in a worker (--detach)."""
-    from hahooks import transition
+    from hahooks import maintenance, transition
 
     log_call(caller, argv, role)
+    source = " ".join([caller, *argv])
+    ignored = maintenance.ignores(cfg, role, source)
+    if ignored:   # recorded, not acted on; 0 so the daemon neither retries nor alarms
+        print(ignored, file=sys.stderr)
+        return 0
     code, message = transition.request(cfg, role, detach=args.detach,
-                                       source=" ".join([caller, *argv]))
+                                       source=source)
     print(message, file=sys.stderr if code else sys.stdout)
     return code
