@@ -9,7 +9,7 @@ import stat
 from typing import Any
 
 from hahooks import platforms, schema
-from hahooks.errors import ConfigError
+from hahooks.errors import ConfigError, ConfigUnsafe
 from hahooks.schema import Field, Invalid
 
 NODE_FIELDS: dict[str, Field] = {
@@ -159,10 +159,10 @@ def _check_permissions(path: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{path}: config is not a regular file")
     if st.st_mode & 0o022:
-        raise ConfigError(f"{path}: config is writable by group or others (mode "
+        raise ConfigUnsafe(f"{path}: config is writable by group or others (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}); run chmod go-w {path}")
     if st.st_uid not in (0, os.geteuid()):
-        raise ConfigError(f"{path}: config is owned by uid {st.st_uid}, who could make "
+        raise ConfigUnsafe(f"{path}: config is owned by uid {st.st_uid}, who could make "
                           f"hahooks run anything; run chown root {path}")
 
 

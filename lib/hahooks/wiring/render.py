@@ -127,14 +127,23 @@ def _seconds(value: float) -> str:
     return f"{int(value + 0.999)}s"
 
 
+def pacemaker_timeouts(resources, layer: str | None = None) -> tuple[str, str]:
+    """(start, stop) op timeouts for the whole stack or one layer: above hahooks' own
+    budgets, so a failed start can roll back before Pacemaker gives up on it. The one
+    computation behind both these ops and the agent's meta-data."""
+    if layer is not None:
+        budget = next(r.timeout for r in resources if r.name == layer)
+        return _seconds(budget + 30), _seconds(budget + 30)
+    total = sum(r.timeout for r in resources)
+    return _seconds(2 * total + 30), _seconds(total + 30)
+
+
 def pacemaker_section(t: Target) -> str:
-    """Timeouts exceed hahooks' own budgets, so a failed start can roll back before
-    Pacemaker gives up on it."""
     layers = t.cfg.resources
-    total = sum(r.timeout for r in layers)
     config = shlex.quote(t.config_path)
-    whole_ops = (f"op start timeout={_seconds(2 * total + 30)} "
-                 f"op stop timeout={_seconds(total + 30)} op monitor interval=20s timeout=60s")
+    start, stop = pacemaker_timeouts(layers)
+    whole_ops = (f"op start timeout={start} op stop timeout={stop} "
+                 "op monitor interval=20s timeout=60s")
     lines = [
         "# Pacemaker: install ocf/hahooks as /usr/lib/ocf/resource.d/hahooks/hahooks.",
         "# The whole stack as one resource:",
@@ -144,8 +153,8 @@ def pacemaker_section(t: Target) -> str:
         "# reverse; the agent refuses a layer whose lower layers are not held):"]
     crm = []
     for r in layers:
-        ops = (f"op start timeout={_seconds(r.timeout + 30)} "
-               f"op stop timeout={_seconds(r.timeout + 30)} "
+        start, stop = pacemaker_timeouts(layers, r.name)
+        ops = (f"op start timeout={start} op stop timeout={stop} "
                "op monitor interval=20s timeout=60s")
         params = f"config={config} resource={shlex.quote(r.name)}"
         lines.append(f"# pcs resource create {_pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
