@@ -6,6 +6,11 @@ where FSTYPE defaults to ufs). Refused: mountpoint `/`, something already mounte
 mountpoint (it would be hidden), another device on the mountpoint, the device mounted
 elsewhere.
 
+shared = true (a device the peer can reach too: iSCSI, FC, a shared virtual disk): acquire
+fences the peer ([node] fence) before it mounts and refuses when no fence succeeded — a
+partitioned peer may still have it mounted, and a filesystem mounted twice is corrupted.
+Replicated devices (hast, drbd, ggate) are exclusive by their own roles: leave it false.
+
 release: `umount MOUNTPOINT` first; if busy, stop the processes holding exactly this mount
 (TERM, `stop_grace`, KILL) and try again until the step's budget runs out; `umount -f` only
 with `force_unmount = true`.
@@ -40,6 +45,9 @@ class Filesystem(Resource):
         "device_timeout": schema.Duration("30s", "how long to wait for the device to appear"),
         **evict.PARAMS,
         "force_unmount": schema.Bool(False, "as a last resort, `umount -f`"),
+        "shared": schema.Bool(False, "the peer can reach this device too (iSCSI, FC, "
+                              "shared disk): fence the peer ([node] fence) before mounting; "
+                              "refuse without a successful fence"),
     }
 
     @classmethod
@@ -115,6 +123,8 @@ class Filesystem(Resource):
         if self._unless(State.HELD, "mounting",
                         "is already mounted below it and would be hidden") is None:
             return
+        if self.p["shared"]:
+            self._fence_the_peer()
         self.ctx.wait_for(lambda: os.path.exists(dev), f"device {dev} to appear",
                           timeout=self.p["device_timeout"])
         log.info("%s", fsck.check(self.ctx, dev, self.fstype, self.p["fsck"]))
@@ -127,6 +137,13 @@ class Filesystem(Resource):
         argv = ["mount", *(["-t", self.fstype] if self.fstype else []),
                 *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
         self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")
+
+    def _fence_the_peer(self) -> None:
+        why = f"{self.device} is shared: the peer may still have it mounted"
+        if not self.ctx.fence_peer(why):
+            raise Refused(f"not mounting {self.device}: it is shared (shared = true) and no "
+                          "[node] fence command succeeded; a filesystem mounted on two nodes "
+                          "is corrupted (configure [node] fence; Pacemaker: stonith)")
 
     def holder_targets(self) -> list[tuple[str, int | None]]:
         here = mounts.at(self.table(), self.mountpoint)
