@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from conftest import hahooks_env, require_root, require_tool, run_hahooks
+from conftest import hahooks_env, require_root, require_tool
+from wiring_support import layer
 
 from hahooks import config as config_mod
 from hahooks.errors import ConfigError
@@ -28,14 +29,7 @@ def recording_agent(tmp_path) -> str:
 
 
 def fence_config(write_config, tmp_path, argv, options: str) -> str:
-    body = f"""
-[[resource]]
-name = "svc"
-kind = "command"
-acquire = ["true"]
-release = ["true"]
-status = ["false"]
-"""
+    body = layer(tmp_path, "svc")
     node = f"fence = {json.dumps(argv)}\n[node.fence_options]\n{options}"
     return write_config(body, node)
 
