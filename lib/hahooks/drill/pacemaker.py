@@ -1,0 +1,217 @@
+"""The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two-node Debian
+corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk both nodes
+see (shared storage: only fencing keeps it off two nodes), with stonith-enabled=true through
+the sandbox fence agent (drill/fence_agent.py -> the fence desk powers a node off).
+
+Steps: start (on nodea), `crm_resource --move` to nodeb and back, `--ban` nodea, node crash
+(nodea's PID namespace killed while it holds the stack: nodeb fences it and takes over),
+rejoin. The invariant (never mounted on two nodes) is polled all along; each step's time
+is measured from the command (or the crash) until the mount is on the expected node only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+
+from hahooks import waits
+from hahooks.drill.fence import FenceDesk
+from hahooks.sandbox import Lab
+from hahooks.sandbox import pacemaker as pm
+
+NODES = ("nodea", "nodeb")
+MOUNTPOINT = "/run/hahooks-data"        # under the node's private /run
+CONFIG = "/etc/hahooks.toml"            # in the node's private /etc
+RSC = "hahooks"
+POLL = 0.05
+
+
+def hahooks_config(name: str, peer: str, device: str) -> str:
+    return (f'[node]\nname = "{name}"\npeer = "{peer}"\nstate_dir = "/run/hahooks"\n'
+            'log_file = "/var/log/hahooks.jsonl"\nsyslog = false\n\n'
+            f'[[resource]]\nname = "data"\nkind = "filesystem"\ndevice = "{device}"\n'
+            f'mountpoint = "{MOUNTPOINT}"\nfstype = "ext4"\ntimeout = "30s"\n')
+
+
+def cib_resources(desk: str) -> str:
+    """Raw CIB XML (no crmsh/pcs needed): the sandbox stonith device and the stack."""
+    hosts = " ".join(NODES)
+    return (
+        "<resources>"
+        '<primitive id="fence-sandbox" class="stonith" type="fence_hahooks_sandbox">'
+        '<instance_attributes id="fence-sandbox-ia">'
+        f'<nvpair id="fence-sandbox-desk" name="desk" value="{desk}"/>'
+        f'<nvpair id="fence-sandbox-hosts" name="pcmk_host_list" value="{hosts}"/>'
+        '<nvpair id="fence-sandbox-check" name="pcmk_host_check" value="static-list"/>'
+        "</instance_attributes>"
+        '<operations><op id="fence-sandbox-mon" name="monitor" interval="60s"/></operations>'
+        "</primitive>"
+        f'<primitive id="{RSC}" class="ocf" provider="hahooks" type="hahooks">'
+        f'<instance_attributes id="{RSC}-ia">'
+        f'<nvpair id="{RSC}-config" name="config" value="{CONFIG}"/>'
+        "</instance_attributes><operations>"
+        f'<op id="{RSC}-start" name="start" interval="0" timeout="90s"/>'
+        f'<op id="{RSC}-stop" name="stop" interval="0" timeout="60s"/>'
+        f'<op id="{RSC}-mon" name="monitor" interval="2s" timeout="30s"/>'
+        "</operations></primitive></resources>")
+
+
+@dataclasses.dataclass
+class Figure:
+    step: str
+    seconds: float
+    on: str
+
+
+class PacemakerRun:
+    def __init__(self, workdir: str, prefix: str = "pcmk", subnet: str = "10.99.0",
+                 progress=None):
+        self.workdir, self.prefix, self.subnet = workdir, prefix, subnet
+        self.progress = progress or (lambda text: None)
+        self.lab: Lab | None = None
+        self.pcmk: dict[str, pm.PacemakerNode] = {}
+        self.violations: list[str] = []
+        self.figures: list[Figure] = []
+        self.events: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        self.desk: FenceDesk | None = None
+
+    # -- the cluster -------------------------------------------------------------------
+    def ip(self, name: str) -> str:
+        return f"{self.subnet}.{21 + NODES.index(name)}"
+
+    def start(self) -> None:
+        self.lab = Lab(prefix=self.prefix, workdir=self.workdir).start()
+        self.net = self.lab.network(f"{self.subnet}.0/24")
+        self.device = self.lab.loop_image("shared", 64, fs="ext4")
+        self.desk = FenceDesk(os.path.join(self.workdir, "fence"), NODES, self._fenced,
+                              self.alive, lambda node, text: self.event(text)).start()
+        self.conf = pm.corosync_conf("hahooks", [(i + 1, n, self.ip(n))
+                                                 for i, n in enumerate(NODES)])
+        for name in NODES:
+            self.boot(name)
+        self.wait_online(NODES, 90)
+        self.configure()
+        self._watch = threading.Thread(target=self._invariants, daemon=True)
+        self._watch.start()
+
+    def boot(self, name: str) -> None:
+        node = self.lab.node(name, ip=self.ip(name), net=self.net, stubs=True,
+                             binds=pm.binds(os.path.join(self.workdir, "nodes", name)))
+        peer = NODES[1 - NODES.index(name)]
+        node.write_file(CONFIG, hahooks_config(name, peer, self.device), 0o600)
+        p = pm.PacemakerNode(node, self.conf)
+        p.prepare()
+        p.start()
+        self.pcmk[name] = p
+        self.event(f"{name}: corosync and pacemakerd started")
+
+    def alive(self, name: str) -> bool:
+        node = self.lab.nodes.get(name) if self.lab else None
+        return bool(node and node.alive)
+
+    def run(self, name: str, *argv: str, check: bool = True):
+        return self.lab.nodes[name].run(list(argv), check=check, timeout=60)
+
+    def configure(self) -> None:
+        dc = NODES[0]
+        for prop, value in (("stonith-enabled", "true"), ("stonith-timeout", "30s"),
+                            ("cluster-recheck-interval", "10s")):
+            self.run(dc, "crm_attribute", "--type", "crm_config", "--name", prop,
+                     "--update", value)
+        self.run(dc, "cibadmin", "--replace", "--scope", "resources",
+                 "--xml-text", cib_resources(self.desk.desk))
+        self.run(dc, "crm_resource", "--move", "-r", RSC, "-N", NODES[0])
+
+    def wait_online(self, names, timeout: float) -> None:
+        want = "Online: [ " + " ".join(names) + " ]"
+        alive = next(n for n in names if self.alive(n))
+        waits.wait_for(lambda: want in self.run(alive, "crm_mon", "-1", check=False).stdout,
+                       timeout, f"{' and '.join(names)} online in Pacemaker")
+
+    # -- where the stack is --------------------------------------------------------------
+    def holders(self) -> list[str]:
+        return [n for n in NODES if self.alive(n) and
+                any(mp == MOUNTPOINT for _, mp, _ in self.lab.nodes[n].mounts())]
+
+    def _invariants(self) -> None:
+        while not self._stop.is_set():
+            where = self.holders()
+            if len(where) > 1:
+                self.violations.append(f"{time.strftime('%H:%M:%S')} mounted on "
+                                       f"{' and '.join(where)}")
+            self._stop.wait(POLL)
+
+    def wait_on(self, name: str, step: str, since: float, timeout: float = 120) -> Figure:
+        waits.wait_for(lambda: self.holders() == [name], timeout,
+                       f"the stack on {name} only ({step})")
+        fig = Figure(step, round(time.monotonic() - since, 2), name)
+        self.figures.append(fig)
+        self.event(f"{step}: the stack answers on {name} after {fig.seconds:.2f}s")
+        return fig
+
+    def event(self, text: str) -> None:
+        self.events.append((time.time(), text))
+        self.progress(text)
+
+    # -- the steps ----------------------------------------------------------------------
+    def move(self, to: str) -> Figure:
+        return self._constrain(to, f"crm_resource --move to {to}", "--move", to)
+
+    def ban(self, name: str) -> Figure:
+        return self._constrain(NODES[1 - NODES.index(name)], f"crm_resource --ban {name}",
+                               "--ban", name)
+
+    def _constrain(self, to: str, step: str, flag: str, node: str) -> Figure:
+        """A location constraint by crm_resource, the time until the stack answers on `to`,
+        then the constraint cleared (as an admin does after a move)."""
+        t0 = time.monotonic()
+        self.run(to, "crm_resource", flag, "-r", RSC, "-N", node)
+        fig = self.wait_on(to, step, t0)
+        self.run(to, "crm_resource", "--clear", "-r", RSC)
+        return fig
+
+    def crash(self, name: str) -> Figure:
+        other = NODES[1 - NODES.index(name)]
+        t0 = time.monotonic()
+        self.event(f"{name}: crashed (its PID namespace killed)")
+        self.lab.nodes[name].crash(keep_net=False)
+        self.pcmk[name].forget()
+        return self.wait_on(other, f"crash of {name} -> fenced -> answering on {other}", t0)
+
+    def _fenced(self, target: str, why: str) -> None:
+        """The fence desk powers a node off (already off after a crash: nothing to do)."""
+        if self.alive(target):
+            self.lab.nodes[target].crash()
+            self.pcmk[target].forget()
+
+    def rejoin(self, name: str) -> float:
+        t0 = time.monotonic()
+        self.boot(name)
+        self.wait_online(NODES, 120)
+        took = round(time.monotonic() - t0, 2)
+        self.event(f"{name}: rejoined after {took:.2f}s")
+        return took
+
+    def fenced(self) -> list[dict]:
+        return [h for h in (self.desk.handled if self.desk else []) if h["ok"]]
+
+    # -- teardown ------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch:
+            self._watch.join(timeout=5)
+        try:
+            for name, p in self.pcmk.items():
+                if self.alive(name):
+                    try:
+                        p.stop()
+                    except Exception as exc:
+                        self.event(f"{name}: orderly stop failed ({exc}); crashing it")
+        finally:
+            if self.desk:
+                self.desk.stop()
+            if self.lab:
+                self.lab.cleanup()

@@ -1,0 +1,38 @@
+"""A real two-node Debian corosync + pacemaker cluster in sandbox nodes (issue 21): the
+stack as ocf:hahooks:hahooks on a disk both nodes see, stonith-enabled=true through the
+sandbox fence agent. Moves both ways, a ban, a node crash (fenced, taken over), a rejoin;
+never mounted on two nodes, polled all along."""
+from __future__ import annotations
+
+import time
+
+from conftest import require_root, require_tool
+
+
+def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
+    require_root()
+    require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",
+                 "pacemakerd", "crm_resource", "cibadmin", "crm_mon")
+    from hahooks.drill.pacemaker import PacemakerRun
+
+    run = PacemakerRun(str(tmp_path / "lab"), prefix="pcmkt", subnet="10.99.0")
+    try:
+        run.start()
+        run.wait_on("nodea", "start", time.monotonic())
+        assert run.move("nodeb").on == "nodeb"
+        assert run.move("nodea").on == "nodea"
+        assert run.ban("nodea").on == "nodeb"
+        run.move("nodea")
+        assert run.fenced() == []
+        assert run.crash("nodea").on == "nodeb"
+        fenced, = run.fenced()                    # nodeb fenced nodea through the agent
+        assert fenced["request"]["from"] == "nodeb" and fenced["request"]["target"] == "nodea"
+        run.rejoin("nodea")
+        assert run.holders() == ["nodeb"]         # the stack stays where it is
+        assert run.move("nodea").on == "nodea"    # and the rejoined node can take it again
+        stonith = run.run("nodeb", "stonith_admin", "--list-registered").stdout
+        assert "fence-sandbox" in stonith
+        assert run.violations == []
+    finally:
+        run.stop()
+    assert not any(n.alive for n in run.lab.nodes.values())
