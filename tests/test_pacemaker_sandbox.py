@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import require_root, require_tool
+from conftest import require_root, require_tool, run_hahooks
 
 
 def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
@@ -36,3 +36,18 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
     finally:
         run.stop()
     assert not any(n.alive for n in run.lab.nodes.values())
+
+
+def test_drill_scenario_pacemaker(tmp_path):
+    require_root()
+    require_tool("corosync", "pacemakerd", "crm_resource", "cibadmin", "mkfs.ext4")
+    listed = run_hahooks("drill", "--list", check=0)
+    assert "pacemaker " in listed.stdout
+    workdir = tmp_path / "drill"
+    r = run_hahooks("drill", "--scenario", "pacemaker", "--workdir", str(workdir),
+                    timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "invariant log: empty" in r.stdout and r.stdout.rstrip().endswith("PASS")
+    assert "crash of nodea -> fenced -> answering on nodeb" in r.stdout
+    assert "fence: nodeb powers off nodea" in r.stdout
+    assert not workdir.exists()

@@ -215,3 +215,54 @@ class PacemakerRun:
                 self.desk.stop()
             if self.lab:
                 self.lab.cleanup()
+
+
+# -- `hahooks drill --scenario pacemaker` ----------------------------------------------------
+NAME = "pacemaker"
+TITLE = "the stack under a real corosync + pacemaker cluster, stonith on (issue 21)"
+TOOLS = ("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync", "pacemakerd",
+         "crm_resource", "cibadmin", "crm_mon", "stonith_admin")
+
+
+def drill(workdir: str | None = None, keep: bool = False, progress=None) -> tuple[bool, str]:
+    """Run the scenario; (passed, report text)."""
+    import tempfile
+
+    workdir = os.path.abspath(workdir) if workdir else \
+        tempfile.mkdtemp(prefix="hahooks-drill-pacemaker-", dir="/var/tmp")
+    say = (lambda text: print(text, file=progress, flush=True)) if progress else None
+    run = PacemakerRun(os.path.join(workdir, "lab"), prefix=f"hhpm{os.getpid() % 10000}",
+                       progress=say)
+    problems: list[str] = []
+    try:
+        run.start()
+        run.wait_on("nodea", "start", time.monotonic())
+        run.move("nodeb")
+        run.move("nodea")
+        run.ban("nodea")
+        run.move("nodea")
+        run.crash("nodea")
+        if not run.fenced():
+            problems.append("nodea crashed but nobody fenced it")
+        run.rejoin("nodea")
+        run.move("nodea")
+    except Exception as exc:     # a failed step is the verdict, not a traceback
+        problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if keep:
+            run.event(f"kept: {workdir} (hahooks-sandbox; crm_mon -1 inside a node)")
+            run._stop.set()
+        else:
+            run.stop()
+            import shutil
+            shutil.rmtree(workdir, ignore_errors=True)
+    problems += [f"invariant: {v}" for v in run.violations]
+    start = run.events[0][0] if run.events else time.time()
+    lines = [f"hahooks drill: scenario {NAME}", "", "timeline:"]
+    lines += [f"  +{at - start:7.2f}s  {text}" for at, text in run.events]
+    lines += ["", "figures:"] + [f"  {f.step}: {f.seconds:.2f}s (on {f.on})"
+                                  for f in run.figures]
+    lines += ["", "problems:" if problems else "invariant log: empty"]
+    lines += [f"  {p}" for p in problems]
+    lines.append("PASS" if not problems else "FAIL")
+    return not problems, "\n".join(lines) + "\n"
