@@ -18,6 +18,7 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
     run = PacemakerRun(str(tmp_path / "lab"), prefix="pcmkt", subnet="10.99.0")
     try:
         run.start()
+        assert run.verify_output == ""            # crm_verify -L on the rendered config
         run.wait_on("nodea", "start", time.monotonic())
         assert run.move("nodeb").on == "nodeb"
         assert run.move("nodea").on == "nodea"
@@ -30,8 +31,10 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
         run.rejoin("nodea")
         assert run.holders() == ["nodeb"]         # the stack stays where it is
         assert run.move("nodea").on == "nodea"    # and the rejoined node can take it again
-        stonith = run.run("nodeb", "stonith_admin", "--list-registered").stdout
-        assert "fence-sandbox" in stonith
+        # each device is registered where it may run: off the node it fences
+        for node, device in (("nodeb", "hahooks-fence-nodea"), ("nodea", "hahooks-fence-nodeb")):
+            listed = run.run(node, "stonith_admin", "--list-registered").stdout.split()
+            assert device in listed and f"hahooks-fence-{node}" not in listed, (node, listed)
         assert run.violations == []
     finally:
         run.stop()

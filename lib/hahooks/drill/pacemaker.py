@@ -1,7 +1,9 @@
 """The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two-node Debian
 corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk both nodes
 see (shared storage: only fencing keeps it off two nodes), with stonith-enabled=true through
-the sandbox fence agent (drill/fence_agent.py -> the fence desk powers a node off).
+the sandbox fence agent (drill/fence_agent.py -> the fence desk powers a node off). The
+cluster is configured the way docs/wiring.md tells a user: each node's [node] fence names
+the agent, `render --only pacemaker-cib` makes the CIB, `crm_verify -L` must be silent.
 
 Steps: start (on nodea), `crm_resource --move` to nodeb and back, `--ban` nodea, node crash
 (nodea's PID namespace killed while it holds the stack: nodeb fences it and takes over),
@@ -27,34 +29,36 @@ RSC = "hahooks"
 POLL = 0.05
 
 
-def hahooks_config(name: str, peer: str, device: str) -> str:
+def hahooks_config(name: str, peer: str, device: str, desk: str) -> str:
+    """Node `name`'s hahooks config: the stack, and [node] fence as a fence-agents agent
+    (the sandbox one), from which `render --only pacemaker-cib` makes the stonith device."""
     return (f'[node]\nname = "{name}"\npeer = "{peer}"\nstate_dir = "/run/hahooks"\n'
-            'log_file = "/var/log/hahooks.jsonl"\nsyslog = false\n\n'
+            'log_file = "/var/log/hahooks.jsonl"\nsyslog = false\n'
+            f'fence = ["{pm.STONITH_DIR}/{pm.FENCE_AGENT}"]\n\n'
+            f'[node.fence_options]\ndesk = "{desk}"\n\n'
             f'[[resource]]\nname = "data"\nkind = "filesystem"\ndevice = "{device}"\n'
             f'mountpoint = "{MOUNTPOINT}"\nfstype = "ext4"\ntimeout = "30s"\n')
 
 
-def cib_resources(desk: str) -> str:
-    """Raw CIB XML (no crmsh/pcs needed): the sandbox stonith device and the stack."""
-    hosts = " ".join(NODES)
-    return (
-        "<resources>"
-        '<primitive id="fence-sandbox" class="stonith" type="fence_hahooks_sandbox">'
-        '<instance_attributes id="fence-sandbox-ia">'
-        f'<nvpair id="fence-sandbox-desk" name="desk" value="{desk}"/>'
-        f'<nvpair id="fence-sandbox-hosts" name="pcmk_host_list" value="{hosts}"/>'
-        '<nvpair id="fence-sandbox-check" name="pcmk_host_check" value="static-list"/>'
-        "</instance_attributes>"
-        '<operations><op id="fence-sandbox-mon" name="monitor" interval="60s"/></operations>'
-        "</primitive>"
-        f'<primitive id="{RSC}" class="ocf" provider="hahooks" type="hahooks">'
-        f'<instance_attributes id="{RSC}-ia">'
-        f'<nvpair id="{RSC}-config" name="config" value="{CONFIG}"/>'
-        "</instance_attributes><operations>"
-        f'<op id="{RSC}-start" name="start" interval="0" timeout="90s"/>'
-        f'<op id="{RSC}-stop" name="stop" interval="0" timeout="60s"/>'
-        f'<op id="{RSC}-mon" name="monitor" interval="2s" timeout="30s"/>'
-        "</operations></primitive></resources>")
+def rendered(node_dir: str) -> str:
+    """`hahooks render --only pacemaker-cib` of a node's config (read where its /etc
+    overlay keeps it), with the paths the node sees."""
+    from hahooks import config
+    from hahooks.wiring import pcmk_cib
+
+    cfg = config.load(os.path.join(node_dir, "etc", "upper", os.path.basename(CONFIG)))
+    return pcmk_cib.configuration(cfg, CONFIG)
+
+
+def stonith_parts(configuration: str) -> list[tuple[str, str]]:
+    """(cibadmin scope, XML) of the stonith device and its constraint in a rendering."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(configuration)
+    return [("resources", ET.tostring(e, encoding="unicode"))
+            for e in root.iter("primitive") if e.get("class") == "stonith"] + \
+        [("constraints", ET.tostring(e, encoding="unicode"))
+         for e in root.iter("rsc_location")]
 
 
 @dataclasses.dataclass
@@ -101,7 +105,7 @@ class PacemakerRun:
         node = self.lab.node(name, ip=self.ip(name), net=self.net, stubs=True,
                              binds=pm.binds(os.path.join(self.workdir, "nodes", name)))
         peer = NODES[1 - NODES.index(name)]
-        node.write_file(CONFIG, hahooks_config(name, peer, self.device), 0o600)
+        node.write_file(CONFIG, hahooks_config(name, peer, self.device, self.desk.desk), 0o600)
         p = pm.PacemakerNode(node, self.conf)
         p.prepare()
         p.start()
@@ -116,13 +120,21 @@ class PacemakerRun:
         return self.lab.nodes[name].run(list(argv), check=check, timeout=60)
 
     def configure(self) -> None:
+        """What docs/wiring.md tells a user: load nodea's rendered configuration, add
+        nodeb's stonith device (each node's [node] fence fences its peer), then
+        `crm_verify -L` must have nothing to say."""
         dc = NODES[0]
-        for prop, value in (("stonith-enabled", "true"), ("stonith-timeout", "30s"),
-                            ("cluster-recheck-interval", "10s")):
-            self.run(dc, "crm_attribute", "--type", "crm_config", "--name", prop,
-                     "--update", value)
-        self.run(dc, "cibadmin", "--replace", "--scope", "resources",
-                 "--xml-text", cib_resources(self.desk.desk))
+        first = rendered(self.lab.nodes[NODES[0]].dir)
+        self.run(dc, "cibadmin", "--replace", "--scope", "configuration", "--xml-text", first)
+        for scope, xml in stonith_parts(rendered(self.lab.nodes[NODES[1]].dir)):
+            self.run(dc, "cibadmin", "--create", "--scope", scope, "--xml-text", xml)
+        verify = self.run(dc, "crm_verify", "-L", "-V", check=False)
+        self.verify_output = (verify.stdout + verify.stderr).strip()
+        if verify.returncode or self.verify_output:
+            self.violations.append(f"crm_verify -L: exit {verify.returncode}: "
+                                   f"{self.verify_output}")
+        self.event("configured from `hahooks render --only pacemaker-cib`; crm_verify -L "
+                   + ("clean" if not self.verify_output else "NOT clean"))
         self.run(dc, "crm_resource", "--move", "-r", RSC, "-N", NODES[0])
 
     def wait_online(self, names, timeout: float) -> None:
