@@ -296,3 +296,40 @@ def test_actions_and_arguments(write_config, tmp_path):
     # the action is the sole argument: anything after it is ignored
     assert agent("monitor", cfg, "extra", "args").returncode == 7
     assert agent("usage", None).returncode == 0
+
+
+def test_monitor_check_levels_read_and_write_the_filesystem(write_config, tmp_path):
+    """OCF_CHECK_LEVEL as resource-agents' Filesystem: 10 reads a block of the device with
+    O_DIRECT, 20 writes a status file on the mounted filesystem and reads it back; a check
+    that cannot be done fails the monitor (1), depth 0 never touches the device."""
+    require_root()
+    require_tool("losetup", "mkfs.ext4", "dd")
+    from storage_helpers import fs_resource, is_mounted
+
+    img = tmp_path / "fs.img"
+    with open(img, "wb") as fh:
+        fh.truncate(32 * 1024 * 1024)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    mp = tmp_path / "mnt"
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
+        cfg = write_config(fs_resource("data", dev, str(mp), fstype="ext4"))
+        mon = {"OCF_RESKEY_CRM_meta_interval": "20000"}
+        assert agent("monitor", cfg, OCF_CHECK_LEVEL="20", **mon).returncode == 7
+        assert agent("start", cfg).returncode == 0
+        for level in ("0", "10", "20"):
+            proc = agent("monitor", cfg, OCF_CHECK_LEVEL=level, **mon)
+            assert proc.returncode == 0, (level, proc.stderr)
+        status = list((mp / ".hahooks_status").iterdir())
+        assert [p.name for p in status] == ["nodea"]
+        subprocess.run(["mount", "-o", "remount,ro", str(mp)], check=True)
+        proc = agent("monitor", cfg, OCF_CHECK_LEVEL="20", **mon)
+        assert proc.returncode == 1 and "write check" in exit_reasons(proc)[0]
+        assert agent("monitor", cfg, OCF_CHECK_LEVEL="10", **mon).returncode == 0
+        subprocess.run(["mount", "-o", "remount,rw", str(mp)], check=True)
+        assert agent("stop", cfg).returncode == 0
+    finally:
+        if is_mounted(str(mp)):
+            subprocess.run(["umount", str(mp)], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)

@@ -145,6 +145,33 @@ class Filesystem(Resource):
                           "[node] fence command succeeded; a filesystem mounted on two nodes "
                           "is corrupted (configure [node] fence; Pacemaker: stonith)")
 
+    def check(self, depth: int) -> None:
+        """As Filesystem's monitor: depth 10 reads one block of the device bypassing the
+        page cache (`dd iflag=direct`), depth 20 writes a status file under the mountpoint
+        (`.hahooks_status/<node>`), syncs it and reads it back."""
+        if depth >= 10:
+            self.ctx.run(["dd", f"if={self.device}", "of=/dev/null", "bs=4096", "count=1",
+                          "iflag=direct"], readonly=True, what="read check")
+        if depth >= 20:
+            status_dir = os.path.join(self.mountpoint, ".hahooks_status")
+            path = os.path.join(status_dir, self.ctx.node.name)
+            stamp = f"{self.ctx.node.name} {os.getpid()}\n"
+            try:
+                os.makedirs(status_dir, mode=0o700, exist_ok=True)
+                # O_NOFOLLOW: root writes on a filesystem users may write to
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                with os.fdopen(os.open(path, flags, 0o600), "w") as out:
+                    out.write(stamp)
+                    out.flush()
+                    os.fsync(out.fileno())
+                with open(path) as fh:
+                    back = fh.read()
+            except OSError as exc:
+                raise Refused(f"write check of {self.mountpoint} failed: {exc.strerror}") \
+                    from None
+            if back != stamp:
+                raise Refused(f"write check of {self.mountpoint}: read back {back!r}")
+
     def holder_targets(self) -> list[tuple[str, int | None]]:
         here = mounts.at(self.table(), self.mountpoint)
         return [(self.mountpoint, here.dev)] if here is not None else []

@@ -100,6 +100,8 @@ def metadata(env=None) -> str:
         f'<action name="start" timeout="{start}"/>\n'
         f'<action name="stop" timeout="{stop}"/>\n'
         '<action name="monitor" timeout="60s" interval="20s" depth="0"/>\n'
+        '<action name="monitor" timeout="60s" interval="61s" depth="10"/>\n'
+        '<action name="monitor" timeout="60s" interval="121s" depth="20"/>\n'
         '<action name="validate-all" timeout="30s"/>\n'
         '<action name="meta-data" timeout="5s"/>\n'
         '<action name="methods" timeout="5s"/>\n'
@@ -180,11 +182,13 @@ class Agent:
         from hahooks.transition import make_runner
 
         cfg = self.load()
-        observed = [(s, o) for s, o in Engine(cfg, make_runner(cfg)).observe()
+        engine = Engine(cfg, make_runner(cfg))
+        observed = [(s, o) for s, o in engine.observe()
                     if not self.layer or s.name == self.layer]
         states = {o.state for _, o in observed}
         detail = ", ".join(f"{s.name}={o.state.value} ({o.reason})" for s, o in observed)
         if states == {State.HELD}:
+            self.deep_checks(engine, [s for s, _ in observed])
             for s, o in observed:
                 if o.warning:
                     logging.getLogger("hahooks.ocf").warning("%s degraded: %s", s.name,
@@ -194,6 +198,23 @@ class Agent:
             return OCF_NOT_RUNNING
         what = "broken" if State.BROKEN in states else "half a stack held"
         raise OcfResult(OCF_ERR_GENERIC, f"{what}: {detail}")
+
+    def deep_checks(self, engine, specs) -> None:
+        """OCF_CHECK_LEVEL 10 (read) / 20 (write), as Filesystem offers: each held layer's
+        check(); 0 or anything else: status alone."""
+        from hahooks.errors import HahooksError
+
+        level = self.env.get("OCF_CHECK_LEVEL", "0")
+        depth = int(level) if level.isdigit() else 0
+        if depth < 10:
+            return
+        index = {r.name: i for i, r in enumerate(engine.config.resources)}
+        for spec in specs:
+            try:
+                engine.resource(index[spec.name]).check(depth)
+            except HahooksError as exc:
+                raise OcfResult(OCF_ERR_GENERIC, f"{spec.name}: depth {depth} check failed: "
+                                f"{exc.one_line()}") from None
 
     def start(self) -> int:
         return self._transition("master")
