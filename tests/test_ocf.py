@@ -333,3 +333,25 @@ def test_monitor_check_levels_read_and_write_the_filesystem(write_config, tmp_pa
         if is_mounted(str(mp)):
             subprocess.run(["umount", str(mp)], check=False)
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_probes_change_nothing(write_config, tmp_path):
+    """A probe (monitor, interval 0) only looks: in every state it runs no acquire or
+    release and records no request in the state dir (guards the rule; passes on the old
+    agent too)."""
+    cfg = stack_config(write_config, tmp_path)
+    state = tmp_path / "state"
+
+    def snapshot():
+        files = sorted(p.name for p in state.iterdir()) if state.exists() else []
+        return commands_log(tmp_path), files, (tmp_path / "replication.held").exists(), \
+            (tmp_path / "filesystem.held").exists()
+
+    probe = {"OCF_RESKEY_CRM_meta_interval": "0"}
+    for prepare in (lambda: None, lambda: agent("start", cfg),
+                    lambda: (tmp_path / "filesystem.held").unlink()):
+        prepare()
+        before = snapshot()
+        for layer_env in ({}, {"OCF_RESKEY_resource": "filesystem"}):
+            agent("monitor", cfg, **probe, **layer_env)
+        assert snapshot() == before
