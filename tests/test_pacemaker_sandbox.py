@@ -35,6 +35,10 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
         for node, device in (("nodeb", "hahooks-fence-nodea"), ("nodea", "hahooks-fence-nodeb")):
             listed = run.run(node, "stonith_admin", "--list-registered").stdout.split()
             assert device in listed and f"hahooks-fence-{node}" not in listed, (node, listed)
+        survivor, _ = run.partition("nodea")       # both race to fence: one survives
+        assert run.holders() == [survivor] and len(run.fenced()) == 2
+        run.rejoin("nodeb" if survivor == "nodea" else "nodea")
+        assert run.holders() == [survivor]
         assert run.violations == []
     finally:
         run.stop()

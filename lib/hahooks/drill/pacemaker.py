@@ -7,6 +7,7 @@ the agent, `render --only pacemaker-cib` makes the CIB, `crm_verify -L` must be 
 
 Steps: start (on nodea), `crm_resource --move` to nodeb and back, `--ban` nodea, node crash
 (nodea's PID namespace killed while it holds the stack: nodeb fences it and takes over),
+rejoin, then a network partition (both sides race to fence; one survives with the stack),
 rejoin. The invariant (never mounted on two nodes) is polled all along; each step's time
 is measured from the command (or the crash) until the mount is on the expected node only.
 """
@@ -125,9 +126,32 @@ class PacemakerRun:
         `crm_verify -L` must have nothing to say."""
         dc = NODES[0]
         first = rendered(self.lab.nodes[NODES[0]].dir)
-        self.run(dc, "cibadmin", "--replace", "--scope", "configuration", "--xml-text", first)
-        for scope, xml in stonith_parts(rendered(self.lab.nodes[NODES[1]].dir)):
-            self.run(dc, "cibadmin", "--create", "--scope", scope, "--xml-text", xml)
+        extra = stonith_parts(rendered(self.lab.nodes[NODES[1]].dir))
+        want = [f'id="{RSC}"'] + [f'id="hahooks-fence-{n}"' for n in NODES]
+
+        def loaded() -> bool:
+            text = self.run(dc, "cibadmin", "--query", "--scope", "resources",
+                            check=False).stdout
+            return all(w in text for w in want)
+
+        # Right after the nodes join, the DC's CIB sync can overwrite a change made on the
+        # other side of it: load once the partition has quorum, and again if it was lost.
+        waits.wait_for(lambda: "partition with quorum" in self.run(
+            dc, "crm_mon", "-1", check=False).stdout, 60, "a DC with quorum")
+        for attempt in range(3):
+            self.run(dc, "cibadmin", "--replace", "--scope", "configuration", "--xml-text",
+                     first)
+            for scope, xml in extra:
+                self.run(dc, "cibadmin", "--create", "--scope", scope, "--xml-text", xml,
+                         check=False)         # exists already after a lost-then-kept try
+            try:
+                waits.wait_for(loaded, 10, "the rendered configuration in the CIB")
+                time.sleep(1)
+                if loaded():
+                    break
+            except Exception:
+                if attempt == 2:
+                    raise
         verify = self.run(dc, "crm_verify", "-L", "-V", check=False)
         self.verify_output = (verify.stdout + verify.stderr).strip()
         if verify.returncode or self.verify_output:
@@ -192,6 +216,21 @@ class PacemakerRun:
         self.lab.nodes[name].crash(keep_net=False)
         self.pcmk[name].forget()
         return self.wait_on(other, f"crash of {name} -> fenced -> answering on {other}", t0)
+
+    def partition(self, name: str) -> tuple[str, Figure]:
+        """Cut `name`'s network (corosync sees a partition; the fence desk, like a BMC,
+        stays reachable): each side tries to fence the other, one wins, and the stack must
+        end on the survivor only — the shared disk never mounted on both meanwhile."""
+        t0 = time.monotonic()
+        self.event(f"{name}: network cut (a partition; fencing stays reachable)")
+        self.net.set_link(name, False)
+        waits.wait_for(lambda: sum(self.alive(n) for n in NODES) == 1 and
+                       len(self.holders()) == 1, 180, "one survivor holding the stack")
+        survivor = next(n for n in NODES if self.alive(n))
+        if survivor == name:
+            self.net.set_link(name, True)
+        fig = self.wait_on(survivor, f"partition of {name} -> {survivor} survives", t0)
+        return survivor, fig
 
     def _fenced(self, target: str, why: str) -> None:
         """The fence desk powers a node off (already off after a crash: nothing to do)."""
@@ -258,6 +297,8 @@ def drill(workdir: str | None = None, keep: bool = False, progress=None) -> tupl
             problems.append("nodea crashed but nobody fenced it")
         run.rejoin("nodea")
         run.move("nodea")
+        survivor, _ = run.partition("nodea")
+        run.rejoin(NODES[1 - NODES.index(survivor)])
     except Exception as exc:     # a failed step is the verdict, not a traceback
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:
