@@ -361,3 +361,33 @@ def test_direct_acquire_refuses_root():
         "device_timeout": 1, "stop_grace": 1, "kill_holders": True, "force_unmount": False})
     with pytest.raises(Refused, match="root filesystem"):
         Filesystem(spec, Context(runner=Runner(dry_run=True), node=node)).acquire()
+
+
+# -- shared storage needs fencing ---------------------------------------------------------
+
+def test_shared_device_is_mounted_only_after_the_peer_is_fenced(lab, write_config, tmp_path):
+    """A device both nodes can reach (iSCSI, FC, a shared virtual disk): a partitioned peer
+    may still have it mounted, and mounting it twice corrupts it. `shared = true` makes
+    acquire fence the peer first and refuse when no [node] fence succeeded."""
+    dev = lab.image("shared")
+    mp = str(tmp_path / "mnt")
+    unfenced = run_hahooks("master", "-c", config(write_config, dev, mp, shared=True))
+    assert unfenced.returncode == 1
+    assert "shared" in unfenced.stderr and "[node] fence" in unfenced.stderr
+    assert not is_mounted(mp)
+    failing = config(write_config, dev, mp, 'fence = ["false"]\n', shared=True)
+    assert run_hahooks("master", "-c", failing).returncode == 1
+    assert not is_mounted(mp)
+    marker = tmp_path / "fenced"
+    fence = f'fence = ["sh", "-c", "echo fenced >> {marker}"]\n'
+    cfg = config(write_config, dev, mp, fence, shared=True)
+    run_hahooks("master", "-c", cfg, check=0)
+    assert is_mounted(mp) and marker.read_text() == "fenced\n"
+    run_hahooks("master", "-c", cfg, check=0)          # already held: no second fence
+    assert marker.read_text() == "fenced\n"
+    run_hahooks("slave", "-c", cfg, check=0)
+    # not shared (the default: a replicated device only this node can write): no fence
+    run_hahooks("master", "-c", config(write_config, dev, mp, fence), check=0)
+    assert marker.read_text() == "fenced\n"
+    run_hahooks("slave", "-c", cfg, check=0)
+    assert not is_mounted(mp)

@@ -184,13 +184,15 @@ def test_layer_order_is_guarded(write_config, tmp_path):
 
 
 @pytest.mark.parametrize("action, env, code", [
-    ("validate-all", {}, 6),
-    ("start", {}, 6),
+    ("validate-all", {}, 5),
+    ("start", {}, 5),
     ("monitor", {"OCF_RESKEY_CRM_meta_interval": "0"}, 7),     # probe where it is not set up
-    ("monitor", {"OCF_RESKEY_CRM_meta_interval": "20000"}, 6),
+    ("monitor", {"OCF_RESKEY_CRM_meta_interval": "20000"}, 5),
     ("stop", {}, 0),                                            # nothing of ours can run
 ])
 def test_missing_config(tmp_path, action, env, code):
+    """A config is per node: its absence is this node's problem (5 bans this node only;
+    6 would stop the resource on every node)."""
     proc = agent(action, str(tmp_path / "absent.toml"), **env)
     assert proc.returncode == code, proc
     if code not in (0, 7):
@@ -201,13 +203,90 @@ def test_missing_config(tmp_path, action, env, code):
 def test_bad_config_and_parameters(write_config, tmp_path):
     cfg = stack_config(write_config, tmp_path)
     proc = agent("validate-all", cfg, OCF_RESKEY_resource="nope")
-    assert proc.returncode == 6
+    assert proc.returncode == 5
     assert "no [[resource]] named 'nope'" in exit_reasons(proc)[0]
     os.chmod(cfg, 0o664)
     proc = agent("validate-all", cfg)
-    assert proc.returncode == 6 and "writable by group or others" in exit_reasons(proc)[0]
+    assert proc.returncode == 4 and "writable by group or others" in exit_reasons(proc)[0]
     os.chmod(cfg, 0o600)
     assert agent("validate-all", cfg).returncode == 0
+    with open(cfg, "a") as fh:
+        fh.write("[node\n")                                      # a TOML syntax error
+    assert agent("validate-all", cfg).returncode == 5
+
+
+@pytest.mark.parametrize("breakage", ["group-writable", "syntax", "directory"])
+def test_node_local_problem_on_the_passive_node(write_config, tmp_path, breakage):
+    """The issue's outage: B's config broken while B holds nothing. The probe says 'not
+    running here' and stop succeeds (as Filesystem does for a missing device); start,
+    validate-all and a recurring monitor return 4/5, never 6."""
+    cfg = stack_config(write_config, tmp_path)
+    if breakage == "group-writable":
+        os.chmod(cfg, 0o664)
+    elif breakage == "syntax":
+        with open(cfg, "a") as fh:
+            fh.write("[node\n")
+    else:
+        os.unlink(cfg)
+        os.mkdir(cfg)
+    code = 4 if breakage == "group-writable" else 5
+    assert agent("monitor", cfg, OCF_RESKEY_CRM_meta_interval="0").returncode == 7
+    assert agent("stop", cfg).returncode == 0
+    for action, env in (("start", {}), ("validate-all", {}),
+                        ("monitor", {"OCF_RESKEY_CRM_meta_interval": "20000"})):
+        proc = agent(action, cfg, **env)
+        assert proc.returncode == code, (action, proc)
+        assert len(exit_reasons(proc)) == 1
+    assert commands_log(tmp_path) == []
+
+
+def test_node_local_problem_where_the_stack_was_taken(write_config, tmp_path):
+    """Where this node last took the stack, an unsafe config must not let a probe say 'not
+    running' nor a stop say 'stopped' without releasing: Pacemaker would start the stack on
+    the peer while this node may still hold it. The failed stop gets this node fenced."""
+    cfg = stack_config(write_config, tmp_path)
+    assert agent("start", cfg).returncode == 0
+    os.chmod(cfg, 0o664)
+    probe = agent("monitor", cfg, OCF_RESKEY_CRM_meta_interval="0")
+    assert probe.returncode == 4
+    assert "last took the stack" in exit_reasons(probe)[0]
+    assert agent("stop", cfg).returncode == 4
+    assert (tmp_path / "filesystem.held").exists()             # nothing run from that config
+    os.chmod(cfg, 0o600)
+    assert agent("stop", cfg).returncode == 0
+    os.chmod(cfg, 0o664)
+    assert agent("monitor", cfg, OCF_RESKEY_CRM_meta_interval="0").returncode == 7
+    assert agent("stop", cfg).returncode == 0
+
+
+def test_methods_lists_the_actions():
+    proc = agent("methods", None)
+    assert proc.returncode == 0
+    assert proc.stdout.split() == ["start", "stop", "monitor", "validate-all", "meta-data",
+                                   "usage", "methods", "reload-agent"]
+
+
+def test_reload_agent_revalidates(write_config, tmp_path):
+    cfg = stack_config(write_config, tmp_path)
+    assert agent("reload-agent", cfg).returncode == 0
+    assert agent("reload-agent", str(tmp_path / "absent.toml")).returncode == 5
+
+
+def test_meta_data_timeouts_are_renders(write_config, tmp_path):
+    """meta-data advertises the same start/stop timeouts `render --only pacemaker` puts in
+    the ops (one computation), for the whole stack and for one layer."""
+    from hahooks import config
+    from hahooks.wiring.render import pacemaker_timeouts
+
+    cfg = stack_config(write_config, tmp_path)
+    loaded = config.load(cfg)
+    for layer_name, env in ((None, {}), ("filesystem", {"OCF_RESKEY_resource": "filesystem"})):
+        start, stop = pacemaker_timeouts(loaded.resources, layer_name)
+        meta = agent("meta-data", cfg, **env).stdout
+        assert f'<action name="start" timeout="{start}"/>' in meta
+        assert f'<action name="stop" timeout="{stop}"/>' in meta
+    whole = pacemaker_timeouts(loaded.resources)
+    assert whole != pacemaker_timeouts(loaded.resources, "filesystem")
 
 
 def test_actions_and_arguments(write_config, tmp_path):
@@ -253,3 +332,62 @@ def test_missing_dependency_is_not_installed(tmp_path):
     assert proc.returncode == 5, (proc.stdout, proc.stderr)
     reason, = exit_reasons(proc)
     assert "psutil" in reason
+
+
+def test_monitor_check_levels_read_and_write_the_filesystem(write_config, tmp_path):
+    """OCF_CHECK_LEVEL as resource-agents' Filesystem: 10 reads a block of the device with
+    O_DIRECT, 20 writes a status file on the mounted filesystem and reads it back; a check
+    that cannot be done fails the monitor (1), depth 0 never touches the device."""
+    require_root()
+    require_tool("losetup", "mkfs.ext4", "dd")
+    from storage_helpers import fs_resource, is_mounted
+
+    img = tmp_path / "fs.img"
+    with open(img, "wb") as fh:
+        fh.truncate(32 * 1024 * 1024)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    mp = tmp_path / "mnt"
+    try:
+        subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
+        cfg = write_config(fs_resource("data", dev, str(mp), fstype="ext4"))
+        mon = {"OCF_RESKEY_CRM_meta_interval": "20000"}
+        assert agent("monitor", cfg, OCF_CHECK_LEVEL="20", **mon).returncode == 7
+        assert agent("start", cfg).returncode == 0
+        for level in ("0", "10", "20"):
+            proc = agent("monitor", cfg, OCF_CHECK_LEVEL=level, **mon)
+            assert proc.returncode == 0, (level, proc.stderr)
+        status = list((mp / ".hahooks_status").iterdir())
+        assert [p.name for p in status] == ["nodea"]
+        subprocess.run(["mount", "-o", "remount,ro", str(mp)], check=True)
+        proc = agent("monitor", cfg, OCF_CHECK_LEVEL="20", **mon)
+        assert proc.returncode == 1 and "write check" in exit_reasons(proc)[0]
+        assert agent("monitor", cfg, OCF_CHECK_LEVEL="10", **mon).returncode == 0
+        subprocess.run(["mount", "-o", "remount,rw", str(mp)], check=True)
+        assert agent("stop", cfg).returncode == 0
+    finally:
+        if is_mounted(str(mp)):
+            subprocess.run(["umount", str(mp)], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_probes_change_nothing(write_config, tmp_path):
+    """A probe (monitor, interval 0) only looks: in every state it runs no acquire or
+    release and records no request in the state dir (guards the rule; passes on the old
+    agent too)."""
+    cfg = stack_config(write_config, tmp_path)
+    state = tmp_path / "state"
+
+    def snapshot():
+        files = sorted(p.name for p in state.iterdir()) if state.exists() else []
+        return commands_log(tmp_path), files, (tmp_path / "replication.held").exists(), \
+            (tmp_path / "filesystem.held").exists()
+
+    probe = {"OCF_RESKEY_CRM_meta_interval": "0"}
+    for prepare in (lambda: None, lambda: agent("start", cfg),
+                    lambda: (tmp_path / "filesystem.held").unlink()):
+        prepare()
+        before = snapshot()
+        for layer_env in ({}, {"OCF_RESKEY_resource": "filesystem"}):
+            agent("monitor", cfg, **probe, **layer_env)
+        assert snapshot() == before

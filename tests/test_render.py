@@ -189,3 +189,44 @@ def test_render_errors(write_config, tmp_path):
     proc = run_hahooks("render", "-c", cfg, "--only", "heartbeat",
                        "--config-path", "/etc/ha hooks.toml")
     assert proc.returncode == 6 and "blanks" in proc.stderr
+
+
+def verify_cib(configuration: str, tmp_path) -> subprocess.CompletedProcess:
+    """crm_verify on a CIB made of the rendered <configuration> (what cibadmin --replace
+    --scope configuration would load), as `crm_verify -L` checks the live one."""
+    from conftest import require_tool
+    require_tool("crm_verify")
+    cib = tmp_path / "cib.xml"
+    cib.write_text('<cib validate-with="pacemaker-3.9" admin_epoch="0" epoch="1" '
+                   f'num_updates="0" crm_feature_set="3.16.2">{configuration}<status/></cib>')
+    return subprocess.run(["crm_verify", "--xml-file", str(cib), "-V"], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("mode", ["whole", "per-layer"])
+def test_pacemaker_cib_is_valid_and_fenced(write_config, tmp_path, mode):
+    """--only pacemaker-cib: raw CIB XML (no crmsh/pcs needed), stonith-enabled=true with
+    the [node] fence agent as a stonith device (its password never rendered), the stack
+    whole or as a group of layer primitives in config order; crm_verify has nothing to say."""
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    os.chmod(pw, 0o600)
+    node = ('peer = "nodeb"\nfence = ["/usr/sbin/fence_ipmilan"]\n[node.fence_options]\n'
+            f'ip = "10.99.0.50"\nusername = "admin"\npassword_file = "{pw}"\n')
+    from wiring_support import layer
+    cfg = write_config(layer(tmp_path, "replication") + layer(tmp_path, "filesystem"), node)
+    args = ["--only", "pacemaker-cib"] + (["--per-layer"] if mode == "per-layer" else [])
+    proc = run_hahooks("render", "-c", cfg, *args)
+    assert proc.returncode == 0, proc.stderr
+    xml = proc.stdout
+    assert xml.startswith("<configuration>") and "s3cret" not in xml
+    assert '<nvpair id="hahooks-stonith-enabled" name="stonith-enabled" value="true"/>' in xml
+    assert 'type="fence_ipmilan"' in xml and 'name="pcmk_host_list" value="nodeb"' in xml
+    if mode == "per-layer":
+        assert re.search(r'<group id="hahooks-stack"><primitive id="hahooks-replication".*'
+                         r'<primitive id="hahooks-filesystem"', xml)
+    else:
+        assert '<primitive id="hahooks" class="ocf" provider="hahooks" type="hahooks">' in xml
+    check = verify_cib(xml, tmp_path)
+    assert check.returncode == 0 and check.stdout + check.stderr == "", \
+        check.stdout + check.stderr

@@ -9,7 +9,8 @@ import stat
 from typing import Any
 
 from hahooks import platforms, schema
-from hahooks.errors import ConfigError
+from hahooks.errors import ConfigError, ConfigUnsafe
+from hahooks.fence_agents import FenceOptions
 from hahooks.schema import Field, Invalid
 
 NODE_FIELDS: dict[str, Field] = {
@@ -27,6 +28,9 @@ NODE_FIELDS: dict[str, Field] = {
                           '(e.g. ["sysctl", "net.inet.carp.demotion=240"])'),
     "fence": schema.Argv(None, "STONITH-style command that powers off / isolates the peer; "
                          "gates forced steps"),
+    "fence_options": FenceOptions(None, "run `fence` as a fence-agents agent: these "
+                                  "options go on its stdin as name=value lines (action=off "
+                                  "unless given); password_file instead of a password"),
     "dev_dir": schema.Path("/dev", "where device nodes appear (/dev/hast/NAME, /dev/ggateN, "
                            "/dev/mirror/NAME, /dev/mdN, /dev/drbdN); the simulator uses its own"),
     "command_timeout": schema.Duration("30s", "timeout of one command (a layer's remaining "
@@ -94,6 +98,7 @@ class Node:
     syslog_socket: str
     demote: list[str] | None
     fence: list[str] | None
+    fence_options: dict[str, str] | None
     dev_dir: str
     command_timeout: float
     wait_timeout: float
@@ -193,10 +198,10 @@ def _check_permissions(path: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{path}: config is not a regular file")
     if st.st_mode & 0o022:
-        raise ConfigError(f"{path}: config is writable by group or others (mode "
+        raise ConfigUnsafe(f"{path}: config is writable by group or others (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}); run chmod go-w {path}")
     if st.st_uid not in (0, os.geteuid()):
-        raise ConfigError(f"{path}: config is owned by uid {st.st_uid}, who could make "
+        raise ConfigUnsafe(f"{path}: config is owned by uid {st.st_uid}, who could make "
                           f"hahooks run anything; run chown root {path}")
 
 
@@ -242,6 +247,10 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         fail(("node",), "[node] must be a table")
     node_vals = _fields(node_raw, NODE_FIELDS, ("node",), fail, "[node]")
     plat = platforms.get(node_vals["platform"])
+    if node_vals["fence_options"] and (not node_vals["fence"] or len(node_vals["fence"]) != 1):
+        fail(("node", "fence"), "[node] fence: with fence_options, give only the agent's path "
+             "(a fence-agents agent reads its options from stdin only when it has no "
+             "arguments)")
     node = Node(
         name=node_vals["name"] or _hostname(),
         peer=node_vals["peer"], platform=plat,
@@ -249,7 +258,8 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         log_file=node_vals["log_file"] or os.path.join(plat.default_log_dir, "hahooks.jsonl"),
         syslog=node_vals["syslog"], syslog_facility=node_vals["syslog_facility"],
         syslog_socket=node_vals["syslog_socket"] or plat.syslog_socket,
-        demote=node_vals["demote"], fence=node_vals["fence"], dev_dir=node_vals["dev_dir"],
+        demote=node_vals["demote"], fence=node_vals["fence"],
+        fence_options=node_vals["fence_options"], dev_dir=node_vals["dev_dir"],
         command_timeout=node_vals["command_timeout"], wait_timeout=node_vals["wait_timeout"],
         paths=node_vals["paths"], search_path=node_vals["search_path"])
 

@@ -46,6 +46,11 @@ class ConfigError(HahooksError):
     exit_code = ExitCode.NOT_CONFIGURED
 
 
+class ConfigUnsafe(ConfigError):
+    """The config's owner or mode would let someone else make hahooks run anything. The CLI
+    still exits 6; the OCF agent says 4 (OCF_ERR_PERM: this node only)."""
+
+
 class CommandFailed(HahooksError):
     """A command exited with a code the caller did not accept."""
 

@@ -44,7 +44,7 @@ class PeerActions:
         try:
             result = self.runner.run(argv, readonly=False,
                                      timeout=self.config.node.command_timeout, what="fence",
-                                     secret_options=True)
+                                     secret_options=True, input=self._fence_stdin())
             self.fenced = True
             _announce("fenced the peer", "fence", result, why)
         except HahooksError as exc:
@@ -52,6 +52,15 @@ class PeerActions:
                       extra={"event": "fence", "ok": False})
             self.fenced = False
         return self.fenced
+
+    def _fence_stdin(self) -> str | None:
+        """A fence-agents agent's options, on its stdin (never logged): hahooks.fence_agents."""
+        options = self.config.node.fence_options
+        if not options:
+            return None
+        from hahooks.fence_agents import stdin_for
+
+        return stdin_for(options)
 
     def demote(self) -> None:
         """After a failed master, once the stack is rolled back: let the peer take over."""

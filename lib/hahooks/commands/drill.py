@@ -56,8 +56,12 @@ def run_drill(args) -> int:
             mark = " (default)" if sc.name == scenarios.DEFAULT else ""
             print(f"{sc.name:<10} {sc.title}{mark}")
             print(f"{'':<10} resources: {', '.join(sc.resource_names)}")
+        from hahooks.drill import pacemaker
+        print(f"{pacemaker.NAME:<10} {pacemaker.TITLE}")
         return ExitCode.OK
     name = args.scenario or scenarios.DEFAULT
+    if name == "pacemaker":                  # its own cluster: drill/pacemaker.py
+        return run_pacemaker(args)
     try:
         scenario = scenarios.get(name)
     except KeyError:
@@ -82,3 +86,14 @@ def run_drill(args) -> int:
     else:
         print(report.render())
     return ExitCode.OK if report.verdict.passed else ExitCode.GENERIC
+
+
+def run_pacemaker(args) -> int:
+    from hahooks.drill import pacemaker, preflight
+
+    if args.inject or args.json:
+        raise UsageError("--scenario pacemaker: --inject and --json are not supported")
+    preflight.check(pacemaker.TOOLS)
+    passed, text = pacemaker.drill(args.workdir, args.keep, progress=sys.stderr)
+    print(text, end="")
+    return ExitCode.OK if passed else ExitCode.GENERIC

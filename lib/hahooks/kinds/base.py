@@ -221,6 +221,11 @@ class Resource:
     def release(self) -> None:
         raise NotImplementedError
 
+    def check(self, depth: int) -> None:
+        """A deeper monitor of a held layer (OCF_CHECK_LEVEL, docs/reference/pacemaker.md
+        docs/reference/zfs.md §1): 10 reads from the device, 20 also writes. Raise to fail it. Default: nothing
+        beyond status()."""
+
     def holder_targets(self) -> list[tuple[str, int | None]]:
         """(mountpoint, st_dev) of the mounts a release may find busy: a parallel group's
         release scans /proc once for all of them (ctx.holder_scan). Default: none."""

@@ -7,6 +7,11 @@ mountpoint (it would be hidden), another device on the mountpoint, the device mo
 elsewhere -- in this mount table or anywhere usage.elsewhere() finds it (another mount
 namespace, a lazily detached mount still in use).
 
+shared = true (a device the peer can reach too: iSCSI, FC, a shared virtual disk): acquire
+fences the peer ([node] fence) before it mounts and refuses when no fence succeeded — a
+partitioned peer may still have it mounted, and a filesystem mounted twice is corrupted.
+Replicated devices (hast, drbd, ggate) are exclusive by their own roles: leave it false.
+
 release: `umount MOUNTPOINT` first; if busy, stop the processes holding exactly this mount
 (TERM, `stop_grace`, KILL) and try again until the step's budget runs out; `umount -f` only
 with `force_unmount = true`. Then the proof that nothing on the machine still uses the
@@ -45,6 +50,9 @@ class Filesystem(Resource):
         "device_timeout": schema.Duration("30s", "how long to wait for the device to appear"),
         **evict.PARAMS,
         "force_unmount": schema.Bool(False, "as a last resort, `umount -f`"),
+        "shared": schema.Bool(False, "the peer can reach this device too (iSCSI, FC, "
+                              "shared disk): fence the peer ([node] fence) before mounting; "
+                              "refuse without a successful fence"),
     }
 
     @classmethod
@@ -134,6 +142,8 @@ class Filesystem(Resource):
             return
         target = safepath.verify(self.p["mountpoint"])     # before fsck: refuse early
         mp = target.resolved
+        if self.p["shared"]:
+            self._fence_the_peer()
         self.ctx.wait_for(lambda: os.path.exists(dev), f"device {dev} to appear",
                           timeout=self.p["device_timeout"])
         log.info("%s", fsck.check(self.ctx, dev, self.fstype, self.p["fsck"]))
@@ -150,6 +160,40 @@ class Filesystem(Resource):
         argv = ["mount", *(["-t", self.fstype] if self.fstype else []),
                 *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
         self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")
+
+    def _fence_the_peer(self) -> None:
+        why = f"{self.device} is shared: the peer may still have it mounted"
+        if not self.ctx.fence_peer(why):
+            raise Refused(f"not mounting {self.device}: it is shared (shared = true) and no "
+                          "[node] fence command succeeded; a filesystem mounted on two nodes "
+                          "is corrupted (configure [node] fence; Pacemaker: stonith)")
+
+    def check(self, depth: int) -> None:
+        """As Filesystem's monitor: depth 10 reads one block of the device bypassing the
+        page cache (`dd iflag=direct`), depth 20 writes a status file under the mountpoint
+        (`.hahooks_status/<node>`), syncs it and reads it back."""
+        if depth >= 10:
+            self.ctx.run(["dd", f"if={self.device}", "of=/dev/null", "bs=4096", "count=1",
+                          "iflag=direct"], readonly=True, what="read check")
+        if depth >= 20:
+            status_dir = os.path.join(self.mountpoint, ".hahooks_status")
+            path = os.path.join(status_dir, self.ctx.node.name)
+            stamp = f"{self.ctx.node.name} {os.getpid()}\n"
+            try:
+                os.makedirs(status_dir, mode=0o700, exist_ok=True)
+                # O_NOFOLLOW: root writes on a filesystem users may write to
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                with os.fdopen(os.open(path, flags, 0o600), "w") as out:
+                    out.write(stamp)
+                    out.flush()
+                    os.fsync(out.fileno())
+                with open(path) as fh:
+                    back = fh.read()
+            except OSError as exc:
+                raise Refused(f"write check of {self.mountpoint} failed: {exc.strerror}") \
+                    from None
+            if back != stamp:
+                raise Refused(f"write check of {self.mountpoint}: read back {back!r}")
 
     def holder_targets(self) -> list[tuple[str, int | None]]:
         here = mounts.at(self.table(), self.mountpoint)

@@ -19,7 +19,10 @@ import sys
 OCF_SUCCESS, OCF_ERR_GENERIC, OCF_ERR_ARGS, OCF_ERR_UNIMPLEMENTED = 0, 1, 2, 3
 OCF_ERR_PERM, OCF_ERR_INSTALLED, OCF_ERR_CONFIGURED, OCF_NOT_RUNNING = 4, 5, 6, 7
 
-ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods")
+ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods",
+           "reload-agent")
+# Without a config this caller can read (meta-data runs as nobody): a generous default.
+FALLBACK_TIMEOUTS = ("300s", "300s")
 AGENT_NAME = "hahooks"
 
 
@@ -45,10 +48,28 @@ def escape(text: str) -> str:
             .replace('"', "&quot;"))
 
 
-def metadata() -> str:
+def advertised_timeouts(env) -> tuple[str, str]:
+    """The start/stop timeouts `render --only pacemaker` writes for this config (and layer),
+    when the config can be read; meta-data must still work without one."""
+    from hahooks import config
+    from hahooks.errors import HahooksError
+    from hahooks.wiring.render import pacemaker_timeouts
+
+    try:
+        cfg = config.load(env.get("OCF_RESKEY_config") or None)
+        layer = env.get("OCF_RESKEY_resource") or None
+        if layer and layer not in {r.name for r in cfg.resources}:
+            return FALLBACK_TIMEOUTS
+        return pacemaker_timeouts(cfg.resources, layer)
+    except (HahooksError, OSError):
+        return FALLBACK_TIMEOUTS
+
+
+def metadata(env=None) -> str:
     from hahooks import __version__, platforms
 
     default_config = platforms.host_platform().default_config
+    start, stop = advertised_timeouts(os.environ if env is None else env)
 
     def param(name, short, long, default):
         return (f'<parameter name="{name}" unique="0" required="0">\n'
@@ -76,11 +97,14 @@ def metadata() -> str:
                 "Name of one [[resource]] of the config to manage alone. Empty: the "
                 "whole stack.", "")
         + "</parameters>\n<actions>\n"
-        '<action name="start" timeout="300s"/>\n'
-        '<action name="stop" timeout="300s"/>\n'
+        f'<action name="start" timeout="{start}"/>\n'
+        f'<action name="stop" timeout="{stop}"/>\n'
         '<action name="monitor" timeout="60s" interval="20s" depth="0"/>\n'
+        '<action name="monitor" timeout="60s" interval="61s" depth="10"/>\n'
+        '<action name="monitor" timeout="60s" interval="121s" depth="20"/>\n'
         '<action name="validate-all" timeout="30s"/>\n'
         '<action name="meta-data" timeout="5s"/>\n'
+        '<action name="methods" timeout="5s"/>\n'
         "</actions>\n</resource-agent>\n")
 
 
@@ -108,16 +132,45 @@ class Agent:
                 raise OcfResult(OCF_SUCCESS, f"{path} absent: nothing to stop")
             if self.is_probe:
                 raise OcfResult(OCF_NOT_RUNNING, f"{path} absent: not running here")
-        cfg = config.load(path)
-        if self.layer and self.layer not in {r.name for r in cfg.resources}:
-            raise ConfigError(f"{path}: no [[resource]] named {self.layer!r} (resource "
-                              "parameter); known: " + ", ".join(r.name for r in cfg.resources))
+        try:
+            cfg = config.load(path)
+            if self.layer and self.layer not in {r.name for r in cfg.resources}:
+                raise ConfigError(f"{path}: no [[resource]] named {self.layer!r} (resource "
+                                  "parameter); known: " +
+                                  ", ".join(r.name for r in cfg.resources))
+        except ConfigError as exc:
+            raise self.node_local_problem(path, exc) from None
         timeout_ms = self.env.get("OCF_RESKEY_CRM_meta_timeout", "")
         if timeout_ms.isdigit() and int(timeout_ms) > 0:
             # Waiting for a running transition must not outlast Pacemaker's own timeout.
             cfg.node.wait_timeout = min(cfg.node.wait_timeout, int(timeout_ms) / 1000 * 0.9)
         logs.setup_from_config(cfg, stderr_level=logging.WARNING)
         return cfg
+
+    def node_local_problem(self, path: str, exc) -> OcfResult:
+        """A hahooks config is per node, so whatever is wrong with it is wrong on this node
+        only: 4 (unsafe owner/mode) or 5, which ban this node, never 6, which Pacemaker takes
+        as fatal everywhere and stops the healthy stack on the peer. A probe or stop here
+        answers 7/0, as Filesystem does for a missing device, unless this node's state dir
+        says it last took the stack: then nothing is known and the failure stands (a failed
+        stop gets the node fenced, never the stack started twice)."""
+        from hahooks.errors import ConfigUnsafe
+
+        code = OCF_ERR_PERM if isinstance(exc, ConfigUnsafe) else OCF_ERR_INSTALLED
+        if not (self.is_probe or self.action == "stop"):
+            return OcfResult(code, exc.one_line())
+        if last_took_the_stack(path):
+            return OcfResult(code, f"{exc.one_line()}; this node last took the stack and may "
+                             "still hold it")
+        return OcfResult(OCF_SUCCESS if self.action == "stop" else OCF_NOT_RUNNING,
+                         f"{exc.one_line()}; not running here")
+
+    def reload_agent(self) -> int:
+        """Nothing is cached between calls: re-validating the parameters is the reload. Not
+        in meta-data: no parameter is reloadable (config and resource say what is managed)
+        and ra-api-1.dtd, which ocf-tester validates against, has no reload-agent."""
+        self.load()
+        return OCF_SUCCESS
 
     def validate_all(self) -> int:
         self.load()
@@ -129,11 +182,13 @@ class Agent:
         from hahooks.transition import make_runner
 
         cfg = self.load()
-        observed = [(s, o) for s, o in Engine(cfg, make_runner(cfg)).observe()
+        engine = Engine(cfg, make_runner(cfg))
+        observed = [(s, o) for s, o in engine.observe()
                     if not self.layer or s.name == self.layer]
         states = {o.state for _, o in observed}
         detail = ", ".join(f"{s.name}={o.state.value} ({o.reason})" for s, o in observed)
         if states == {State.HELD}:
+            self.deep_checks(engine, [s for s, _ in observed])
             for s, o in observed:
                 if o.warning:
                     logging.getLogger("hahooks.ocf").warning("%s degraded: %s", s.name,
@@ -143,6 +198,23 @@ class Agent:
             return OCF_NOT_RUNNING
         what = "broken" if State.BROKEN in states else "half a stack held"
         raise OcfResult(OCF_ERR_GENERIC, f"{what}: {detail}")
+
+    def deep_checks(self, engine, specs) -> None:
+        """OCF_CHECK_LEVEL 10 (read) / 20 (write), as Filesystem offers: each held layer's
+        check(); 0 or anything else: status alone."""
+        from hahooks.errors import HahooksError
+
+        level = self.env.get("OCF_CHECK_LEVEL", "0")
+        depth = int(level) if level.isdigit() else 0
+        if depth < 10:
+            return
+        index = {r.name: i for i, r in enumerate(engine.config.resources)}
+        for spec in specs:
+            try:
+                engine.resource(index[spec.name]).check(depth)
+            except HahooksError as exc:
+                raise OcfResult(OCF_ERR_GENERIC, f"{spec.name}: depth {depth} check failed: "
+                                f"{exc.one_line()}") from None
 
     def start(self) -> int:
         return self._transition("master")
@@ -173,6 +245,24 @@ class Agent:
         return OCF_SUCCESS
 
 
+def last_took_the_stack(path: str) -> bool:
+    """Whether this node's newest recorded request was to take the stack. Reads the config
+    without its permission check only for the state dir's path (parsing runs nothing)."""
+    from hahooks import config, platforms
+    from hahooks.errors import HahooksError
+    from hahooks.state import StateDir
+
+    try:
+        state_dir = config.load(path, check_permissions=False).node.state_dir
+    except HahooksError:
+        state_dir = platforms.host_platform().default_state_dir
+    try:
+        desire = StateDir(state_dir).desire()
+    except HahooksError:
+        return True          # an unreadable state dir proves nothing either
+    return desire is not None and desire.role == "master"
+
+
 def usage() -> str:
     return (f"usage: {AGENT_NAME} {{{'|'.join(ACTIONS)}}}\n"
             "Expects an OCF environment: OCF_RESKEY_config, optional OCF_RESKEY_resource.\n")
@@ -185,8 +275,11 @@ def main(argv: list[str] | None = None, env=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ if env is None else env
     action = argv[0] if argv else ""
-    if action in ("meta-data", "methods"):
-        sys.stdout.write(metadata())
+    if action == "meta-data":
+        sys.stdout.write(metadata(env))
+        return OCF_SUCCESS
+    if action == "methods":
+        sys.stdout.write("\n".join(ACTIONS) + "\n")
         return OCF_SUCCESS
     if action in ("usage", "help", "-h", "--help"):
         sys.stdout.write(usage())
@@ -194,7 +287,8 @@ def main(argv: list[str] | None = None, env=None) -> int:
     agent = Agent(env)
     agent.action = action
     handler = {"start": agent.start, "stop": agent.stop, "monitor": agent.monitor,
-               "validate-all": agent.validate_all}.get(action)
+               "validate-all": agent.validate_all,
+               "reload-agent": agent.reload_agent}.get(action)
     if handler is None:
         exit_reason(f"action {action!r} is not implemented" if action else
                     f"no action given; {usage().splitlines()[0]}")

@@ -19,6 +19,7 @@ import shutil
 from hahooks.errors import ConfigError
 
 SECTIONS = ("devd", "freevrrpd", "heartbeat", "keepalived", "ucarp", "pacemaker")
+XML_SECTIONS = ("pacemaker-cib",)     # only with --only: no `#` comments in XML
 DEFAULT_HOOKS_DIR = "/usr/local/libexec/hahooks"
 OCF_AGENT = "ocf:hahooks:hahooks"
 _BLANK_OR_QUOTE = re.compile(r"[\s\"'\\]")
@@ -30,6 +31,7 @@ class Target:
     hahooks: str           # absolute path of the hahooks command the daemons run
     hooks_dir: str         # where hooks/ (ucarp-up, ucarp-down) is installed
     config_path: str       # the config path the daemons pass
+    per_layer: bool = False  # Pacemaker: a group of one primitive per layer
 
     @property
     def wiring(self) -> dict:
@@ -127,14 +129,23 @@ def _seconds(value: float) -> str:
     return f"{int(value + 0.999)}s"
 
 
+def pacemaker_timeouts(resources, layer: str | None = None) -> tuple[str, str]:
+    """(start, stop) op timeouts for the whole stack or one layer: above hahooks' own
+    budgets, so a failed start can roll back before Pacemaker gives up on it. The one
+    computation behind both these ops and the agent's meta-data."""
+    if layer is not None:
+        budget = next(r.timeout for r in resources if r.name == layer)
+        return _seconds(budget + 30), _seconds(budget + 30)
+    total = sum(r.timeout for r in resources)
+    return _seconds(2 * total + 30), _seconds(total + 30)
+
+
 def pacemaker_section(t: Target) -> str:
-    """Timeouts exceed hahooks' own budgets, so a failed start can roll back before
-    Pacemaker gives up on it."""
     layers = t.cfg.resources
-    total = sum(r.timeout for r in layers)
     config = shlex.quote(t.config_path)
-    whole_ops = (f"op start timeout={_seconds(2 * total + 30)} "
-                 f"op stop timeout={_seconds(total + 30)} op monitor interval=20s timeout=60s")
+    start, stop = pacemaker_timeouts(layers)
+    whole_ops = (f"op start timeout={start} op stop timeout={stop} "
+                 "op monitor interval=20s timeout=60s")
     lines = [
         "# Pacemaker: install ocf/hahooks as /usr/lib/ocf/resource.d/hahooks/hahooks.",
         "# The whole stack as one resource:",
@@ -144,8 +155,8 @@ def pacemaker_section(t: Target) -> str:
         "# reverse; the agent refuses a layer whose lower layers are not held):"]
     crm = []
     for r in layers:
-        ops = (f"op start timeout={_seconds(r.timeout + 30)} "
-               f"op stop timeout={_seconds(r.timeout + 30)} "
+        start, stop = pacemaker_timeouts(layers, r.name)
+        ops = (f"op start timeout={start} op stop timeout={stop} "
                "op monitor interval=20s timeout=60s")
         params = f"config={config} resource={shlex.quote(r.name)}"
         lines.append(f"# pcs resource create {_pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
@@ -158,14 +169,25 @@ def pacemaker_section(t: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pacemaker_cib_section(t: Target) -> str:
+    from hahooks.wiring import pcmk_cib
+
+    return pcmk_cib.configuration(t.cfg, t.config_path, t.per_layer)
+
+
 RENDERERS = {"devd": devd_section, "freevrrpd": freevrrpd_section,
              "heartbeat": heartbeat_section, "keepalived": keepalived_section,
-             "ucarp": ucarp_section, "pacemaker": pacemaker_section}
+             "ucarp": ucarp_section, "pacemaker": pacemaker_section,
+             "pacemaker-cib": pacemaker_cib_section}
 
 
 def render(t: Target, only: list[str] | None = None) -> str:
     """All sections (a section the config cannot fill becomes a comment saying why), or
     exactly the ones asked for (then a missing piece is an error)."""
+    if only and set(only) & set(XML_SECTIONS):
+        if len(only) > 1:
+            raise ConfigError(f"render: --only {', '.join(XML_SECTIONS)} is XML and goes alone")
+        return RENDERERS[only[0]](t)
     out = []
     for name in only or SECTIONS:
         try:
@@ -184,8 +206,12 @@ def register(sub, common) -> None:
                        "config (devd, freevrrpd, Heartbeat, keepalived, ucarp, Pacemaker)",
                        description="Print what each cluster daemon needs to call hahooks for "
                        "this config. Nothing is installed or changed.")
-    p.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
-                   help=f"one of {', '.join(SECTIONS)} (repeatable; default: all)")
+    p.add_argument("--only", action="append", choices=SECTIONS + XML_SECTIONS,
+                   metavar="SECTION", help=f"one of {', '.join(SECTIONS)} (repeatable; "
+                   "default: all), or pacemaker-cib alone: raw CIB XML for cibadmin "
+                   "--replace --scope configuration")
+    p.add_argument("--per-layer", action="store_true", help="pacemaker-cib: a group of one "
+                   "primitive per layer instead of one for the whole stack")
     p.add_argument("--hahooks", help="absolute path of the hahooks command the daemons run "
                    "(default: /usr/local/sbin/hahooks if present, else the one on PATH)")
     p.add_argument("--hooks-dir", default=DEFAULT_HOOKS_DIR,
@@ -205,6 +231,6 @@ def run_render(args) -> int:
         if value is not None and not os.path.isabs(value):
             raise UsageError(f"render: {flag} {value!r} must be an absolute path")
     target = Target(cfg, args.hahooks or default_hahooks(), args.hooks_dir,
-                    args.config_path or os.path.abspath(cfg.path))
+                    args.config_path or os.path.abspath(cfg.path), args.per_layer)
     print(render(target, args.only), end="")
     return 0
