@@ -339,6 +339,13 @@ def test_default_drill_passes_with_a_timeline_and_leaves_nothing():
     texts = [e["text"] for e in report["timeline"]]
     assert any("crash" in t for t in texts) and any("fence:" in t for t in texts)
     assert any(t.startswith("devd MASTER: ") and "devd-event --detach" in t for t in texts)
+    # the partition (issue 16): link cut with both nodes up; the survivor's takeover meets
+    # no secondary worker, is not `complete`, rolls back, fences the cut-off holder, and
+    # then its storage layer waits out the HAST I/O stall (sbin/hastd/primary.c)
+    assert "fenced the cut-off" in names, names
+    assert any(t.startswith("link cut") for t in texts), texts
+    assert any("not complete" in t and "rolling back" in t for t in texts), texts
+    assert any("in HAST I/O stalled" in t for t in texts), texts
     assert report["figures"]
     assert not _leftovers(report), _leftovers(report)
 
