@@ -2,7 +2,9 @@
 """The four reliability figures of `hahooks drill`, each on a fresh two-node sandbox:
 
   fault matrix    every mutating step x {exit != 0, hang past its timeout, SIGKILL of the
-                  hook mid-step}: tried / safe
+                  hook mid-step}, and a holder hidden from the node's own mount table
+                  before its `slave` (another mount namespace, a lazy unmount, a bind
+                  mount left elsewhere): tried / safe
   flap storm      >= 500 CARP events, random spacing 0-200 ms, across both nodes
   no lost writes  MariaDB inserts through a graceful and a crash failover
   bad input       >= 50 malformed configs and arguments
@@ -56,7 +58,7 @@ def bad_input(args) -> dict:
 
 
 def fault_matrix(args) -> dict:
-    from hahooks.drill import faults
+    from hahooks.drill import faults, holders
 
     names = [args.scenario] if args.quick or args.scenario != "all" else \
         ["seed003", "seed002"]
@@ -67,15 +69,19 @@ def fault_matrix(args) -> dict:
             name = "seed003"
         with _cluster(name, faults=True, command_timeout="8s", verbose=args.verbose) as c:
             trials += faults.matrix(c)
+            trials += holders.matrix(c)       # issue 17: hidden mounts before `slave`
     unsafe = [tr for tr in trials if not tr.safe]
+    hidden = [tr for tr in trials if tr.fault in holders.CASES]
+    stepped = {(tr.scenario, tr.step) for tr in trials if tr.fault not in holders.CASES}
     retried = sum(1 for tr in trials if tr.safe and tr.outcome == "recovered by a retry")
     return {"figure": "fault matrix", "target": "every trial safe",
             "tried": len(trials), "safe": len(trials) - len(unsafe),
             "met": bool(trials) and not unsafe,
             "result": f"{len(trials)} tried / {len(trials) - len(unsafe)} safe "
-                      f"({', '.join(names)}: {len({(tr.scenario, tr.step) for tr in trials})} "
-                      f"steps x fail/hang/kill; {retried} of the safe ones recovered by the "
-                      "layer's own retry, the others stopped and converged on the re-run)",
+                      f"({', '.join(names)}: {len(stepped)} mutating steps x "
+                      f"fail/hang/kill + {len(hidden)} hidden-mount cases "
+                      f"({'/'.join(holders.CASES)}); {retried} of the safe ones recovered by "
+                      "the layer's own retry, the others stopped and converged on the re-run)",
             "trials": [{"scenario": tr.scenario, "step": str(tr.step), "fault": tr.fault,
                         "node": tr.node, "safe": tr.safe, "seconds": round(tr.seconds, 1),
                         "outcome": tr.outcome,

@@ -234,7 +234,7 @@ def test_every_scenario_example_overlays_into_a_valid_config(tmp_path):
 
 def test_toml_writer_round_trips():
     import tomllib
-    from hypothesis import given, strategies as st
+    from hypothesis import HealthCheck, given, settings, strategies as st
 
     keys = st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True)
     scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6),
@@ -244,6 +244,8 @@ def test_toml_writer_round_trips():
     @given(st.dictionaries(keys, scalars, max_size=5),
            st.lists(st.dictionaries(keys, scalars, min_size=1, max_size=4), min_size=1,
                     max_size=3))
+    # generation speed depends on the machine's load (CI shares 2 cores): not what is tested
+    @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
     def check(node, resources):
         data = {"node": node, "resource": resources}
         assert tomllib.loads(tomlout.dumps(data)) == data
@@ -339,6 +341,13 @@ def test_default_drill_passes_with_a_timeline_and_leaves_nothing():
     texts = [e["text"] for e in report["timeline"]]
     assert any("crash" in t for t in texts) and any("fence:" in t for t in texts)
     assert any(t.startswith("devd MASTER: ") and "devd-event --detach" in t for t in texts)
+    # the partition (issue 16): link cut with both nodes up; the survivor's takeover meets
+    # no secondary worker, is not `complete`, rolls back, fences the cut-off holder, and
+    # then its storage layer waits out the HAST I/O stall (sbin/hastd/primary.c)
+    assert "fenced the cut-off" in names, names
+    assert any(t.startswith("link cut") for t in texts), texts
+    assert any("not complete" in t and "rolling back" in t for t in texts), texts
+    assert any("in HAST I/O stalled" in t for t in texts), texts
     assert report["figures"]
     assert not _leftovers(report), _leftovers(report)
 

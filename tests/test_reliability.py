@@ -27,6 +27,9 @@ def test_reliability_figures_quick(tmp_path):
     assert rows["fault matrix"]["tried"] >= 9          # >= 3 mutating steps x 3 faults
     assert rows["fault matrix"]["tried"] == rows["fault matrix"]["safe"], \
         [t for t in rows["fault matrix"]["trials"] if not t["safe"]]
+    # issue 17: a holder hidden from the node's own mount table before its `slave`
+    hidden = {t["fault"] for t in rows["fault matrix"]["trials"]}
+    assert {"ns-copy", "lazy-detach", "ns-bind"} <= hidden, hidden
     for name, row in rows.items():
         assert row["met"], (name, row.get("result"), row.get("failed") or row.get("unsafe"))
     assert proc.returncode == 0, proc.stderr[-2000:]

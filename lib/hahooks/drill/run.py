@@ -1,7 +1,9 @@
 """The default drill, end to end: A master, data written through the service, a graceful
 failover to B and back, a crash of A (B takes over with A's processes killed as a power
 loss would), B told to take over while A still holds (B fences A), A back, failback; then
-the safety checks. Each stage is a named check; the report is the timeline and verdict."""
+(HAST stacks) a partition: the holder's link cut while both stay up, the peer takes over
+only after fencing it (drill/partition.py); then the safety checks. Each stage is a named
+check; the report is the timeline and verdict."""
 from __future__ import annotations
 
 import dataclasses
@@ -63,12 +65,12 @@ class Stage:
 def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = None,
           progress: TextIO | None = sys.stderr) -> Report:
     from hahooks.drill.cluster import Cluster
-    from hahooks.drill import checks
+    from hahooks.drill import checks, partition
 
     verdict = Verdict()
     # with --inject: fault shims for the real tools, and hangs cut after 8 s, not 30 s
     cluster = Cluster(scenario, workdir=workdir, keep=keep, progress=progress,
-                      faults=bool(injects), command_timeout="8s" if injects else "30s")
+                      faults=bool(injects), command_timeout="25s" if injects else "30s")
     report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir, cluster.prefix)
     try:
         with Stage(cluster, verdict, "start the sandbox (2 nodes, provisioning)"):
@@ -141,6 +143,16 @@ def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = Non
                 cluster.elect(a)
                 checks.holder(cluster, verdict, a, "at the end")
                 checks.rows(cluster, verdict, a, rows)
+        if partition.has_hast(cluster):
+            cut_off = cluster.holder() or a
+            survivor = cluster.peer(cut_off)
+            with Stage(cluster, verdict, f"partition: {cut_off}'s link cut, both alive; "
+                       f"{survivor} told to take over once no sign of {cut_off} is left"):
+                partition.takeover(cluster, verdict, cut_off, rows)
+            with Stage(cluster, verdict, f"{cut_off} boots on a healed link and rejoins as "
+                       "slave"):
+                partition.rejoin(cluster, cut_off)
+                checks.holder(cluster, verdict, survivor, "after the partition")
         holder = cluster.holder() or a
         from hahooks.drill import operations
 

@@ -23,9 +23,13 @@ def service_for(scenario):
 
 def tweaks(cluster) -> dict:
     """Shorter waits than production: the drill must stay quick, and a peer that does not
-    let go is fenced after `secondary_wait` (docs/reference/hast.md §4)."""
+    let go is fenced after `secondary_wait` (docs/reference/hast.md §4). HAST's
+    complete_wait stays under hast.conf's 20 s `timeout` (sbin/hastd/primary.c
+    hastd_primary(): after it the primary starts "anyway"), and a peer that is not
+    `complete` is fenced, never assumed down: the crash and partition stages rely on it."""
     return {
-        "hast": {"secondary_wait": "3s", "device_wait": "10s"},
+        "hast": {"secondary_wait": "3s", "device_wait": "10s", "complete_wait": "5s",
+                 "unknown_peer": "fence"},
         "drbd": {"promote_wait": "5s"},
         "filesystem": {"fstype": lambda res, place: "ext4" if res.get("fstype", "ufs")
                        in ("ufs", "") else res["fstype"],

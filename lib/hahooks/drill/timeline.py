@@ -9,7 +9,7 @@ from hahooks.logs import records
 
 # log events worth a line; everything at ERROR or above is shown too
 SHOWN = {"transition_start", "step", "transition_end", "step_failed", "rollback_failed",
-         "fence", "demote", "superseded"}
+         "fence", "demote", "superseded", "peer"}
 
 
 @dataclasses.dataclass
