@@ -14,6 +14,7 @@ import pytest
 from conftest import (ROOT, hahooks_env, install_hahooks_command, require_root, require_tool,
                       run_hahooks)
 from hahooks.wiring import heartbeat, keepalived, ucarp
+from hahooks.kinds import vip as vip_kind
 
 RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 
@@ -154,11 +155,11 @@ def test_parse_ip_addr_and_ifconfig():
     ip_out = ("2: eth0    inet 10.99.33.1/24 brd 10.99.33.255 scope global eth0\\       "
               "valid_lft forever preferred_lft forever\n"
               "2: eth0    inet 10.99.33.100/32 scope global eth0\\       valid_lft forever\n")
-    assert ucarp.parse_ip_addr(ip_out) == {"10.99.33.1": 24, "10.99.33.100": 32}
+    assert vip_kind.parse_ip_addr(ip_out) == {"10.99.33.1": 24, "10.99.33.100": 32}
     ifconfig_out = ("em0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500\n"
                     "\tinet 192.0.2.10 netmask 0xffffff00 broadcast 192.0.2.255\n"
                     "\tinet 192.0.2.100 netmask 0xffffffff broadcast 192.0.2.100\n")
-    assert ucarp.parse_ifconfig(ifconfig_out) == {"192.0.2.10": 24, "192.0.2.100": 32}
+    assert vip_kind.parse_ifconfig(ifconfig_out) == {"192.0.2.10": 24, "192.0.2.100": 32}
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def netns():
 def addresses(ns: str) -> dict[str, int]:
     out = subprocess.run(["ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "dum0"],
                          capture_output=True, text=True, check=True).stdout
-    return ucarp.parse_ip_addr(out)
+    return vip_kind.parse_ip_addr(out)
 
 
 def test_ucarp_vip_step_adds_and_removes_idempotently(tmp_path, write_config, netns):

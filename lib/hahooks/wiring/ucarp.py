@@ -7,8 +7,8 @@ downscript also runs at start-up (unless `--neutral`) and, with `--shutdown`, at
 slave request on a node that holds nothing is a no-op.
 
 ucarp never adds or removes the VIP itself. With --vip the hook does it, before recording
-the desire, through the runner: Linux `ip addr add VIP/PREFIX dev IFACE` / `ip addr del`,
-FreeBSD `ifconfig IFACE inet VIP/PREFIX alias` / `ifconfig IFACE inet VIP -alias`. Both are
+the desire, through the `vip` kind (kinds/vip.py) and the runner: Linux
+`ip addr add VIP/PREFIX dev IFACE` / `ip addr del`, FreeBSD `ifconfig IFACE inet VIP/PREFIX alias` / `ifconfig IFACE inet VIP -alias`. Both are
 idempotent (the current addresses are read first); the prefix is --prefix, else that of
 `[wiring] vip`, else 32. With `[wiring] interface`/`vip` set, calls for another interface or
 address are logged and ignored (exit 0). XPARAM is only recorded in the log.
@@ -22,12 +22,11 @@ import re
 import sys
 
 from hahooks.errors import ConfigError
+from hahooks.kinds.vip import IFACE_RE
 from hahooks.wiring import hook
 
 log = logging.getLogger("hahooks.wiring.ucarp")
 
-# Linux IFNAMSIZ and FreeBSD IF_NAMESIZE are 16 including the NUL.
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 ROLE_OF_SCRIPT = {"up": "master", "down": "slave"}
 
 
@@ -101,12 +100,12 @@ def run_script(args) -> int:
         from hahooks.errors import HahooksError
         from hahooks.transition import make_runner
 
-        vips = VipManager(make_runner(cfg), args.iface, args.vip, prefix)
+        address = vip_resource(cfg, make_runner(cfg), args.iface, args.vip, prefix)
         try:
             if role == "master":
-                vips.add()
+                address.acquire()
             else:
-                vips.remove()
+                address.release()
         except HahooksError as exc:
             # The desire is recorded anyway: ucarp has decided, and the stack must follow
             # it (or leave) even if the address could not be changed.
@@ -146,56 +145,13 @@ def _wiring_vip(wiring: dict):
                           "optional /prefix") from None
 
 
-class VipManager:
-    """Add or remove one address on one interface, idempotently, through the runner."""
+def vip_resource(cfg, runner, iface: str, address: str, prefix: int):
+    """The ucarp VIP as a `vip` kind layer (kinds/vip.py): the wiring decides, the kind acts."""
+    from hahooks.config import ResourceSpec
+    from hahooks.kinds.base import Context
+    from hahooks.kinds.vip import Vip
 
-    def __init__(self, runner, iface: str, address: str, prefix: int = 32):
-        self.runner = runner
-        self.iface = iface
-        self.address = address
-        self.prefix = prefix
-
-    @property
-    def freebsd(self) -> bool:
-        return self.runner.platform.is_freebsd
-
-    def present(self) -> int | None:
-        """The prefix length the address has on the interface, or None if absent."""
-        if self.freebsd:
-            out = self.runner.run(["ifconfig", self.iface, "inet"], readonly=True).stdout
-            return parse_ifconfig(out).get(self.address)
-        out = self.runner.run(["ip", "-o", "-4", "addr", "show", "dev", self.iface],
-                              readonly=True).stdout
-        return parse_ip_addr(out).get(self.address)
-
-    def add(self) -> None:
-        if self.present() is not None:
-            log.info("VIP %s already on %s", self.address, self.iface, extra={"event": "vip"})
-            return
-        cidr = f"{self.address}/{self.prefix}"
-        argv = ["ifconfig", self.iface, "inet", cidr, "alias"] if self.freebsd else \
-            ["ip", "addr", "add", cidr, "dev", self.iface]
-        self.runner.run(argv, readonly=False, what=f"add VIP {cidr}")
-
-    def remove(self) -> None:
-        prefix = self.present()
-        if prefix is None:
-            log.info("VIP %s not on %s", self.address, self.iface, extra={"event": "vip"})
-            return
-        argv = ["ifconfig", self.iface, "inet", self.address, "-alias"] if self.freebsd else \
-            ["ip", "addr", "del", f"{self.address}/{prefix}", "dev", self.iface]
-        self.runner.run(argv, readonly=False, what=f"remove VIP {self.address}")
-
-
-def parse_ip_addr(text: str) -> dict[str, int]:
-    """`ip -o -4 addr show dev X` -> {address: prefix}."""
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r"\binet ([0-9.]+)/([0-9]{1,2})\b", text)}
-
-
-def parse_ifconfig(text: str) -> dict[str, int]:
-    """FreeBSD `ifconfig X inet` -> {address: prefix} (netmask 0xffffff00 -> 24)."""
-    out = {}
-    for m in re.finditer(r"\binet ([0-9.]+) netmask (0x[0-9a-fA-F]{8})\b", text):
-        out[m.group(1)] = bin(int(m.group(2), 16)).count("1")
-    return out
+    spec = ResourceSpec(name="ucarp-vip", kind=Vip.KIND, timeout=cfg.node.command_timeout,
+                        params={"address": f"{address}/{prefix}", "interface": iface,
+                                "label": None})
+    return Vip(spec, Context(runner=runner, node=cfg.node, config=cfg))
