@@ -20,6 +20,7 @@ from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superse
                             UnsafeToRelease)
 from hahooks.kinds.base import Context, Observation, Resource, State
 from hahooks.peer import PeerActions
+from hahooks import runner as runner_mod
 from hahooks.runner import Runner
 
 log = logging.getLogger("hahooks.engine")
@@ -85,6 +86,11 @@ class Engine:
         self.untouched: set[str] = set()
         # plan(): (layer, error) of each step whose preview stopped (`plan` exits non-zero)
         self.preview_stops: list[tuple[str, HahooksError]] = []
+
+    @classmethod
+    def for_config(cls, config: Config, *, dry_run: bool = False, **kw) -> "Engine":
+        """An engine with the runner the node's settings ask for (runner.for_config)."""
+        return cls(config, runner_mod.for_config(config, dry_run=dry_run), **kw)
 
     def groups(self) -> list[list[int]]:
         """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with

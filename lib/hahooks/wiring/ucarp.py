@@ -98,10 +98,10 @@ def run_script(args) -> int:
     prefix = args.prefix or wiring_prefix(cfg.wiring) or 32
     vip_failed = None
     if args.manage_vip:
+        from hahooks import runner as runner_mod
         from hahooks.errors import HahooksError
-        from hahooks.transition import make_runner
 
-        vips = VipManager(make_runner(cfg), args.iface, args.vip, prefix)
+        vips = VipManager(runner_mod.for_config(cfg), args.iface, args.vip, prefix)
         try:
             if role == "master":
                 vips.add()
