@@ -161,11 +161,10 @@ def engine(cfg_path: str, dry_run: bool = False):
     """An in-process engine on a config file, and its runner (whose history tests read)."""
     from hahooks import config
     from hahooks.engine import Engine
-    from hahooks.transition import make_runner
 
     cfg = config.load(cfg_path)
-    runner = make_runner(cfg, dry_run=dry_run)
-    return Engine(cfg, runner), runner
+    engine = Engine.for_config(cfg, dry_run=dry_run)
+    return engine, engine.runner
 
 
 def ran(runner, *prefix: str) -> list[list[str]]:

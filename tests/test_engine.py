@@ -174,3 +174,12 @@ def test_decide_acts_exactly_when_the_layer_is_not_where_the_role_wants_it(role,
     # where the role wants it (the old form parsed as (A and B) or C or D and could not fail)
     assert f"({obs.reason})" in reason
     assert reason.startswith("already ") == (action == "skip")
+
+
+def test_decide_answers_one_of_the_three_actions_only():
+    from hahooks.engine import Action
+    assert {a.value for a in Action} == {"acquire", "release", "skip"}   # no "refuse"
+    for role in ("master", "slave"):
+        for state in State:
+            action, _ = decide(role, Observation(state, "r"))
+            assert isinstance(action, Action) and f"{action:8}" == f"{action.value:8}"

@@ -191,7 +191,6 @@ def test_fence_agent_password_options_and_marked_words_never_reach_the_log(tmp_p
                                                                           write_config):
     from hahooks import config, logs
     from hahooks.engine import Engine
-    from hahooks.transition import make_runner
 
     seen = tmp_path / "fence-args"
     agent = tmp_path / "fence_ipmilan"
@@ -202,8 +201,9 @@ def test_fence_agent_password_options_and_marked_words_never_reach_the_log(tmp_p
     cfg = config.load(path)
     logs.setup_from_config(cfg)
     try:
-        runner = make_runner(cfg)
-        assert Engine(cfg, runner).fence("test") is True
+        engine = Engine.for_config(cfg)
+        runner = engine.runner
+        assert engine.fence("test") is True
         runner.run([str(agent), "--token", "tok-secret-9"], readonly=False,
                    secrets=["tok-secret-9"])
     finally:

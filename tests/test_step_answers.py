@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from hahooks import config as config_mod
+from hahooks.answers import Answers
 from hahooks.errors import HahooksError, WaitTimeout
 from hahooks.kinds.base import Context
 from hahooks.runner import Runner
@@ -103,3 +104,49 @@ def test_a_failed_question_is_not_kept(ctx, tmp_path):
         ctx.query(ask)
     assert ctx.query(ask, check=False).exit_code == 3
     assert runs(tmp_path) == 2
+
+
+# Answers alone (hahooks.answers): the keeping rule without a runner, a node or a process.
+
+def asker(log):
+    """ask() for Answers.get that records each asking and answers with its number."""
+    def ask():
+        log.append(None)
+        return len(log)
+    return ask
+
+
+def test_answers_ask_once_per_question_until_dropped():
+    answers, asked = Answers(), []
+    assert answers.get("q", asker(asked)) == 1 and answers.get("q", asker(asked)) == 1
+    assert answers.get("other", asker(asked)) == 2 and len(answers) == 2
+    answers.drop_all()
+    assert len(answers) == 0 and answers.get("q", asker(asked)) == 3
+
+
+def test_answers_afresh_keeps_the_first_poll_and_drops_only_what_polls_ask():
+    answers, asked, kept = Answers(), [], []
+    answers.get("kept", asker(kept))
+    answers.get("q", asker(asked))
+    poll = answers.afresh(lambda: answers.get("q", asker(asked)))
+    assert poll() == 1                      # the first poll: the step's own answer
+    assert poll() == 2 and poll() == 3      # later polls ask again
+    assert answers.get("kept", asker(kept)) == 1 and len(kept) == 1
+
+
+def test_answers_nested_polls_each_record_the_question():
+    answers, asked = Answers(), []
+    inner = answers.afresh(lambda: answers.get("q", asker(asked)))
+    outer = answers.afresh(inner)
+    assert outer() == 1
+    assert outer() == 2      # the outer poll's second call drops what the inner one asked
+
+
+def test_answers_an_ask_that_raises_keeps_nothing():
+    answers = Answers()
+
+    def fails():
+        raise HahooksError("no answer")
+    with pytest.raises(HahooksError):
+        answers.get("q", fails)
+    assert len(answers) == 0

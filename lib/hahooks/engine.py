@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import enum
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superse
                             UnsafeToRelease)
 from hahooks.kinds.base import Context, Observation, Resource, State
 from hahooks.peer import PeerActions
+from hahooks import runner as runner_mod
 from hahooks.runner import Runner
 
 log = logging.getLogger("hahooks.engine")
@@ -27,11 +29,21 @@ log = logging.getLogger("hahooks.engine")
 ROLES = ("master", "slave")
 
 
+class Action(str, enum.Enum):
+    """decide()'s answer; str()/format() give the value that logs, plans and tests read."""
+    ACQUIRE = "acquire"
+    RELEASE = "release"
+    SKIP = "skip"
+
+    __str__ = lambda self: self.value                                  # noqa: E731
+    __format__ = lambda self, spec: format(self.value, spec)           # noqa: E731
+
+
 @dataclasses.dataclass
 class Step:
     resource: str
     kind: str
-    action: str          # "acquire" | "release" | "skip" | "refuse"
+    action: Action
     reason: str
 
     commands: list[str] = dataclasses.field(default_factory=list)  # plan: "would run: ..."
@@ -45,7 +57,7 @@ class Step:
 @dataclasses.dataclass
 class StepRecord:
     resource: str
-    action: str
+    action: Action
     ok: bool
     duration: float
     detail: str = ""
@@ -59,17 +71,17 @@ class Outcome:
     steps: list[StepRecord] = dataclasses.field(default_factory=list)
 
 
-def decide(role: str, obs: Observation) -> tuple[str, str]:
+def decide(role: str, obs: Observation) -> tuple[Action, str]:
     """What to do with one layer: (action, reason). Pure; tests assert on the strings."""
     if role == "master":
         if obs.state is State.HELD:
-            return "skip", f"already held ({obs.reason})"
+            return Action.SKIP, f"already held ({obs.reason})"
         if obs.state is State.BROKEN:
-            return "acquire", f"broken ({obs.reason}); acquire decides whether it can repair"
-        return "acquire", f"not held ({obs.reason})"
+            return Action.ACQUIRE, f"broken ({obs.reason}); acquire decides whether it can repair"
+        return Action.ACQUIRE, f"not held ({obs.reason})"
     if obs.state is State.RELEASED:
-        return "skip", f"already released ({obs.reason})"
-    return "release", f"{obs.state.value} ({obs.reason})"
+        return Action.SKIP, f"already released ({obs.reason})"
+    return Action.RELEASE, f"{obs.state.value} ({obs.reason})"
 
 
 class Engine:
@@ -85,6 +97,11 @@ class Engine:
         self.untouched: set[str] = set()
         # plan(): (layer, error) of each step whose preview stopped (`plan` exits non-zero)
         self.preview_stops: list[tuple[str, HahooksError]] = []
+
+    @classmethod
+    def for_config(cls, config: Config, *, dry_run: bool = False, **kw) -> "Engine":
+        """An engine with the runner the node's settings ask for (runner.for_config)."""
+        return cls(config, runner_mod.for_config(config, dry_run=dry_run), **kw)
 
     def groups(self) -> list[list[int]]:
         """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
@@ -134,16 +151,16 @@ class Engine:
         steps = []
         for spec, obs in order:
             step = Step(spec.name, spec.kind, *decide(role, obs), parallel=spec.parallel)
-            if step.action != "skip" and self.runner.dry_run:
+            if step.action is not Action.SKIP and self.runner.dry_run:
                 step.commands = self._preview(spec.index, step.action)
             steps.append(step)
         return steps
 
-    def _preview(self, index: int, action: str) -> list[str]:
+    def _preview(self, index: int, action: Action) -> list[str]:
         res = self.resource(index)
         mark = len(self.runner.planned)
         try:
-            res.acquire() if action == "acquire" else res.release()
+            res.acquire() if action is Action.ACQUIRE else res.release()
         except HahooksError as exc:
             self.preview_stops.append((res.name, exc))
             return self.runner.planned[mark:] + [f"(preview stops: {exc.one_line()})"]
@@ -161,7 +178,7 @@ class Engine:
             self._acquire_all(outcome)
         else:
             self._release_all(outcome)
-        changed = sum(1 for s in outcome.steps if s.action != "skip")
+        changed = sum(1 for s in outcome.steps if s.action is not Action.SKIP)
         n = len(self.config.resources)
         outcome.message = (f"{role}: {n} layer(s) {'held' if role == 'master' else 'released'}"
                            f" ({changed} {'acquired' if role == 'master' else 'released'} now, "
@@ -267,7 +284,7 @@ class Engine:
                 reason = "its failed acquire changed nothing: left as found"
                 log.info("skip %s: %s", res.name, reason,
                          extra={"event": "decision", "step": "skip"})
-                outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
+                outcome.steps.append(StepRecord(res.name, Action.SKIP, True, 0.0, reason))
                 return
             changes_before = self.runner.changes
             try:
@@ -282,13 +299,13 @@ class Engine:
         action, reason = decide(role, obs)
         log.info("%s %s: %s", action, res.name, reason,
                  extra={"event": "decision", "step": action, "state": obs.state.value})
-        if action == "skip":
-            outcome.steps.append(StepRecord(res.name, "skip", True, 0.0, reason))
+        if action is Action.SKIP:
+            outcome.steps.append(StepRecord(res.name, Action.SKIP, True, 0.0, reason))
             return
         started = time.monotonic()
         ok = False
         try:
-            if action == "acquire":
+            if action is Action.ACQUIRE:
                 res.acquire()
                 self._confirm(res, State.HELD)
             else:
@@ -344,7 +361,7 @@ class Engine:
         spec = self.config.resource(name)
         res = self.resource(spec.index)
         outcome = Outcome(role, True, f"{name}: {'held' if role == 'master' else 'released'}")
-        if decide(role, res.status())[0] == "skip":
+        if decide(role, res.status())[0] is Action.SKIP:
             self._step(res, role, outcome)
             return outcome
         others = range(spec.index) if role == "master" else \

@@ -58,9 +58,9 @@ def after_transition(cfg, record: dict) -> int | None:
 def send(cfg, record: dict) -> int:
     """Run every [notify] command with `record` as JSON on stdin; 0 if all succeeded."""
     from hahooks.errors import HahooksError
-    from hahooks.transition import make_runner
+    from hahooks import runner as runner_mod
 
-    runner = make_runner(cfg)
+    runner = runner_mod.for_config(cfg)
     data = json.dumps(record) + "\n"
     failed = 0
     for argv in cfg.notify["commands"]:

@@ -37,9 +37,8 @@ class Finding:
 
 def _engine(cfg):
     from hahooks.engine import Engine
-    from hahooks.transition import make_runner
 
-    return Engine(cfg, make_runner(cfg, dry_run=True))
+    return Engine.for_config(cfg, dry_run=True)
 
 
 def provided_devices(res) -> list[str]:

@@ -17,10 +17,13 @@ import shutil
 import signal
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled
 from hahooks.platforms import Platform, host_platform
+
+if TYPE_CHECKING:
+    from hahooks.config import Config
 
 log = logging.getLogger("hahooks.runner")
 # The environment variable naming each command's launch (see Runner._execute).
@@ -279,3 +282,11 @@ def _text(data) -> str:
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace")
     return data
+
+
+def for_config(cfg: "Config", dry_run: bool = False) -> Runner:
+    """The runner a node's settings ask for (tool paths, search path, command timeout).
+    Here, not in transition.py or the engine: notify, the VIP and the handover command run
+    commands without an engine, and the runner is what they all share."""
+    return Runner(cfg.node.platform, dry_run=dry_run, tool_paths=cfg.node.paths,
+                  search_dirs=cfg.node.search_path, default_timeout=cfg.node.command_timeout)

@@ -73,6 +73,7 @@ def run_switchover(args) -> int:
 
 
 def switchover(cfg, to: str | None, timeout: float, demotion: int = 240) -> tuple[int, str]:
+    from hahooks import runner as runner_mod
     from hahooks import transition, waits
     from hahooks.engine import Engine
     from hahooks.kinds.base import State
@@ -83,10 +84,10 @@ def switchover(cfg, to: str | None, timeout: float, demotion: int = 240) -> tupl
                           "hand over to")
     if to and to != peer:
         raise UsageError(f"--to {to}: this node's peer is {peer} ([node] peer)")
-    runner = transition.make_runner(cfg)
+    runner = runner_mod.for_config(cfg)
     handover = _handover(cfg, demotion)
     runner.resolve(handover[0])   # NotInstalled (exit 5) before anything changes
-    observed = Engine(cfg, transition.make_runner(cfg, dry_run=True)).observe()
+    observed = Engine.for_config(cfg, dry_run=True).observe()
     not_held = [f"{s.name} ({o.state.value})" for s, o in observed if o.state is not State.HELD]
     if not_held:
         return ExitCode.GENERIC, ("switchover refused: this node does not hold the stack "
@@ -173,9 +174,8 @@ def _peer_probes(cfg, observed) -> tuple[list, list[str]]:
 
 def _drbd_peer_primary(cfg, name: str) -> bool:
     """The peer's role as DRBD shows it now (a fresh engine: no answer kept from before)."""
-    from hahooks import transition
     from hahooks.engine import Engine
 
-    observed = Engine(cfg, transition.make_runner(cfg, dry_run=True)).observe()
+    observed = Engine.for_config(cfg, dry_run=True).observe()
     return any(spec.name == name and obs.details.get("peer_role") == "Primary"
                for spec, obs in observed)

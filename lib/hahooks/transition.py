@@ -86,9 +86,8 @@ def converge(cfg: Config, state: StateDir) -> None:
             newest = state.desire()
             return newest is not None and newest.role != role
 
-        runner = make_runner(cfg)
-        runner.tracker = state
-        engine = Engine(cfg, runner, superseded=superseded)
+        engine = Engine.for_config(cfg, superseded=superseded)
+        engine.runner.tracker = state
         tid = f"{desire.seq}-{uuid.uuid4().hex[:6]}"
         with logs.context(transition=tid, role=role):
             log.info("transition to %s (desire #%d) started", role, desire.seq,
@@ -176,9 +175,3 @@ def spawn_worker(config_path: str) -> int:
     log.debug("started worker pid %d", proc.pid, extra={"event": "worker", "pid": proc.pid})
     return proc.pid
 
-
-def make_runner(cfg: Config, dry_run: bool = False):
-    from hahooks.runner import Runner
-
-    return Runner(cfg.node.platform, dry_run=dry_run, tool_paths=cfg.node.paths,
-                  search_dirs=cfg.node.search_path, default_timeout=cfg.node.command_timeout)

@@ -112,7 +112,6 @@ def _run(args, kind: str, label: str, params: dict, action: str) -> int:
     from hahooks import config as config_mod
     from hahooks.engine import Engine
     from hahooks.kinds.base import State
-    from hahooks.transition import make_runner
 
     raw = {"name": label, "kind": kind, "timeout": args.timeout, **params}
     cfg = config_mod.parse({"resource": [raw]}, f"hahooks {label}")
@@ -120,7 +119,7 @@ def _run(args, kind: str, label: str, params: dict, action: str) -> int:
     if path:
         cfg.node = config_mod.load(path).node
     _logging(cfg, args, quiet=action == "status" or args.quiet, with_config=bool(path))
-    engine = Engine(cfg, make_runner(cfg))
+    engine = Engine.for_config(cfg)
     if action == "status":
         (_, obs), = engine.observe()
         print(f"hahooks {label}: {obs}", file=sys.stderr)

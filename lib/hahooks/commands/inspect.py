@@ -132,9 +132,8 @@ def evaluate(cfg) -> dict:
     """Observe every layer and grade the whole like a monitoring plugin."""
     from hahooks.engine import Engine
     from hahooks.state import StateDir, TransitionLock
-    from hahooks.transition import make_runner
 
-    observed = Engine(cfg, make_runner(cfg, dry_run=True)).observe()
+    observed = Engine.for_config(cfg, dry_run=True).observe()
     layers = [{"name": s.name, "kind": s.kind, "state": o.state.value, "reason": o.reason,
                "warning": o.warning, **({"details": o.details} if o.details else {})}
               for s, o in observed]
@@ -265,11 +264,10 @@ def run_check(args) -> int:
 
 def run_plan(args) -> int:
     from hahooks.engine import Engine
-    from hahooks.transition import make_runner
 
     cfg = config_mod.load(args.config)
     _quiet_logging(cfg, args)
-    engine = Engine(cfg, make_runner(cfg, dry_run=True))
+    engine = Engine.for_config(cfg, dry_run=True)
     steps = engine.plan(args.role)
     print(f"plan for {args.role} on {cfg.node.name} "
           f"({'in order' if args.role == 'master' else 'in reverse order'}):")

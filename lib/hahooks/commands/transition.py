@@ -72,13 +72,13 @@ def dry_run(cfg, role: str) -> int:
     """The walk as it would go now: read-only probes run, everything else is printed."""
     from hahooks.engine import Engine
     from hahooks.errors import HahooksError
-    from hahooks.transition import make_runner
 
-    runner = make_runner(cfg, dry_run=True)
+    engine = Engine.for_config(cfg, dry_run=True)
+    runner = engine.runner
     # every record says dry_run (the JSON file), and none of its warnings reach syslog
     with logs.context(dry_run=True):
         try:
-            Engine(cfg, runner).run(role)
+            engine.run(role)
         except HahooksError as exc:
             code, stopped = exc.exit_code, exc.one_line()
         else:

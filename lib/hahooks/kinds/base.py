@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from hahooks import waits
+from hahooks.answers import Answers
 from hahooks.schema import Field
 
 if TYPE_CHECKING:
@@ -66,11 +67,8 @@ class Context:
     # engine-provided for a parallel group's release: one /proc pass for every member's
     # holders (procs.SharedScan); None: each release scans on its own
     holder_scan: Any = None
-    # query()'s answers for this step, dropped when it changes something, when a wait's or
-    # retry's next poll asks the same question again, or on forget()
-    _answers: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
-    # one set per wait/retry under way: the questions its current poll or attempt asked
-    _polls: list = dataclasses.field(default_factory=list, init=False, repr=False)
+    # query()'s answers for this step (hahooks.answers: when they are dropped)
+    answers: Answers = dataclasses.field(default_factory=Answers, init=False, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -83,49 +81,21 @@ class Context:
     def run(self, argv, *, readonly: bool, timeout: float | None = None, **kw) -> "Result":
         """Run through the runner with the step's remaining budget as the upper timeout."""
         if not readonly:
-            self._answers.clear()
+            self.answers.drop_all()
         budget = self.deadline.remaining(floor=0.05)
         limit = min(self.node.command_timeout, budget) if timeout is None else min(timeout, budget)
         return self.runner.run(argv, readonly=readonly, timeout=limit, **kw)
 
     def query(self, argv, **kw) -> "Result":
-        """A read-only command whose answer the step may reuse. The engine's status() before
-        acquire/release, the kind's own look at the start of it, and the engine's confirming
-        status() after it ask the same question, and each asking is a process (a hastctl,
-        gmirror or mdconfig round trip). The answer stands until the step changes something
-        (run(readonly=False), effect()), and a wait or retry asks afresh from its second
-        poll or attempt on the questions its polls ask."""
+        """A read-only command whose answer the step may reuse (hahooks.answers: until the
+        step changes something, and afresh in a wait's or retry's later polls)."""
         key = (tuple(argv), kw.get("check", True))
-        for asked in self._polls:
-            asked.add(key)
-        if key not in self._answers:
-            self._answers[key] = self.run(argv, readonly=True, **kw)
-        return self._answers[key]
+        return self.answers.get(key, lambda: self.run(argv, readonly=True, **kw))
 
     def forget(self) -> None:
         """Drop every kept answer: the next query() asks again (an error message that
         says what the tool answers now)."""
-        self._answers.clear()
-
-    def _afresh(self, predicate: Callable[[], Any]) -> Callable[[], Any]:
-        """predicate, asking afresh from its second call on the questions its calls ask
-        (the first call comes right after what the answers were kept for: a wait or retry
-        starts where the step is). Answers it does not ask about stay: a wait for a device
-        node does not make the step ask hastd again."""
-        asked: set = set()
-        calls = []
-
-        def poll():
-            if calls:
-                for key in asked:
-                    self._answers.pop(key, None)
-            calls.append(None)
-            self._polls.append(asked)
-            try:
-                return predicate()
-            finally:
-                self._polls.pop()      # ours: polls nest (a wait inside a retry attempt)
-        return poll
+        self.answers.drop_all()
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None,
                  detail: Callable[[], str] | None = None):
@@ -136,7 +106,7 @@ class Context:
             return True
         limit = self.deadline.remaining() if timeout is None else min(timeout,
                                                                       self.deadline.remaining())
-        predicate = self._afresh(predicate)
+        predicate = self.answers.afresh(predicate)
         if self.superseded is None:
             return waits.wait_for(predicate, limit, what, detail=detail)
 
@@ -152,7 +122,7 @@ class Context:
     def retry(self, attempt: Callable[[], Any], budget: float, what: str, **kw) -> Any:
         """waits.retry within the step's budget; from the second attempt on, each one
         asks afresh."""
-        return waits.retry(self._afresh(attempt), min(budget, self.deadline.remaining()),
+        return waits.retry(self.answers.afresh(attempt), min(budget, self.deadline.remaining()),
                            what, **kw)
 
     def fence_peer(self, why: str) -> bool:
@@ -163,7 +133,7 @@ class Context:
 
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
-        self._answers.clear()
+        self.answers.drop_all()
         self.runner.changes += 1
         if self.dry_run:
             self.runner.planned.append(f"would {description}")

@@ -99,9 +99,8 @@ def stop_unfinished(cfg) -> bool:
 
 def observe_states(cfg) -> list[str]:
     from hahooks.engine import Engine
-    from hahooks.transition import make_runner
 
-    return [obs.state.value for _, obs in Engine(cfg, make_runner(cfg)).observe()]
+    return [obs.state.value for _, obs in Engine.for_config(cfg).observe()]
 
 
 def run_heartbeat(args) -> int:

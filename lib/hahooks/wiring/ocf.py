@@ -179,10 +179,9 @@ class Agent:
     def monitor(self) -> int:
         from hahooks.engine import Engine
         from hahooks.kinds.base import State
-        from hahooks.transition import make_runner
 
         cfg = self.load()
-        engine = Engine(cfg, make_runner(cfg))
+        engine = Engine.for_config(cfg)
         observed = [(s, o) for s, o in engine.observe()
                     if not self.layer or s.name == self.layer]
         states = {o.state for _, o in observed}
@@ -227,12 +226,11 @@ class Agent:
         if self.layer:
             from hahooks.engine import Engine
             from hahooks.state import StateDir, TransitionLock
-            from hahooks.transition import make_runner
 
             lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
             lock.acquire(cfg.node.wait_timeout)
             try:
-                Engine(cfg, make_runner(cfg)).run_layer(self.layer, role)
+                Engine.for_config(cfg).run_layer(self.layer, role)
             finally:
                 lock.release()
             return OCF_SUCCESS

@@ -97,10 +97,10 @@ def run_script(args) -> int:
     prefix = args.prefix or wiring_prefix(cfg.wiring) or 32
     vip_failed = None
     if args.manage_vip:
+        from hahooks import runner as runner_mod
         from hahooks.errors import HahooksError
-        from hahooks.transition import make_runner
 
-        address = vip_resource(cfg, make_runner(cfg), args.iface, args.vip, prefix)
+        address = vip_resource(cfg, runner_mod.for_config(cfg), args.iface, args.vip, prefix)
         try:
             if role == "master":
                 address.acquire()
