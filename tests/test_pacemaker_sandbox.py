@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conftest import require_root, require_tool, run_hahooks
 
 
+@pytest.mark.pacemaker_lab
 def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
     require_root()
     require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",
@@ -45,6 +48,7 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
     assert not any(n.alive for n in run.lab.nodes.values())
 
 
+@pytest.mark.pacemaker_lab
 def test_drill_scenario_pacemaker(tmp_path):
     require_root()
     require_tool("corosync", "pacemakerd", "crm_resource", "cibadmin", "mkfs.ext4")
