@@ -10,7 +10,7 @@ import pytest
 from conftest import run_hahooks
 from storage_helpers import HOLD_CWD, alive, engine, fs_resource, is_mounted, lab  # noqa: F401
 
-from hahooks import config, procs
+from hahooks import config, holderscan
 from hahooks.errors import ConfigError, StepFailed, UnsafeToRelease
 from hahooks.kinds.base import State
 
@@ -134,11 +134,11 @@ def test_holders_by_mount_attributes_each_holder_to_its_own_mount(lab, tmp_path)
     # a process in the parent directory holds neither
     rp = str(tmp_path / "rp")
     parent = lab.spawn(HOLD_CWD.format(ready=rp), cwd=str(tmp_path), ready=rp)
-    found = procs.holders_by_mount({mps["xa"]: None, mps["xb"]: None})
+    found = holderscan.holders_by_mount({mps["xa"]: None, mps["xb"]: None})
     assert {p.pid for p in found[mps["xa"]]} == {pa.pid}
     assert {p.pid for p in found[mps["xb"]]} == {pb.pid}
     assert parent.pid not in {p.pid for f in found.values() for p in f}
-    assert {p.pid for p in procs.holders([mps["xa"]])} == {pa.pid}
+    assert {p.pid for p in holderscan.holders([mps["xa"]])} == {pa.pid}
 
 
 def test_dry_run_plan_lists_every_member_with_its_group(lab, write_config, tmp_path):

@@ -91,7 +91,7 @@ class Engine:
         self.runner = runner
         self.superseded = superseded
         self.peer = PeerActions(config, runner, superseded)   # fence and demote
-        self.holder_scans: list = []      # procs.SharedScan of each group released together
+        self.holder_scans: list = []      # holderscan.SharedScan of each group released together
         # layers whose failed acquire changed nothing (a refusal, a probe that could not
         # run): the rollback leaves them as they were found
         self.untouched: set[str] = set()
@@ -237,7 +237,7 @@ class Engine:
         from what it observes)."""
         scan = None
         if len(group) > 1 and role == "slave":
-            from hahooks.procs import SharedScan
+            from hahooks.holderscan import SharedScan
             scan = SharedScan()
             self.holder_scans.append(scan)
         members = {i: self.resource(i, scan) for i in group}

@@ -2,11 +2,11 @@
 stop the holders and try again, within one budget.
 
 The plain attempt comes first because scanning /proc before it made stops ~10x slower
-(resource-agents #1907). Holders are found by procs.holders, which matches exactly the
-given mounts (path prefix *and* st_dev), never their parent filesystem (resource-agents
-#1304, #1944), and never signals this process or its ancestors. The budget is the step's
-deadline, shared by every round ("bounded overall, not per attempt"); the forced attempt,
-if the config allows one, keeps a reserve of it.
+(resource-agents #1907). Holders are found by holderscan.holders, which matches exactly
+the given mounts (path prefix *and* st_dev), never their parent filesystem
+(resource-agents #1304, #1944), and never signals this process or its ancestors. The
+budget is the step's deadline, shared by every round ("bounded overall, not per attempt");
+the forced attempt, if the config allows one, keeps a reserve of it.
 """
 from __future__ import annotations
 

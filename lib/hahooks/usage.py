@@ -15,7 +15,7 @@ places show what it hides, all matched by device number (major:minor), never by 
     (ext4, xfs, f2fs: fs/ext4/sysfs.c ext4_register_sysfs()). It outlives every mount
     when a lazily detached mount (`umount -l`) still has a file open, and is the only
     trace of one; the processes holding it are then found by the st_dev of their open
-    files, maps, cwd and root (procs.holders_by_mount's `devices`);
+    files, maps, cwd and root (holderscan.holders_by_mount's `devices`);
   - /sys/dev/block/MAJ:MIN/holders: a device-mapper, md or bcache device stacked on it.
 A simulated device or an image is a regular file: its device numbers are those of the loop
 devices set up on it (by inode, and named by this path: two simulated nodes share one
@@ -24,7 +24,7 @@ image inode, each through its own device path).
 FreeBSD has no mount namespaces (jails' mounts are in the host's `mount -p`) and no lazy
 unmount (`umount -f` forces), so its own table is the whole proof there; what a process
 holds is what fstat(1) / `fuser -c` report, which psutil reads from the same kinfo_file
-sysctl (procs.holders; docs/reference/python-deps.md §2; usr.bin/fstat/fstat.c
+sysctl (holderscan.holders; docs/reference/python-deps.md §2; usr.bin/fstat/fstat.c
 procstat_getfiles()). Which one applies follows the running kernel, as mounts.read does,
 not the configured platform (platforms.py)."""
 from __future__ import annotations

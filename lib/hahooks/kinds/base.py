@@ -65,7 +65,7 @@ class Context:
     # engine-provided: True once a newer desire with the other role arrived
     superseded: Callable[[], bool] | None = None
     # engine-provided for a parallel group's release: one /proc pass for every member's
-    # holders (procs.SharedScan); None: each release scans on its own
+    # holders (holderscan.SharedScan); None: each release scans on its own
     holder_scan: Any = None
     # query()'s answers for this step (hahooks.answers: when they are dropped)
     answers: Answers = dataclasses.field(default_factory=Answers, init=False, repr=False)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 
-from hahooks import evict, fsck, mounts, procs, safepath, schema, usage
+from hahooks import evict, fsck, holderscan, mounts, safepath, schema, usage
 from hahooks.errors import Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.schema import Invalid
@@ -218,7 +218,7 @@ class Filesystem(Resource):
             if scan is not None:
                 found, used[0] = scan.holders(mp, used[0])
                 return found
-            return procs.holders([mp], devices={mount_dev} if mount_dev is not None else None)
+            return holderscan.holders([mp], devices={mount_dev} if mount_dev is not None else None)
 
         evict.release(self.ctx, what=f"{self.device} on {mp}", attempt=umount(),
                       holders=holders, grace=self.p["stop_grace"],
@@ -251,7 +251,7 @@ class Filesystem(Resource):
             self.ctx.holder_scan.register_devices(key, devs)
             found, _ = self.ctx.holder_scan.holders(key, 0, fresh=True)
         else:
-            found = procs.holders_by_mount({}, {key: devs})[key]
+            found = holderscan.holders_by_mount({}, {key: devs})[key]
         return usage.name_holders(hidden, found)
 
 

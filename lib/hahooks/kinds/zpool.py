@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 
-from hahooks import evict, mounts, procs, schema, usage
+from hahooks import evict, holderscan, mounts, schema, usage
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 
@@ -136,7 +136,7 @@ class Zpool(Resource):
             if not datasets:
                 return {}
             devs = {m.dev for m in datasets if m.dev is not None}
-            return procs.holders([m.mountpoint for m in datasets], devices=devs or None)
+            return holderscan.holders([m.mountpoint for m in datasets], devices=devs or None)
 
         evict.release(self.ctx, what=f"pool {self.pool}", attempt=export(), holders=holders,
                       grace=self.p["stop_grace"], kill=self.p["kill_holders"],
