@@ -19,6 +19,19 @@ class ExitCode(enum.IntEnum):
     NOT_RUNNING = 7      # status: the stack (or resource) is not held
 
 
+# The same codes under the OCF spec's names (docs/reference/pacemaker.md, OCF return codes),
+# for the OCF agent (wiring/ocf.py). ocf/hahooks alone keeps its own 5: it answers with it
+# when hahooks cannot be imported (tests/test_exit_codes.py holds it equal).
+OCF_SUCCESS = ExitCode.OK
+OCF_ERR_GENERIC = ExitCode.GENERIC
+OCF_ERR_ARGS = ExitCode.ARGS
+OCF_ERR_UNIMPLEMENTED = ExitCode.UNIMPLEMENTED
+OCF_ERR_PERM = ExitCode.PERM
+OCF_ERR_INSTALLED = ExitCode.NOT_INSTALLED
+OCF_ERR_CONFIGURED = ExitCode.NOT_CONFIGURED
+OCF_NOT_RUNNING = ExitCode.NOT_RUNNING
+
+
 class HahooksError(Exception):
     """Base of every error hahooks reports as one line and an exit code."""
 

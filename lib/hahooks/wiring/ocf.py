@@ -16,8 +16,8 @@ import logging
 import os
 import sys
 
-OCF_SUCCESS, OCF_ERR_GENERIC, OCF_ERR_ARGS, OCF_ERR_UNIMPLEMENTED = 0, 1, 2, 3
-OCF_ERR_PERM, OCF_ERR_INSTALLED, OCF_ERR_CONFIGURED, OCF_NOT_RUNNING = 4, 5, 6, 7
+from hahooks.errors import (OCF_ERR_GENERIC, OCF_ERR_INSTALLED, OCF_ERR_PERM,
+                            OCF_ERR_UNIMPLEMENTED, OCF_NOT_RUNNING, OCF_SUCCESS)
 
 ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods",
            "reload-agent")
