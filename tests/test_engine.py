@@ -7,7 +7,7 @@ import os
 from hypothesis import given, strategies as st
 
 from core_support import Stack
-from hahooks.engine import decide
+from hahooks.steps import decide
 from hahooks.kinds.base import Observation, State
 
 
@@ -177,7 +177,7 @@ def test_decide_acts_exactly_when_the_layer_is_not_where_the_role_wants_it(role,
 
 
 def test_decide_answers_one_of_the_three_actions_only():
-    from hahooks.engine import Action
+    from hahooks.steps import Action
     assert {a.value for a in Action} == {"acquire", "release", "skip"}   # no "refuse"
     for role in ("master", "slave"):
         for state in State:

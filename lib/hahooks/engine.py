@@ -1,97 +1,44 @@
 """The stack walk: the only place that knows order, rollback, demotion, cancellation.
 
 `master` acquires layers bottom-up, `slave` releases them top-down. Decisions (what to do
-with a layer given what is observed) are pure functions returning reason strings, kept
-apart from the effects (a kind's acquire/release), as Patroni keeps `Ha` apart from its
-state handler.
+with a layer given what is observed: steps.decide) are pure functions returning reason
+strings, kept apart from the effects (a kind's acquire/release), as Patroni keeps `Ha` apart
+from its state handler. A parallel group's members run together (parallel.py). Kinds reach
+the engine only through `ctx.engine` (kinds.base.EngineServices, which it implements).
 """
 from __future__ import annotations
 
-import contextvars
-import dataclasses
-import enum
 import logging
-import threading
 import time
 from typing import Callable
 
-from hahooks import kinds, logs, waits
+from hahooks import kinds, logs, parallel, waits
 from hahooks.config import Config, ResourceSpec
 from hahooks.errors import (ExitCode, HahooksError, Refused, StepFailed, Superseded,
                             UnsafeToRelease)
-from hahooks.kinds.base import Context, Observation, Resource, State
+from hahooks.holderscan import SharedScan
+from hahooks.kinds.base import Context, Observation, Resource, State, broken
 from hahooks.peer import PeerActions
 from hahooks import runner as runner_mod
 from hahooks.runner import Runner
+from hahooks.steps import Action, Outcome, Step, StepRecord, decide
 
 log = logging.getLogger("hahooks.engine")
 
 ROLES = ("master", "slave")
 
 
-class Action(str, enum.Enum):
-    """decide()'s answer; str()/format() give the value that logs, plans and tests read."""
-    ACQUIRE = "acquire"
-    RELEASE = "release"
-    SKIP = "skip"
-
-    __str__ = lambda self: self.value                                  # noqa: E731
-    __format__ = lambda self, spec: format(self.value, spec)           # noqa: E731
-
-
-@dataclasses.dataclass
-class Step:
-    resource: str
-    kind: str
-    action: Action
-    reason: str
-
-    commands: list[str] = dataclasses.field(default_factory=list)  # plan: "would run: ..."
-    parallel: str | None = None     # the layer's parallel group: run together with its group
-
-    def __str__(self) -> str:
-        group = f", parallel {self.parallel}" if self.parallel else ""
-        return f"{self.action:8} {self.resource} ({self.kind}{group}): {self.reason}"
-
-
-@dataclasses.dataclass
-class StepRecord:
-    resource: str
-    action: Action
-    ok: bool
-    duration: float
-    detail: str = ""
-
-
-@dataclasses.dataclass
-class Outcome:
-    role: str
-    ok: bool
-    message: str
-    steps: list[StepRecord] = dataclasses.field(default_factory=list)
-
-
-def decide(role: str, obs: Observation) -> tuple[Action, str]:
-    """What to do with one layer: (action, reason). Pure; tests assert on the strings."""
-    if role == "master":
-        if obs.state is State.HELD:
-            return Action.SKIP, f"already held ({obs.reason})"
-        if obs.state is State.BROKEN:
-            return Action.ACQUIRE, f"broken ({obs.reason}); acquire decides whether it can repair"
-        return Action.ACQUIRE, f"not held ({obs.reason})"
-    if obs.state is State.RELEASED:
-        return Action.SKIP, f"already released ({obs.reason})"
-    return Action.RELEASE, f"{obs.state.value} ({obs.reason})"
-
-
 class Engine:
+    """The walk; to its kinds also their EngineServices (fence, superseded, holder_scan)."""
+
     def __init__(self, config: Config, runner: Runner, *,
                  superseded: Callable[[], bool] = lambda: False):
         self.config = config
         self.runner = runner
-        self.superseded = superseded
+        self._superseded = superseded
         self.peer = PeerActions(config, runner, superseded)   # fence and demote
-        self.holder_scans: list = []      # holderscan.SharedScan of each group released together
+        self.holder_scan: SharedScan | None = None   # of the group being released together
+        self.holder_scans: list[SharedScan] = []      # each group's, for tests and the bench
         # layers whose failed acquire changed nothing (a refusal, a probe that could not
         # run): the rollback leaves them as they were found
         self.untouched: set[str] = set()
@@ -104,28 +51,19 @@ class Engine:
         return cls(config, runner_mod.for_config(config, dry_run=dry_run), **kw)
 
     def groups(self) -> list[list[int]]:
-        """The walk's steps bottom-up: each a list of layer indices. Consecutive layers with
-        the same `parallel` group are one step (independent: acquired/released together)."""
-        out: list[list[int]] = []
-        for spec in self.config.resources:
-            if out and spec.parallel is not None and \
-                    self.config.resources[out[-1][0]].parallel == spec.parallel:
-                out[-1].append(spec.index)
-            else:
-                out.append([spec.index])
-        return out
+        return parallel.groups(self.config)
 
-    def _group_start(self, index: int) -> int:
-        return next(g[0] for g in self.groups() if index in g)
+    # -- what the kinds may ask (kinds.base.EngineServices) ----------------
+    def superseded(self) -> bool:
+        return self._superseded()
 
     # -- building blocks ---------------------------------------------------
-    def resource(self, index: int, holder_scan=None) -> Resource:
+    def resource(self, index: int) -> Resource:
         spec = self.config.resources[index]
-        # the members of a parallel group are not below one another
-        below = self.config.resources[:self._group_start(index) if spec.parallel else index]
+        below = self.config.resources[:parallel.group_start(self.config, index)
+                                      if spec.parallel else index]
         ctx = Context(runner=self.runner, node=self.config.node, config=self.config,
-                      below=below, deadline=waits.Deadline(spec.timeout), fencer=self.fence,
-                      superseded=self.superseded, holder_scan=holder_scan)
+                      below=below, deadline=waits.Deadline(spec.timeout), engine=self)
         return kinds.get(spec.kind)(spec, ctx)
 
     def observe(self) -> list[tuple[ResourceSpec, Observation]]:
@@ -134,7 +72,6 @@ class Engine:
             try:
                 obs = self.resource(i).status()
             except HahooksError as exc:
-                from hahooks.kinds.base import broken
                 # status_error: `hahooks status` grades a probe that could not run at all
                 # (tool missing, permission) UNKNOWN rather than CRITICAL
                 obs = broken(f"status failed: {exc.one_line()}",
@@ -230,53 +167,17 @@ class Engine:
 
     def _run_group(self, group: list[int], role: str,
                    outcome: Outcome) -> list[tuple[str, BaseException]]:
-        """One step of the walk: its layers one by one, or, for a parallel group, each in
-        its own thread (dry-run keeps them in order so the plan reads top to bottom).
-        Waits for every member; returns the failures (name, exception) in layer order.
-        Superseded in any member is raised once all have finished (the next walk resumes
-        from what it observes)."""
-        scan = None
+        """One step of the walk (parallel.run_members): its failures (name, exception)."""
+        members = [self.resource(i) for i in group]
         if len(group) > 1 and role == "slave":
-            from hahooks.holderscan import SharedScan
-            scan = SharedScan()
-            self.holder_scans.append(scan)
-        members = {i: self.resource(i, scan) for i in group}
-        for res in members.values() if scan is not None else ():
-            try:     # known before any umount: the first busy one scans for every member
-                for mountpoint, dev in res.holder_targets():
-                    scan.register(mountpoint, dev)
-            except Exception as exc:     # its release registers itself, or fails there
-                log.debug("holder targets of %s: %s", res.name, exc)
-        results: dict[int, BaseException | None] = {}
-
-        def one(i: int) -> None:
-            try:
-                self._step(members[i], role, outcome)
-                results[i] = None
-            except BaseException as exc:   # collected: the walk decides after all finish
-                results[i] = exc
-
-        if len(group) == 1 or self.runner.dry_run:
-            for i in group:
-                one(i)
-                if results[i] is not None and not isinstance(results[i], Exception):
-                    raise results[i]
-        else:
-            threads = [threading.Thread(target=contextvars.copy_context().run, args=(one, i),
-                                        name=f"hahooks-{self.config.resources[i].name}")
-                       for i in group]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        for i in group:
-            if isinstance(results.get(i), Superseded):
-                raise results[i]
-        for i in group:                   # KeyboardInterrupt, SystemExit: not ours to keep
-            if results.get(i) is not None and not isinstance(results[i], Exception):
-                raise results[i]
-        return [(self.config.resources[i].name, results[i]) for i in group
-                if results.get(i) is not None]
+            self.holder_scan = SharedScan()
+            self.holder_scans.append(self.holder_scan)
+            parallel.join_scan(members)
+        try:
+            return parallel.run_members(members, lambda res: self._step(res, role, outcome),
+                                        in_order=len(group) == 1 or self.runner.dry_run)
+        finally:
+            self.holder_scan = None
 
     def _step(self, res: Resource, role: str, outcome: Outcome) -> None:
         with logs.context(resource=res.name, kind=res.KIND):

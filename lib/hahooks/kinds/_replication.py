@@ -121,7 +121,7 @@ def peer_known_down(ctx, policy: str, why: str) -> bool:
         log.warning("%s; unknown_peer = \"assume-down\": going on without fencing", why,
                     extra={"event": "forced"})
         return True
-    return policy == "fence" and ctx.fence_peer(why)
+    return policy == "fence" and ctx.engine.fence(why)
 
 
 def find_daemons(program: str, *args: str) -> list:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 from hahooks import waits
 from hahooks.answers import Answers
@@ -17,6 +17,7 @@ from hahooks.schema import Field
 
 if TYPE_CHECKING:
     from hahooks.config import Config, Node, ResourceSpec
+    from hahooks.holderscan import SharedScan
     from hahooks.runner import Result, Runner
 
 log = logging.getLogger("hahooks.kinds")
@@ -52,6 +53,39 @@ def broken(reason: str, **details) -> Observation:
     return Observation(State.BROKEN, reason, "", details)
 
 
+@runtime_checkable
+class EngineServices(Protocol):
+    """What a kind may ask of the engine during a step: the one reference it holds
+    (`ctx.engine`). engine.Engine implements it; a kind run alone gets `Standalone`."""
+
+    def fence(self, why: str) -> bool:
+        """Before a forced step the peer may still be alive for (forced import, primary
+        while the peer may be primary): run [node] fence at most once per transition. True
+        only if a fence command is configured and succeeded."""
+
+    def superseded(self) -> bool:
+        """True once a newer desire with the other role arrived (a wait ends there)."""
+
+    @property
+    def holder_scan(self) -> "SharedScan | None":
+        """The shared /proc pass of the parallel group being released together (its
+        members register what they may find busy: Resource.join_group_release); None: each
+        release scans on its own."""
+
+
+class Standalone:
+    """EngineServices for a kind run without an engine (tests, a wiring's VIP): no fence
+    command, never superseded, no shared scan."""
+
+    holder_scan = None
+
+    def fence(self, why: str) -> bool:
+        return False
+
+    def superseded(self) -> bool:
+        return False
+
+
 @dataclasses.dataclass
 class Context:
     """What the engine hands a kind for one step."""
@@ -61,12 +95,7 @@ class Context:
     config: "Config | None" = None
     below: list["ResourceSpec"] = dataclasses.field(default_factory=list)  # layers under this one
     deadline: waits.Deadline = dataclasses.field(default_factory=lambda: waits.Deadline(60))
-    fencer: Callable[[str], bool] | None = None   # engine-provided: runs node.fence once
-    # engine-provided: True once a newer desire with the other role arrived
-    superseded: Callable[[], bool] | None = None
-    # engine-provided for a parallel group's release: one /proc pass for every member's
-    # holders (holderscan.SharedScan); None: each release scans on its own
-    holder_scan: Any = None
+    engine: EngineServices = dataclasses.field(default_factory=Standalone)
     # query()'s answers for this step (hahooks.answers: when they are dropped)
     answers: Answers = dataclasses.field(default_factory=Answers, init=False, repr=False)
 
@@ -107,13 +136,11 @@ class Context:
         limit = self.deadline.remaining() if timeout is None else min(timeout,
                                                                       self.deadline.remaining())
         predicate = self.answers.afresh(predicate)
-        if self.superseded is None:
-            return waits.wait_for(predicate, limit, what, detail=detail)
 
         def check():
             # A long wait (the peer leaving primary, a device) ends as soon as the desire
             # flips: a CARP flap must not leave a stale transition waiting, then fencing.
-            if self.superseded():
+            if self.engine.superseded():
                 from hahooks.errors import Superseded
                 raise Superseded()
             return predicate()
@@ -124,12 +151,6 @@ class Context:
         asks afresh."""
         return waits.retry(self.answers.afresh(attempt), min(budget, self.deadline.remaining()),
                            what, **kw)
-
-    def fence_peer(self, why: str) -> bool:
-        """Before a forced step the peer may still be alive for (forced import, primary while
-        the peer may be primary): run the configured fence command once per transition.
-        True only if a fence command is configured and succeeded."""
-        return bool(self.fencer and self.fencer(why))
 
     def effect(self, description: str, action: Callable[[], Any]) -> Any:
         """A change made without a command (mkdir, symlink, kill): printed in dry-run."""
@@ -196,10 +217,10 @@ class Resource:
         docs/reference/zfs.md §1): 10 reads from the device, 20 also writes. Raise to fail it. Default: nothing
         beyond status()."""
 
-    def holder_targets(self) -> list[tuple[str, int | None]]:
-        """(mountpoint, st_dev) of the mounts a release may find busy: a parallel group's
-        release scans /proc once for all of them (ctx.holder_scan). Default: none."""
-        return []
+    def join_group_release(self) -> None:
+        """Called on each member of a parallel group released together, before any of
+        them starts: register what its release may find busy with ctx.engine.holder_scan,
+        so the first busy member's /proc pass covers every member. Default: nothing."""
 
     def describe(self) -> str:
         return f"{self.KIND} {self.name}"

@@ -201,7 +201,7 @@ class Drbd(Resource):
         if self.p["unknown_peer"] == "promote":
             return
         why = f"{self.p['resource']} is {s.cstate}: the peer may still be Primary unseen"
-        if self.ctx.fence_peer(why):
+        if self.ctx.engine.fence(why):
             return
         raise Refused(f"refusing to promote: {why}, and no [node] fence command succeeded "
                       "(set unknown_peer = \"promote\" to leave it to DRBD's fencing policy)")

@@ -163,7 +163,7 @@ class Filesystem(Resource):
 
     def _fence_the_peer(self) -> None:
         why = f"{self.device} is shared: the peer may still have it mounted"
-        if not self.ctx.fence_peer(why):
+        if not self.ctx.engine.fence(why):
             raise Refused(f"not mounting {self.device}: it is shared (shared = true) and no "
                           "[node] fence command succeeded; a filesystem mounted on two nodes "
                           "is corrupted (configure [node] fence; Pacemaker: stonith)")
@@ -195,9 +195,12 @@ class Filesystem(Resource):
             if back != stamp:
                 raise Refused(f"write check of {self.mountpoint}: read back {back!r}")
 
-    def holder_targets(self) -> list[tuple[str, int | None]]:
+    def join_group_release(self) -> None:
+        """Register this mount with the group's shared scan before any member's umount:
+        the first busy member's /proc pass then covers it too."""
         here = mounts.at(self.table(), self.mountpoint)
-        return [(self.mountpoint, here.dev)] if here is not None else []
+        if here is not None:
+            self.ctx.engine.holder_scan.register(self.mountpoint, here.dev)
 
     def release(self) -> None:
         mp = self.mountpoint
@@ -210,7 +213,7 @@ class Filesystem(Resource):
         def umount(*flags):
             return lambda: self.ctx.run(["umount", *flags, mp], readonly=False, check=False)
 
-        scan, used = self.ctx.holder_scan, [0]
+        scan, used = self.ctx.engine.holder_scan, [0]
         if scan is not None:       # released with its parallel group: one /proc pass for all
             scan.register(mp, mount_dev)
 
@@ -247,9 +250,10 @@ class Filesystem(Resource):
             return hidden
         devs = devs or usage.device_numbers(self.device)
         key = f"device {self.device}"
-        if self.ctx.holder_scan is not None:
-            self.ctx.holder_scan.register_devices(key, devs)
-            found, _ = self.ctx.holder_scan.holders(key, 0, fresh=True)
+        scan = self.ctx.engine.holder_scan
+        if scan is not None:
+            scan.register_devices(key, devs)
+            found, _ = scan.holders(key, 0, fresh=True)
         else:
             found = holderscan.holders_by_mount({}, {key: devs})[key]
         return usage.name_holders(hidden, found)

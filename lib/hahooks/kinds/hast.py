@@ -252,7 +252,7 @@ class Hast(Resource):
             return False
         why = (f"{', '.join(still)} still running after {self.p['secondary_wait']:g}s: "
                "the peer still acts as primary")
-        if self.ctx.fence_peer(why):
+        if self.ctx.engine.fence(why):
             log.warning("%s; the fence command succeeded, taking over", why,
                         extra={"event": "forced", "resource": self.name})
             return True

@@ -5,7 +5,7 @@ POOL` (cachefile=none: a secondary never auto-imports the pool at boot). `-f` on
   - at once, when a replication layer below with exclusive access was acquired (HAST
     primary, DRBD Primary, ggate attach), or with `force_import = "always"`;
   - after a plain import was refused because the pool was last used by another system,
-    only if `ctx.fence_peer()` succeeded ([node] fence) and force_import is not "never".
+    only if `ctx.engine.fence()` succeeded ([node] fence) and force_import is not "never".
 Otherwise zpool's refusal is reported, quoted, and nothing is forced (real ZFS accepts a
 forced import while the peer still has the pool imported, then corrupts it,
 docs/reference/zfs.md §4). Then wait (bounded) until the pool's health is ONLINE or DEGRADED.
@@ -92,7 +92,7 @@ class Zpool(Resource):
         r = self._import(forced)
         if not r.ok and not forced and OTHER_SYSTEM.search(r.stderr + r.stdout):
             said = " ".join((r.stderr or r.stdout).split())
-            if policy == "auto" and self.ctx.fence_peer(
+            if policy == "auto" and self.ctx.engine.fence(
                     f"pool {self.pool} was last used by another system"):
                 log.warning("%s; the peer was fenced: importing with -f", said)
                 r = self._import(True)
