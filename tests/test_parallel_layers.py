@@ -173,3 +173,23 @@ def test_config_refuses_a_group_that_is_not_consecutive(write_config, tmp_path):
     ok = config.load(write_config(cmd("a", "g") + cmd("b", "g") + cmd("c", "h"),
                                   name="ok.toml"))
     assert [r.parallel for r in ok.resources] == ["g", "g", "h"]
+
+
+def test_each_member_joins_the_shared_scan_before_any_release(lab, write_config, tmp_path):
+    """The filesystem kind registers its own mount (join_group_release): one /proc pass then
+    answers for every member, whichever asks first; the engine names no mountpoint."""
+    from hahooks import parallel
+
+    body, mps = fs_group(lab, tmp_path, ["ja", "jb"])
+    eng, _ = engine(write_config(body))
+    eng.run("master")
+    eng.holder_scan = holderscan.SharedScan()
+    try:
+        parallel.join_scan([eng.resource(i) for i in eng.groups()[0]])
+        for mp in mps.values():
+            assert eng.holder_scan.holders(mp, 0) == ({}, 1)
+        assert eng.holder_scan.scans == 1
+    finally:
+        eng.holder_scan = None
+        eng.run("slave")
+    assert not any(is_mounted(mp) for mp in mps.values())
