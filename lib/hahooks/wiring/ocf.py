@@ -275,14 +275,8 @@ class Agent:
         cfg = self.load()
         if self.layer:
             from hahooks.engine import Engine
-            from hahooks.state import StateDir, TransitionLock
 
-            lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
-            lock.acquire(cfg.node.wait_timeout)
-            try:
-                Engine.for_config(cfg).run_layer(self.layer, role)
-            finally:
-                lock.release()
+            under_lock(cfg, lambda: Engine.for_config(cfg).run_layer(self.layer, role))
             return OCF_SUCCESS
         from hahooks import transition
 
@@ -291,6 +285,18 @@ class Agent:
         if code:
             raise OcfResult(int(code), message)
         return OCF_SUCCESS
+
+
+def under_lock(cfg, step) -> None:
+    """One layer's step under the node's transition lock (no hook transition meanwhile)."""
+    from hahooks.state import StateDir, TransitionLock
+
+    lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
+    lock.acquire(cfg.node.wait_timeout)
+    try:
+        step()
+    finally:
+        lock.release()
 
 
 def last_took_the_stack(path: str) -> bool:

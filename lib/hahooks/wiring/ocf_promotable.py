@@ -177,14 +177,9 @@ class Promotable:
 
     # -- helpers -------------------------------------------------------------------------
     def _locked(self, step) -> None:
-        from hahooks.state import StateDir, TransitionLock
+        from hahooks.wiring.ocf import under_lock
 
-        lock = TransitionLock(StateDir(self.cfg.node.state_dir).prepare())
-        lock.acquire(self.cfg.node.wait_timeout)
-        try:
-            step()
-        finally:
-            lock.release()
+        under_lock(self.cfg, step)
 
     def update_score(self) -> None:
         self.set_score(promotion_score(self.spec.kind, self.observe()))
