@@ -37,8 +37,9 @@ def exit_reasons(proc) -> list[str]:
 @pytest.fixture(scope="module")
 def installed_agent():
     """The agent and its library copied to a world-readable tree, as an install puts them
-    (/usr/lib/ocf/resource.d/..., site-packages, the agent's #! naming the interpreter): ocf-tester runs meta-data as nobody, who
-    cannot enter a checkout in a private directory (mktemp -d makes it 0700)."""
+    (/usr/lib/ocf/resource.d/..., site-packages, the agent's #! naming the interpreter):
+    ocf-tester runs meta-data as nobody, who cannot enter a checkout in a private directory
+    (mktemp -d makes it 0700)."""
     top = tempfile.mkdtemp(prefix="hahooks-ocf-")
     try:
         os.chmod(top, 0o755)
