@@ -25,8 +25,9 @@ def agent(action: str, config: str | None, *extra: str, **env) -> subprocess.Com
     if config:
         environ["OCF_RESKEY_config"] = config
     environ.update({k: str(v) for k, v in env.items()})
-    return subprocess.run([AGENT, action, *extra], capture_output=True, text=True,
-                          env=environ, timeout=120)
+    # this interpreter: `env python3` may find one without hahooks' dependencies
+    return subprocess.run([sys.executable, AGENT, action, *extra], capture_output=True,
+                          text=True, env=environ, timeout=120)
 
 
 def exit_reasons(proc) -> list[str]:
@@ -36,15 +37,20 @@ def exit_reasons(proc) -> list[str]:
 @pytest.fixture(scope="module")
 def installed_agent():
     """The agent and its library copied to a world-readable tree, as an install puts them
-    (/usr/lib/ocf/resource.d/..., site-packages): ocf-tester runs meta-data as nobody, who
-    cannot enter a checkout in a private directory (mktemp -d makes it 0700)."""
+    (/usr/lib/ocf/resource.d/..., site-packages, the agent's #! naming the interpreter):
+    ocf-tester runs meta-data as nobody, who cannot enter a checkout in a private directory
+    (mktemp -d makes it 0700)."""
     top = tempfile.mkdtemp(prefix="hahooks-ocf-")
     try:
         os.chmod(top, 0o755)
         shutil.copytree(os.path.join(ROOT, "lib", "hahooks"), os.path.join(top, "lib", "hahooks"),
                         ignore=shutil.ignore_patterns("__pycache__"))
         os.makedirs(os.path.join(top, "ocf"))
-        shutil.copy2(AGENT, os.path.join(top, "ocf", "hahooks"))
+        # with its interpreter as the #! line, as `hahooks install-wiring` writes it
+        # (`env python3` finds whichever python3 PATH has, often one without hahooks' deps)
+        from hahooks.commands.install_wiring import python_script
+        with open(AGENT) as src, open(os.path.join(top, "ocf", "hahooks"), "wb") as dst:
+            dst.write(python_script(src.read(), sys.executable))
         for base, dirs, files in os.walk(top):
             for name in dirs:
                 os.chmod(os.path.join(base, name), 0o755)
@@ -55,14 +61,16 @@ def installed_agent():
         shutil.rmtree(top, ignore_errors=True)
 
 
-def ocf_tester(agent_path: str, config: str, *options: str) -> subprocess.CompletedProcess:
+def ocf_tester(agent_path: str, config: str, *options: str,
+               env: dict | None = None) -> subprocess.CompletedProcess:
     require_tool("ocf-tester", "xmllint")
     require_root()   # ocf-tester runs meta-data as nobody only when root: we want that check
     args = ["ocf-tester", "-n", "hahooks_test", "-o", f"config={config}"]
     for opt in options:
         args += ["-o", opt]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCF_")}
-    env.pop("PYTHONPATH", None)      # the installed copy runs its own library
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OCF_")}
+        env.pop("PYTHONPATH", None)      # the installed copy runs its own library
     return subprocess.run([*args, agent_path], capture_output=True, text=True, timeout=600,
                           env=env)
 
@@ -82,7 +90,8 @@ def test_meta_data_is_valid_ra_api_xml():
     assert lint.returncode == 0, lint.stderr
     for name in ("config", "resource"):
         assert f'<parameter name="{name}"' in proc.stdout
-    for action in ("start", "stop", "monitor", "validate-all", "meta-data"):
+    for action in ("start", "stop", "monitor", "validate-all", "meta-data", "promote",
+                   "demote", "notify"):
         assert f'<action name="{action}"' in proc.stdout
 
 
@@ -263,7 +272,8 @@ def test_methods_lists_the_actions():
     proc = agent("methods", None)
     assert proc.returncode == 0
     assert proc.stdout.split() == ["start", "stop", "monitor", "validate-all", "meta-data",
-                                   "usage", "methods", "reload-agent"]
+                                   "usage", "methods", "reload-agent", "promote", "demote",
+                                   "notify"]
 
 
 def test_reload_agent_revalidates(write_config, tmp_path):

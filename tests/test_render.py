@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -149,8 +150,9 @@ def test_pacemaker_parameters_drive_the_agent(setup, tmp_path):
 
     def ocf(action, p):
         env = {**hahooks_env(), **{f"OCF_RESKEY_{k}": v for k, v in p.items()}}
-        return subprocess.run([agent, action], env=env, capture_output=True, text=True,
-                              timeout=120).returncode
+        # this interpreter: `env python3` may find one without hahooks' dependencies
+        return subprocess.run([sys.executable, agent, action], env=env, capture_output=True,
+                              text=True, timeout=120).returncode
     for p in layers:                                   # the group starts in order
         assert ocf("start", p) == 0
     assert ocf("monitor", params) == 0
@@ -230,3 +232,54 @@ def test_pacemaker_cib_is_valid_and_fenced(write_config, tmp_path, mode):
     check = verify_cib(xml, tmp_path)
     assert check.returncode == 0 and check.stdout + check.stderr == "", \
         check.stdout + check.stderr
+
+
+def drbd_stack(write_config, tmp_path, bottom="drbd") -> str:
+    from replication_helpers import layer as kind_layer
+    repl = (kind_layer("r0", "drbd", resource="r0", minor=0) if bottom == "drbd" else
+            kind_layer("r0", "filesystem", device="/dev/null", mountpoint=str(tmp_path / "m0"),
+                       fstype="ufs"))
+    fenced = 'peer = "nodeb"\nfence = ["/usr/sbin/fence_ipmilan"]\n[node.fence_options]\n' \
+             'ip = "10.99.0.50"\nusername = "admin"\n'    # crm_verify wants a stonith device
+    return write_config(repl + kind_layer("fs", "filesystem", device="/dev/drbd0",
+                                          mountpoint=str(tmp_path / "m"), fstype="ufs")
+                        + kind_layer("web", "service", start=["true"], stop=["true"],
+                                     status=["true"]), fenced)
+
+
+def test_pacemaker_cib_promotable_clone(write_config, tmp_path):
+    """--promotable: the drbd layer a promotable clone (mode=promotable, one promoted of
+    two, notify), the layers above a group colocated with the Promoted role and ordered
+    after promote; crm_verify has nothing to say."""
+    cfg = drbd_stack(write_config, tmp_path)
+    proc = run_hahooks("render", "-c", cfg, "--only", "pacemaker-cib", "--promotable")
+    assert proc.returncode == 0, proc.stderr
+    xml = proc.stdout
+    clone = re.search(r'<clone id="hahooks-r0-clone">(.*?)</clone>', xml).group(1)
+    for name, value in (("promotable", "true"), ("promoted-max", "1"), ("clone-max", "2"),
+                        ("notify", "true")):
+        assert f'name="{name}" value="{value}"' in clone
+    assert 'name="mode" value="promotable"' in clone and 'name="resource" value="r0"' in clone
+    assert 'name="promote"' in clone and 'name="demote"' in clone
+    assert re.search(r'<group id="hahooks-stack"><primitive id="hahooks-fs".*'
+                     r'<primitive id="hahooks-web"', xml)
+    assert 'name="mode"' not in xml.split("</clone>")[1]
+    assert ('<rsc_colocation id="hahooks-stack-with-promoted" score="INFINITY" '
+            'rsc="hahooks-stack" with-rsc="hahooks-r0-clone" with-rsc-role="Promoted"/>') in xml
+    assert re.search(r'<rsc_order [^>]*first="hahooks-r0-clone" first-action="promote" '
+                     r'then="hahooks-stack" then-action="start"/>', xml)
+    check = verify_cib(xml, tmp_path)
+    assert check.returncode == 0 and check.stdout + check.stderr == "", \
+        check.stdout + check.stderr
+    text = run_hahooks("render", "-c", cfg, "--only", "pacemaker").stdout
+    assert re.search(r"^# pcs resource create hahooks-r0 ocf:hahooks:hahooks .*mode=promotable"
+                     r".* promotable promoted-max=1 .*notify=true$", text, re.M)
+    assert "# pcs constraint order promote hahooks-r0-clone then start hahooks-stack" in text
+
+
+def test_promotable_needs_a_replication_layer_at_the_bottom(write_config, tmp_path):
+    cfg = drbd_stack(write_config, tmp_path, bottom="filesystem")
+    proc = run_hahooks("render", "-c", cfg, "--only", "pacemaker-cib", "--promotable")
+    assert proc.returncode == 6 and "drbd or hast" in proc.stderr, proc.stderr
+    text = run_hahooks("render", "-c", cfg, "--only", "pacemaker").stdout
+    assert "mode=promotable" not in text

@@ -172,6 +172,10 @@ class Resource:
     # True for replication layers whose acquire guarantees this node alone writes the
     # devices (HAST primary, DRBD Primary, ggate attach): a pool above may import with -f.
     EXCLUSIVE: ClassVar[bool] = False
+    # True for replication layers that also run as a Pacemaker promotable clone
+    # (wiring/ocf_promotable.py): they add start_replicating() / stop_replicating(), the
+    # passive role a clone instance is started in and leaving replication on stop.
+    PROMOTABLE: ClassVar[bool] = False
 
     def __init__(self, spec: "ResourceSpec", ctx: Context):
         self.spec = spec

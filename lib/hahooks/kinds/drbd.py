@@ -79,6 +79,7 @@ _UNCONFIGURED = DrbdState("Unconfigured", None, "Unconfigured", None, "Unconfigu
 class Drbd(Resource):
     KIND = "drbd"
     EXCLUSIVE = True     # Primary while the peer is not: this node alone writes the device
+    PROMOTABLE = True
     PARAMS = {
         "resource": schema.Name(doc="DRBD resource name (drbd.conf `resource NAME`)"),
         "minor": schema.Int(None, "device minor: <dev_dir>/drbd<minor> is checked for "
@@ -220,6 +221,21 @@ class Drbd(Resource):
                 raise NotYet(f"drbdadm secondary {res} exited {r.exit_code}: {rep.tail(r)}")
 
         self._within(attempt, self.p["demote_wait"], f"demote {res}")
+
+    def start_replicating(self) -> None:
+        """A promotable clone's start: the resource up, as Secondary (drbd.ocf drbd_start():
+        `drbdadm up` only when Unconfigured; a resource already up keeps its role)."""
+        res = self.p["resource"]
+        if self.observe().role == "Unconfigured":
+            self.ctx.run(["drbdadm", "up", res], readonly=False, what=f"bring {res} up")
+
+    def stop_replicating(self) -> None:
+        """A promotable clone's stop: demoted (release(): refused while the device is in
+        use), then `drbdadm down` (drbd.ocf drbd_stop())."""
+        res = self.p["resource"]
+        self.release()
+        if self.observe().role != "Unconfigured":
+            self.ctx.run(["drbdadm", "down", res], readonly=False, what=f"take {res} down")
 
     def _within(self, attempt, wait: float, what: str) -> None:
         budget = min(wait, self.ctx.deadline.remaining())

@@ -52,6 +52,7 @@ PEER_SEEN_WAIT = 2.0
 class Hast(Resource):
     KIND = "hast"
     EXCLUSIVE = True     # acquire ends complete, or with the peer known down: we alone write
+    PROMOTABLE = True
     PARAMS = {
         "resources": schema.Names(doc='HAST resource names from hast.conf, or "all"'),
         "secondary_wait": schema.Duration("30s", "how long the peer may take to leave primary "
@@ -278,6 +279,26 @@ class Hast(Resource):
                            f"make {' '.join(todo)} secondary")
         self.ctx.run(self.hastctl("role", "secondary", *(["all"] if self.all else todo)),
                      readonly=False, what=f"make {' '.join(todo)} secondary")
+
+    def start_replicating(self) -> None:
+        """A promotable clone's start: every resource in init (hastd's first role) made
+        secondary, ready to receive from a primary peer (docs/reference/hast.md §3)."""
+        todo = [n for n, h in self.observe().items() if h.role == "init"]
+        if todo:
+            self._set_role("secondary", todo)
+
+    def stop_replicating(self) -> None:
+        """A promotable clone's stop: released (refused while a device is in use), then
+        back to init, as rc.d/hastd's stop does (`hastctl role init`)."""
+        if any(h.role == "primary" for h in self.observe().values()):
+            self.release()
+        todo = [n for n, h in self.observe().items() if h.role != "init"]
+        if todo:
+            self._set_role("init", todo)
+
+    def _set_role(self, role: str, todo: list[str]) -> None:
+        self.ctx.run(self.hastctl("role", role, *(["all"] if self.all else todo)),
+                     readonly=False, what=f"make {' '.join(todo)} {role}")
 
 
 RESOURCE = Hast

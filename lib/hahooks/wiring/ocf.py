@@ -3,8 +3,9 @@
 `ocf/hahooks` only calls main() here. Parameters come from the environment:
 OCF_RESKEY_config (the hahooks config) and OCF_RESKEY_resource (empty: the whole stack,
 through the same desire/lock/engine path as `hahooks master|slave --wait`; a resource name:
-that layer alone, through Engine.run_layer under the transition lock). The action is the
-only argument; anything after it is ignored, as the spec says.
+that layer alone, through Engine.run_layer under the transition lock); OCF_RESKEY_mode =
+promotable runs that layer (drbd, hast) as a promotable clone (wiring/ocf_promotable.py).
+The action is the only argument; anything after it is ignored, as the spec says.
 
 One dispatcher maps outcomes to OCF codes (as resource-agents' ocf.run does): hahooks'
 exit codes already are OCF numbers, every failure prints `ocf-exit-reason:<why>` on stderr.
@@ -20,7 +21,8 @@ from hahooks.errors import (OCF_ERR_GENERIC, OCF_ERR_INSTALLED, OCF_ERR_PERM,
                             OCF_ERR_UNIMPLEMENTED, OCF_NOT_RUNNING, OCF_SUCCESS)
 
 ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods",
-           "reload-agent")
+           "reload-agent", "promote", "demote", "notify")
+PROMOTABLE_ACTIONS = ("start", "stop", "monitor", "promote", "demote", "notify")
 # Without a config this caller can read (meta-data runs as nobody): a generous default.
 FALLBACK_TIMEOUTS = ("300s", "300s")
 AGENT_NAME = "hahooks"
@@ -96,10 +98,19 @@ def metadata(env=None) -> str:
         + param("resource", "one layer (resource name)",
                 "Name of one [[resource]] of the config to manage alone. Empty: the "
                 "whole stack.", "")
+        + param("mode", "promotable: the layer as a promotable clone",
+                "Empty: the resource (or the stack) runs on one node. \"promotable\": the "
+                "replication layer named by resource (drbd, hast) runs as a promotable "
+                "clone: start = passive role, promote = primary, demote = passive, "
+                "promotion scores from its data state (crm_attribute --promotion).", "")
         + "</parameters>\n<actions>\n"
         f'<action name="start" timeout="{start}"/>\n'
         f'<action name="stop" timeout="{stop}"/>\n'
+        f'<action name="promote" timeout="{start}"/>\n'
+        f'<action name="demote" timeout="{stop}"/>\n'
+        '<action name="notify" timeout="60s"/>\n'
         '<action name="monitor" timeout="60s" interval="20s" depth="0"/>\n'
+        '<action name="monitor" timeout="60s" interval="19s" depth="0" role="Promoted"/>\n'
         '<action name="monitor" timeout="60s" interval="61s" depth="10"/>\n'
         '<action name="monitor" timeout="60s" interval="121s" depth="20"/>\n'
         '<action name="validate-all" timeout="30s"/>\n'
@@ -114,6 +125,7 @@ class Agent:
         self.env = env
         self.config_path = env.get("OCF_RESKEY_config") or None
         self.layer = env.get("OCF_RESKEY_resource") or None
+        self.mode = env.get("OCF_RESKEY_mode", "")
         self.action = ""
 
     @property
@@ -125,6 +137,7 @@ class Agent:
         from hahooks import config, logs, platforms
         from hahooks.errors import ConfigError
 
+        self.check_mode()
         path = self.config_path or platforms.default_config_path()
         if self.action in ("stop", "monitor") and not os.path.lexists(path):
             # No config here: nothing hahooks manages can be held by this agent on this node.
@@ -138,6 +151,7 @@ class Agent:
                 raise ConfigError(f"{path}: no [[resource]] named {self.layer!r} (resource "
                                   "parameter); known: " +
                                   ", ".join(r.name for r in cfg.resources))
+            self.check_promotable(cfg)
         except ConfigError as exc:
             raise self.node_local_problem(path, exc) from None
         timeout_ms = self.env.get("OCF_RESKEY_CRM_meta_timeout", "")
@@ -146,6 +160,42 @@ class Agent:
             cfg.node.wait_timeout = min(cfg.node.wait_timeout, int(timeout_ms) / 1000 * 0.9)
         logs.setup_from_config(cfg, stderr_level=logging.WARNING)
         return cfg
+
+    def check_mode(self) -> None:
+        """The mode parameter is the CIB's, the same on every node: a wrong one is
+        OCF_ERR_CONFIGURED (6) everywhere."""
+        from hahooks.wiring.ocf_promotable import MODE
+
+        if self.mode not in ("", MODE):
+            raise OcfResult(OCF_ERR_CONFIGURED, f"mode={self.mode!r}: empty or {MODE!r}")
+        if self.mode and not self.layer:
+            raise OcfResult(OCF_ERR_CONFIGURED, f"mode={MODE} needs the resource parameter "
+                            "(the replication layer the clone runs)")
+
+    def check_promotable(self, cfg) -> None:
+        """mode=promotable: the named layer's kind (in this node's config) must be one
+        that runs as a clone (drbd, hast)."""
+        from hahooks import kinds
+        from hahooks.errors import ConfigError
+
+        if not self.mode:
+            return
+        kind = next(r.kind for r in cfg.resources if r.name == self.layer)
+        if not kinds.get(kind).PROMOTABLE:
+            raise ConfigError(f"resource {self.layer!r} is a {kind} layer: mode=promotable "
+                              "takes a replication layer (" + ", ".join(
+                                  k for k in kinds.names() if kinds.get(k).PROMOTABLE) + ")")
+
+    def promotable(self, action: str) -> int:
+        from hahooks.wiring.ocf_promotable import Promotable
+
+        if action != "notify":
+            return getattr(Promotable(self, self.load()), action)()
+        try:
+            return Promotable(self, self.load()).notify()
+        except Exception as exc:  # noqa: BLE001 - notify must not fail (ocf-tester, pacemaker.md)
+            sys.stderr.write(f"{AGENT_NAME}: notify: {exc}\n")
+            return OCF_SUCCESS
 
     def node_local_problem(self, path: str, exc) -> OcfResult:
         """A hahooks config is per node, so whatever is wrong with it is wrong on this node
@@ -225,14 +275,8 @@ class Agent:
         cfg = self.load()
         if self.layer:
             from hahooks.engine import Engine
-            from hahooks.state import StateDir, TransitionLock
 
-            lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
-            lock.acquire(cfg.node.wait_timeout)
-            try:
-                Engine.for_config(cfg).run_layer(self.layer, role)
-            finally:
-                lock.release()
+            under_lock(cfg, lambda: Engine.for_config(cfg).run_layer(self.layer, role))
             return OCF_SUCCESS
         from hahooks import transition
 
@@ -241,6 +285,18 @@ class Agent:
         if code:
             raise OcfResult(int(code), message)
         return OCF_SUCCESS
+
+
+def under_lock(cfg, step) -> None:
+    """One layer's step under the node's transition lock (no hook transition meanwhile)."""
+    from hahooks.state import StateDir, TransitionLock
+
+    lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
+    lock.acquire(cfg.node.wait_timeout)
+    try:
+        step()
+    finally:
+        lock.release()
 
 
 def last_took_the_stack(path: str) -> bool:
@@ -284,9 +340,12 @@ def main(argv: list[str] | None = None, env=None) -> int:
         return OCF_SUCCESS
     agent = Agent(env)
     agent.action = action
-    handler = {"start": agent.start, "stop": agent.stop, "monitor": agent.monitor,
-               "validate-all": agent.validate_all,
-               "reload-agent": agent.reload_agent}.get(action)
+    if agent.mode and action in PROMOTABLE_ACTIONS:
+        handler = lambda: agent.promotable(action)  # noqa: E731
+    else:
+        handler = {"start": agent.start, "stop": agent.stop, "monitor": agent.monitor,
+                   "validate-all": agent.validate_all,
+                   "reload-agent": agent.reload_agent}.get(action)
     if handler is None:
         exit_reason(f"action {action!r} is not implemented" if action else
                     f"no action given; {usage().splitlines()[0]}")

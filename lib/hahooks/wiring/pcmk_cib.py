@@ -10,13 +10,22 @@
   peer, and a location constraint keeping the device off the node it fences.
 * The stack: one ocf:hahooks:hahooks primitive, or (per_layer) a group of one primitive per
   layer in config order; op timeouts from render.pacemaker_timeouts() (one computation).
+* promotable: the bottom layer (drbd, hast) as a promotable clone (mode=promotable: one
+  instance per node, one promoted, notifications on), the layers above it as a group that
+  runs only with the promoted instance and starts after the promotion, as ocf:linbit:drbd
+  stacks are configured (docs/reference/pacemaker.md, docs/reference/drbd.md §5).
 """
 from __future__ import annotations
 
 import os
 
+from hahooks.errors import ConfigError
 from hahooks.fence_agents import PASSWORD_FILE
 from hahooks.wiring.ocf import escape
+
+# the clone's meta attributes: an instance on each of the two nodes, one of them promoted
+CLONE_META = (("promotable", "true"), ("promoted-max", "1"), ("promoted-node-max", "1"),
+              ("clone-max", "2"), ("clone-node-max", "1"), ("notify", "true"))
 
 
 def _nvpairs(owner: str, pairs) -> str:
@@ -24,14 +33,69 @@ def _nvpairs(owner: str, pairs) -> str:
                    for k, v in pairs)
 
 
-def _primitive(rid: str, params, start: str, stop: str) -> str:
+def _primitive(rid: str, params, start: str, stop: str, promotable: bool = False) -> str:
+    ops = (f'<op id="{rid}-start" name="start" interval="0s" timeout="{start}"/>'
+           f'<op id="{rid}-stop" name="stop" interval="0s" timeout="{stop}"/>')
+    if promotable:
+        # one recurring monitor per role: Pacemaker tells them apart by their interval
+        ops += (f'<op id="{rid}-promote" name="promote" interval="0s" timeout="{start}"/>'
+                f'<op id="{rid}-demote" name="demote" interval="0s" timeout="{stop}"/>'
+                f'<op id="{rid}-notify" name="notify" interval="0s" timeout="60s"/>'
+                f'<op id="{rid}-monitor-promoted" name="monitor" interval="19s" '
+                'timeout="60s" role="Promoted"/>'
+                f'<op id="{rid}-monitor-unpromoted" name="monitor" interval="20s" '
+                'timeout="60s" role="Unpromoted"/>')
+    else:
+        ops += f'<op id="{rid}-monitor" name="monitor" interval="20s" timeout="60s"/>'
     return (f'<primitive id="{rid}" class="ocf" provider="hahooks" type="hahooks">'
             f'<instance_attributes id="{rid}-params">{_nvpairs(rid, params)}'
-            "</instance_attributes><operations>"
-            f'<op id="{rid}-start" name="start" interval="0s" timeout="{start}"/>'
-            f'<op id="{rid}-stop" name="stop" interval="0s" timeout="{stop}"/>'
-            f'<op id="{rid}-monitor" name="monitor" interval="20s" timeout="60s"/>'
-            "</operations></primitive>")
+            f"</instance_attributes><operations>{ops}</operations></primitive>")
+
+
+def promotable_layer(cfg):
+    """The layer a promotable clone runs: the bottom one, of a kind that can (drbd, hast)."""
+    from hahooks import kinds
+
+    first = cfg.resources[0]
+    if not kinds.get(first.kind).PROMOTABLE:
+        raise ConfigError(f"render --promotable: the bottom layer {first.name!r} is a "
+                          f"{first.kind} layer; a promotable clone takes a drbd or hast layer "
+                          "at the bottom of the stack")
+    return first
+
+
+def _promotable_stack(cfg, config_path: str) -> tuple[str, str]:
+    """(resources, constraints): the clone, the group above it, and what ties them."""
+    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
+
+    repl = promotable_layer(cfg)
+    rid = _pcmk_id(repl.name)
+    clone = f"{rid}-clone"
+    primitive = _primitive(rid, [("config", config_path), ("resource", repl.name),
+                                 ("mode", "promotable")],
+                           *pacemaker_timeouts(cfg.resources, repl.name), promotable=True)
+    resources = (f'<clone id="{clone}"><meta_attributes id="{clone}-meta">'
+                 f"{_nvpairs(clone, CLONE_META)}</meta_attributes>{primitive}</clone>")
+    above = cfg.resources[1:]
+    if not above:
+        return resources, ""
+    resources += _layer_group(cfg, config_path, above)
+    constraints = (f'<rsc_colocation id="hahooks-stack-with-promoted" score="INFINITY" '
+                   f'rsc="hahooks-stack" with-rsc="{clone}" with-rsc-role="Promoted"/>'
+                   f'<rsc_order id="hahooks-stack-after-promote" kind="Mandatory" '
+                   f'first="{clone}" first-action="promote" then="hahooks-stack" '
+                   'then-action="start"/>')
+    return resources, constraints
+
+
+def _layer_group(cfg, config_path: str, layers) -> str:
+    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
+
+    members = "".join(_primitive(_pcmk_id(r.name),
+                                 [("config", config_path), ("resource", r.name)],
+                                 *pacemaker_timeouts(cfg.resources, r.name))
+                      for r in layers)
+    return f'<group id="hahooks-stack">{members}</group>'
 
 
 def _stonith(node) -> tuple[str, str]:
@@ -54,16 +118,16 @@ def _stonith(node) -> tuple[str, str]:
     return primitive, constraint
 
 
-def configuration(cfg, config_path: str, per_layer: bool = False) -> str:
-    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
+def configuration(cfg, config_path: str, per_layer: bool = False,
+                  promotable: bool = False) -> str:
+    from hahooks.wiring.render import pacemaker_timeouts
 
     stonith, constraint = _stonith(cfg.node)
-    if per_layer:
-        members = "".join(_primitive(_pcmk_id(r.name),
-                                     [("config", config_path), ("resource", r.name)],
-                                     *pacemaker_timeouts(cfg.resources, r.name))
-                          for r in cfg.resources)
-        stack = f'<group id="hahooks-stack">{members}</group>'
+    if promotable:
+        stack, ties = _promotable_stack(cfg, config_path)
+        constraint += ties
+    elif per_layer:
+        stack = _layer_group(cfg, config_path, cfg.resources)
     else:
         stack = _primitive("hahooks", [("config", config_path)],
                            *pacemaker_timeouts(cfg.resources))

@@ -32,6 +32,7 @@ class Target:
     hooks_dir: str         # where hooks/ (ucarp-up, ucarp-down) is installed
     config_path: str       # the config path the daemons pass
     per_layer: bool = False  # Pacemaker: a group of one primitive per layer
+    promotable: bool = False  # Pacemaker: the bottom (replication) layer a promotable clone
 
     @property
     def wiring(self) -> dict:
@@ -166,13 +167,44 @@ def pacemaker_section(t: Target) -> str:
     lines += crm
     lines.append("# crm configure group hahooks-stack " +
                  " ".join(_pcmk_id(r.name) for r in layers))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _promotable_lines(layers, config)) + "\n"
+
+
+def _promotable_lines(layers, config: str) -> list[str]:
+    """The promotable variant (`render --only pacemaker-cib --promotable` in XML) when the
+    bottom layer can run as a clone (drbd, hast)."""
+    from hahooks import kinds
+
+    repl = layers[0]
+    if not kinds.get(repl.kind).PROMOTABLE:
+        return []
+    rid = _pcmk_id(repl.name)
+    start, stop = pacemaker_timeouts(layers, repl.name)
+    ops = (f"op start timeout={start} op stop timeout={stop} op promote timeout={start} "
+           f"op demote timeout={stop} op monitor interval=19s role=Promoted timeout=60s "
+           "op monitor interval=20s role=Unpromoted timeout=60s")
+    meta = "promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true"
+    params = f"config={config} resource={shlex.quote(repl.name)} mode=promotable"
+    return [
+        f"# Or {repl.name} as a promotable clone (one instance per node, the promoted one",
+        "# primary), the layers above it as hahooks-stack (the group above without "
+        f"{rid}),",
+        "# run with the promoted instance, started after its promotion:",
+        f"# pcs resource create {rid} {OCF_AGENT} {params} {ops} promotable {meta}",
+        f"# pcs constraint colocation add hahooks-stack with Promoted {rid}-clone INFINITY",
+        f"# pcs constraint order promote {rid}-clone then start hahooks-stack",
+        f"# crm configure primitive {rid} {OCF_AGENT} params {params} {ops}",
+        f"# crm configure clone {rid}-clone {rid} meta promotable=true {meta}",
+        f"# crm configure colocation hahooks-stack-with-promoted inf: hahooks-stack "
+        f"{rid}-clone:Promoted",
+        f"# crm configure order hahooks-stack-after-promote Mandatory: {rid}-clone:promote "
+        "hahooks-stack:start"]
 
 
 def pacemaker_cib_section(t: Target) -> str:
     from hahooks.wiring import pcmk_cib
 
-    return pcmk_cib.configuration(t.cfg, t.config_path, t.per_layer)
+    return pcmk_cib.configuration(t.cfg, t.config_path, t.per_layer, t.promotable)
 
 
 RENDERERS = {"devd": devd_section, "freevrrpd": freevrrpd_section,
@@ -212,6 +244,9 @@ def register(sub, common) -> None:
                    "--replace --scope configuration")
     p.add_argument("--per-layer", action="store_true", help="pacemaker-cib: a group of one "
                    "primitive per layer instead of one for the whole stack")
+    p.add_argument("--promotable", action="store_true", help="pacemaker-cib: the bottom "
+                   "layer (drbd, hast) as a promotable clone, the layers above as a group "
+                   "colocated with the promoted instance and started after the promotion")
     p.add_argument("--hahooks", help="absolute path of the hahooks command the daemons run "
                    "(default: /usr/local/sbin/hahooks if present, else the one on PATH)")
     p.add_argument("--hooks-dir", default=DEFAULT_HOOKS_DIR,
@@ -231,6 +266,7 @@ def run_render(args) -> int:
         if value is not None and not os.path.isabs(value):
             raise UsageError(f"render: {flag} {value!r} must be an absolute path")
     target = Target(cfg, args.hahooks or default_hahooks(), args.hooks_dir,
-                    args.config_path or os.path.abspath(cfg.path), args.per_layer)
+                    args.config_path or os.path.abspath(cfg.path), args.per_layer,
+                    args.promotable)
     print(render(target, args.only), end="")
     return 0
