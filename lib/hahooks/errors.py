@@ -30,6 +30,9 @@ OCF_ERR_PERM = ExitCode.PERM
 OCF_ERR_INSTALLED = ExitCode.NOT_INSTALLED
 OCF_ERR_CONFIGURED = ExitCode.NOT_CONFIGURED
 OCF_NOT_RUNNING = ExitCode.NOT_RUNNING
+# A promotable clone's monitor only (wiring/ocf_promotable.py): no hahooks command exits so.
+OCF_RUNNING_PROMOTED = 8
+OCF_FAILED_PROMOTED = 9
 
 
 class HahooksError(Exception):

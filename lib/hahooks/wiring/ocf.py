@@ -17,8 +17,8 @@ import logging
 import os
 import sys
 
-from hahooks.errors import (OCF_ERR_GENERIC, OCF_ERR_INSTALLED, OCF_ERR_PERM,
-                            OCF_ERR_UNIMPLEMENTED, OCF_NOT_RUNNING, OCF_SUCCESS)
+from hahooks.errors import (OCF_ERR_CONFIGURED, OCF_ERR_GENERIC, OCF_ERR_INSTALLED,
+                            OCF_ERR_PERM, OCF_ERR_UNIMPLEMENTED, OCF_NOT_RUNNING, OCF_SUCCESS)
 
 ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods",
            "reload-agent", "promote", "demote", "notify")

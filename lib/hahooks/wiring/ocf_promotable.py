@@ -23,13 +23,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from hahooks.errors import (  # docs/reference/pacemaker.md (return codes)
+    OCF_ERR_GENERIC, OCF_FAILED_PROMOTED, OCF_NOT_RUNNING, OCF_RUNNING_PROMOTED, OCF_SUCCESS)
 from hahooks.kinds.base import Observation, State
 
 log = logging.getLogger("hahooks.ocf")
 
 MODE = "promotable"
-OCF_SUCCESS, OCF_ERR_GENERIC, OCF_NOT_RUNNING = 0, 1, 7
-OCF_RUNNING_PROMOTED, OCF_FAILED_PROMOTED = 8, 9   # docs/reference/pacemaker.md (return codes)
 
 # drbd.ocf's adjust_master_score "0 10 1000 10000", with its 0 (Consistent, peer unknown) as
 # no score at all: the drbd kind refuses to promote without access to UpToDate data anyway.
