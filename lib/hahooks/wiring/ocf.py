@@ -53,7 +53,7 @@ def advertised_timeouts(env) -> tuple[str, str]:
     when the config can be read; meta-data must still work without one."""
     from hahooks import config
     from hahooks.errors import HahooksError
-    from hahooks.wiring.render import pacemaker_timeouts
+    from hahooks.wiring.pcmk_ops import pacemaker_timeouts
 
     try:
         cfg = config.load(env.get("OCF_RESKEY_config") or None)

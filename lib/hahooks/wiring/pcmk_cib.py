@@ -9,7 +9,7 @@
   password itself or the agent's password_script; a comment says so), pcmk_host_list = the
   peer, and a location constraint keeping the device off the node it fences.
 * The stack: one ocf:hahooks:hahooks primitive, or (per_layer) a group of one primitive per
-  layer in config order; op timeouts from render.pacemaker_timeouts() (one computation).
+  layer in config order; op timeouts from pcmk_ops.pacemaker_timeouts() (one computation).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import os
 
 from hahooks.fence_agents import PASSWORD_FILE
 from hahooks.wiring.ocf import escape
+from hahooks.wiring.pcmk_ops import pacemaker_timeouts, pcmk_id
 
 
 def _nvpairs(owner: str, pairs) -> str:
@@ -55,11 +56,9 @@ def _stonith(node) -> tuple[str, str]:
 
 
 def configuration(cfg, config_path: str, per_layer: bool = False) -> str:
-    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
-
     stonith, constraint = _stonith(cfg.node)
     if per_layer:
-        members = "".join(_primitive(_pcmk_id(r.name),
+        members = "".join(_primitive(pcmk_id(r.name),
                                      [("config", config_path), ("resource", r.name)],
                                      *pacemaker_timeouts(cfg.resources, r.name))
                           for r in cfg.resources)

@@ -17,6 +17,7 @@ import shlex
 import shutil
 
 from hahooks.errors import ConfigError
+from hahooks.wiring.pcmk_ops import pacemaker_timeouts, pcmk_id
 
 SECTIONS = ("devd", "freevrrpd", "heartbeat", "keepalived", "ucarp", "pacemaker")
 XML_SECTIONS = ("pacemaker-cib",)     # only with --only: no `#` comments in XML
@@ -121,25 +122,6 @@ def ucarp_section(t: Target) -> str:
         "    " + " \\\n    ".join(quoted), ""])
 
 
-def _pcmk_id(name: str) -> str:
-    return "hahooks-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _seconds(value: float) -> str:
-    return f"{int(value + 0.999)}s"
-
-
-def pacemaker_timeouts(resources, layer: str | None = None) -> tuple[str, str]:
-    """(start, stop) op timeouts for the whole stack or one layer: above hahooks' own
-    budgets, so a failed start can roll back before Pacemaker gives up on it. The one
-    computation behind both these ops and the agent's meta-data."""
-    if layer is not None:
-        budget = next(r.timeout for r in resources if r.name == layer)
-        return _seconds(budget + 30), _seconds(budget + 30)
-    total = sum(r.timeout for r in resources)
-    return _seconds(2 * total + 30), _seconds(total + 30)
-
-
 def pacemaker_section(t: Target) -> str:
     layers = t.cfg.resources
     config = shlex.quote(t.config_path)
@@ -159,13 +141,13 @@ def pacemaker_section(t: Target) -> str:
         ops = (f"op start timeout={start} op stop timeout={stop} "
                "op monitor interval=20s timeout=60s")
         params = f"config={config} resource={shlex.quote(r.name)}"
-        lines.append(f"# pcs resource create {_pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
+        lines.append(f"# pcs resource create {pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
                      "--group hahooks-stack")
-        crm.append(f"# crm configure primitive {_pcmk_id(r.name)} {OCF_AGENT} "
+        crm.append(f"# crm configure primitive {pcmk_id(r.name)} {OCF_AGENT} "
                    f"params {params} {ops}")
     lines += crm
     lines.append("# crm configure group hahooks-stack " +
-                 " ".join(_pcmk_id(r.name) for r in layers))
+                 " ".join(pcmk_id(r.name) for r in layers))
     return "\n".join(lines) + "\n"
 
 
