@@ -1,6 +1,7 @@
 """Processes: lookup by title, holders of a mount, terminate-then-kill (psutil).
 
-psutil is imported lazily (~30 ms) so hooks that only record a desire stay fast.
+psutil is imported lazily so hooks that only record a desire stay fast (its import cost:
+docs/performance.md).
 """
 from __future__ import annotations
 

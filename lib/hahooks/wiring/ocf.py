@@ -42,8 +42,8 @@ def exit_reason(msg: str) -> None:
 
 # -- meta-data -----------------------------------------------------------------------------
 def escape(text: str) -> str:
-    """XML text and attribute escaping (xml.sax.saxutils would pull in urllib: ~18 ms at
-    every hook start, since the CLI imports each wiring module)."""
+    """XML text and attribute escaping (xml.sax.saxutils would pull in urllib at every hook
+    start, since the CLI imports each wiring module: docs/performance.md)."""
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
 
