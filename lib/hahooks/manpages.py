@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-from hahooks import __version__
+from hahooks import __version__, cli, config, kinds, platforms
 
 PAGES = {"hahooks.8": "render_hahooks_8", "hahooks.toml.5": "render_hahooks_toml_5"}
 _HIDDEN = argparse.SUPPRESS
@@ -81,8 +81,6 @@ def _commands(parser: argparse.ArgumentParser):
 
 
 def render_hahooks_8() -> str:
-    from hahooks import cli, platforms
-
     parser = cli.build_parser()
     out = _header("hahooks", 8, "System Manager's Manual")
     out += [".SH NAME", "hahooks \\- " + roff(
@@ -143,8 +141,6 @@ def _fields(fields: dict) -> list[str]:
 
 
 def render_hahooks_toml_5() -> str:
-    from hahooks import config, kinds
-
     out = _header("hahooks.toml", 5, "File Formats Manual")
     out += [".SH NAME", "hahooks.toml \\- the hahooks node config",
             ".SH DESCRIPTION", roff(
@@ -183,8 +179,6 @@ def _md_cell(text: str) -> str:
 
 def kind_table(kind: str) -> str:
     """The key table of one kind, between its markers."""
-    from hahooks import kinds
-
     rows = [KEYS_BEGIN.format(kind=kind), "| key | type | default | meaning |",
             "|---|---|---|---|"]
     for key, field in kinds.get(kind).PARAMS.items():
@@ -199,8 +193,6 @@ def kind_table(kind: str) -> str:
 def render_config_doc(text: str) -> str:
     """`text` (docs/config.md) with every kind's table regenerated; a kind without a table,
     or a table for a kind that does not exist, is an error (ValueError)."""
-    from hahooks import kinds
-
     seen = []
 
     def table(match: re.Match) -> str:

@@ -202,7 +202,7 @@ def _from_pidfile(path: str):
     pid = _pid_in(path)
     if pid is None or not procs.pid_running(pid):
         return None
-    import psutil
+    import psutil  # local: the hook's start-up path stays free of psutil (procs.py)
 
     try:
         return psutil.Process(pid)

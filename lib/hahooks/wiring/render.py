@@ -16,7 +16,9 @@ import re
 import shlex
 import shutil
 
-from hahooks.errors import ConfigError
+from hahooks import config as config_mod
+from hahooks.errors import ConfigError, UsageError
+from hahooks.wiring import devd, freevrrpd, pcmk_cib
 from hahooks.wiring.pcmk_ops import pacemaker_timeouts, pcmk_id
 
 SECTIONS = ("devd", "freevrrpd", "heartbeat", "keepalived", "ucarp", "pacemaker")
@@ -60,14 +62,10 @@ def _plain(word: str, where: str) -> str:
 
 # -- sections ------------------------------------------------------------------------------
 def devd_section(t: Target) -> str:
-    from hahooks.wiring import devd
-
     return devd.render_rules(t.wiring, t.hahooks, t.config_path)
 
 
 def freevrrpd_section(t: Target) -> str:
-    from hahooks.wiring import freevrrpd
-
     return ("# freevrrpd.conf (/usr/local/etc/freevrrpd.conf); same on both nodes but priority\n"
             + freevrrpd.render_vrid(t.wiring, t.hahooks, t.config_path))
 
@@ -152,8 +150,6 @@ def pacemaker_section(t: Target) -> str:
 
 
 def pacemaker_cib_section(t: Target) -> str:
-    from hahooks.wiring import pcmk_cib
-
     return pcmk_cib.configuration(t.cfg, t.config_path, t.per_layer)
 
 
@@ -204,10 +200,7 @@ def register(sub, common) -> None:
 
 
 def run_render(args) -> int:
-    from hahooks import config
-    from hahooks.errors import UsageError
-
-    cfg = config.load(args.config)
+    cfg = config_mod.load(args.config)
     for flag, value in (("--hahooks", args.hahooks), ("--hooks-dir", args.hooks_dir),
                         ("--config-path", args.config_path)):
         if value is not None and not os.path.isabs(value):
