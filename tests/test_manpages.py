@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from conftest import ROOT, require_tool
 from hahooks import manpages
 
@@ -55,3 +57,49 @@ def test_man_renders_both_pages_without_warnings():
         assert proc.returncode == 0 and proc.stderr == "", (page, proc.stderr)
         assert "hahooks" in proc.stdout
 
+
+
+CONFIG_DOC = os.path.join(ROOT, "docs", "config.md")
+
+
+def test_config_doc_key_tables_match_the_params():
+    """Fails when a kind's PARAMS changed without
+    `python3 -m hahooks.manpages --config-doc docs/config.md`."""
+    with open(CONFIG_DOC, encoding="utf-8") as fh:
+        committed = fh.read()
+    assert manpages.render_config_doc(committed) == committed, "docs/config.md is stale"
+    assert ('| `fsck` | "auto" \\| "preen" \\| "force" \\| "never" | `"auto"` | '
+            in committed)
+    assert '| `unit` | integer | (required) | fixed unit number: the device is \\<dev_dir>/md' \
+        in committed
+
+
+def test_config_doc_check_mode_rewrites_only_the_tables(tmp_path):
+    copy = tmp_path / "config.md"
+    shutil.copy(CONFIG_DOC, copy)
+    assert manpages.main(["--check", "--config-doc", str(copy)]) == 0
+    original = copy.read_text()
+    drifted = original.replace("how long to keep trying to promote", "hand edit", 1)
+    drifted = drifted.replace("## Exit codes", "## Exit codes, hand-edited prose", 1)
+    assert drifted != original and "hand edit" not in original
+    copy.write_text(drifted)
+    assert manpages.main(["--check", "--config-doc", str(copy)]) == 1
+    assert manpages.main(["--config-doc", str(copy)]) == 0              # rewrites it
+    assert copy.read_text() == original.replace("## Exit codes",
+                                                "## Exit codes, hand-edited prose", 1)
+
+
+def test_config_doc_needs_a_table_for_every_kind_and_only_for_kinds(tmp_path):
+    from hahooks import kinds
+
+    with open(CONFIG_DOC, encoding="utf-8") as fh:
+        committed = fh.read()
+    for kind in kinds.names():
+        assert manpages.KEYS_BEGIN.format(kind=kind) in committed, kind
+    without_md = committed.replace(manpages.KEYS_BEGIN.format(kind="md"), "")
+    with pytest.raises(ValueError, match="no key table for kind.* md"):
+        manpages.render_config_doc(without_md)
+    unknown = committed + "\n" + manpages.KEYS_BEGIN.format(kind="nfs") + "\n" + \
+        manpages.KEYS_END + "\n"
+    with pytest.raises(ValueError, match="'nfs', which does not exist"):
+        manpages.render_config_doc(unknown)

@@ -14,8 +14,9 @@ from hahooks.errors import ExitCode, HahooksError
 # cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
 COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", "drill",
                    "install_wiring")
-# The hot paths build only the parser they need (importing and registering every module
-# costs ~20 ms per hook call); any other word, and --help, build the whole parser.
+# The hot paths build only the parser they need (importing and registering every module is
+# a cost per hook call, docs/performance.md); any other word, and --help, build the whole
+# parser.
 FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",
               "status": "inspect", "check": "inspect", "plan": "inspect",
               "history": "inspect", "notify-send": "operate"}
@@ -124,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The `hahooks` command and `python3 -m hahooks`: main(), then leave without the
-    interpreter's teardown. Freeing every module (sh brings asyncio, ssl and email) costs
-    ~25-35 ms at each exit, paid on every CARP event; the log and stdio are flushed first.
+    interpreter's teardown. Freeing every module (sh brings asyncio, ssl and email) is paid
+    at each exit, so on every CARP event (docs/performance.md); the log and stdio are
+    flushed first.
     Where the sandbox is loaded its atexit net (labs nobody closed) needs the normal exit."""
     code = main()
     if "hahooks.sandbox.lab" in sys.modules:

@@ -6,9 +6,10 @@ import dataclasses
 import os
 import re
 import stat
+import tomllib
 from typing import Any
 
-from hahooks import platforms, schema
+from hahooks import kinds, platforms, safepath, schema
 from hahooks.errors import ConfigError, ConfigUnsafe
 from hahooks.fence_agents import FenceOptions
 from hahooks.schema import Field, Invalid
@@ -170,7 +171,7 @@ class _Lines:
 
 
 def _hint(key: str, known) -> str:
-    import difflib
+    import difflib  # local: only a bad key pays for it, not every hook start
 
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else \
@@ -180,8 +181,6 @@ def _hint(key: str, known) -> str:
 def _check_permissions(path: str) -> None:
     """Who could swap the config: the file and every directory up to / (OpenSSH
     StrictModes, auth.c auth_secure_path(); safepath adds the sticky bit's protection)."""
-    from hahooks import safepath
-
     try:
         found = safepath.verify(os.path.abspath(path))
     except safepath.UnsafePath as exc:
@@ -206,8 +205,6 @@ def _check_permissions(path: str) -> None:
 
 
 def load(path: str | None = None, *, check_permissions: bool = True) -> Config:
-    import tomllib
-
     path = path or platforms.default_config_path()
     if check_permissions:
         _check_permissions(path)
@@ -268,8 +265,6 @@ def parse(data: dict, path: str = "<config>", lines: _Lines | None = None) -> Co
         fail(("resource",), "resources are written as [[resource]] tables")
     if not res_raw:
         fail(("resource",), "no [[resource]] in the config: the stack is empty")
-    from hahooks import kinds
-
     resources: list[ResourceSpec] = []
     seen: dict[str, int] = {}
     for i, r in enumerate(res_raw):
@@ -327,8 +322,6 @@ def check_paths(cfg: Config) -> None:
     """`hahooks check`: refuse paths the kinds use as root that another user could
     redirect (safepath). Not part of load(): it looks at the filesystem, and each kind
     verifies its paths again at run time, right before using them."""
-    from hahooks import kinds, safepath
-
     lines = cfg.lines or _Lines("")
     for spec in cfg.resources:
         for key, path, options in kinds.get(spec.kind).paths(spec):

@@ -22,12 +22,12 @@ import os
 import pwd
 import time
 
+from hahooks.state import StateDir
+
 log = logging.getLogger("hahooks.maintenance")
 
 
 def _state(cfg):
-    from hahooks.state import StateDir
-
     return StateDir(cfg.node.state_dir)
 
 

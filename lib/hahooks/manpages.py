@@ -3,20 +3,30 @@ config fields ([node], [wiring], each kind's PARAMS), so they cannot drift from 
 
     python3 -m hahooks.manpages man/          # rewrite man/hahooks.8, man/hahooks.toml.5
     python3 -m hahooks.manpages --check man/  # exit 1 if the committed pages are stale
+    python3 -m hahooks.manpages --config-doc docs/config.md   # its per-kind key tables
 
 tests/test_manpages.py runs the check; `hahooks install-wiring` installs the pages under
 PREFIX/share/man. The output has no date, so the same code always gives the same bytes.
+In docs/config.md only the tables between the marker comments are generated (from the same
+PARAMS as hahooks.toml(5)); the prose around them stays hand-written.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 
-from hahooks import __version__
+from hahooks import __version__, cli, config, kinds, platforms
 
 PAGES = {"hahooks.8": "render_hahooks_8", "hahooks.toml.5": "render_hahooks_toml_5"}
 _HIDDEN = argparse.SUPPRESS
+KEYS_BEGIN = ("<!-- keys of kind {kind}: generated from its PARAMS by "
+              "python3 -m hahooks.manpages --config-doc docs/config.md; do not edit -->")
+KEYS_END = "<!-- end of generated keys -->"
+_KEYS_BLOCK = re.compile(r"<!-- keys of kind (\S+): .*?-->\n.*?" + re.escape(KEYS_END),
+                         re.S)
 
 
 def roff(text: str) -> str:
@@ -71,8 +81,6 @@ def _commands(parser: argparse.ArgumentParser):
 
 
 def render_hahooks_8() -> str:
-    from hahooks import cli, platforms
-
     parser = cli.build_parser()
     out = _header("hahooks", 8, "System Manager's Manual")
     out += [".SH NAME", "hahooks \\- " + roff(
@@ -104,8 +112,6 @@ def render_hahooks_8() -> str:
 
 def _toml(value, type_name: str) -> str:
     """A default as it is written in the file (durations are stored as seconds)."""
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and type_name.startswith("duration"):
@@ -113,25 +119,28 @@ def _toml(value, type_name: str) -> str:
     return json.dumps(value)
 
 
-def _fields(fields: dict) -> list[str]:
-    from hahooks.schema import REQUIRED
+def _default(field) -> str | None:
+    """The default as written in the file; None for a key that has none (optional),
+    "" for a required one."""
+    if field.required:
+        return ""
+    if field.default is None or field.default in ("", [], {}):
+        return None
+    return _toml(field.default, field.type_name)
 
+
+def _fields(fields: dict) -> list[str]:
     out = []
     for key, field in fields.items():
-        if field.default is REQUIRED:
-            default = "required"
-        elif field.default is None or field.default in ("", [], {}):
-            default = "optional"
-        else:
-            default = "default " + _toml(field.default, field.type_name)
+        default = _default(field)
+        default = ("required" if default == "" else "optional" if default is None
+                   else "default " + default)
         out += [".TP", f"\\fB{roff(key)}\\fR ({roff(field.type_name or 'value')}, "
                 f"{roff(default)})", roff(field.doc or "")]
     return out
 
 
 def render_hahooks_toml_5() -> str:
-    from hahooks import config, kinds
-
     out = _header("hahooks.toml", 5, "File Formats Manual")
     out += [".SH NAME", "hahooks.toml \\- the hahooks node config",
             ".SH DESCRIPTION", roff(
@@ -160,33 +169,87 @@ def render_hahooks_toml_5() -> str:
     return "\n".join(out) + "\n"
 
 
+# -- docs/config.md: the per-kind key tables ----------------------------------------------
+def _md_cell(text: str) -> str:
+    """Text for a Markdown table cell: `|` escaped everywhere (GFM splits cells first), `<`
+    escaped outside code spans so that <dev_dir> is not read as an HTML tag."""
+    parts = str(text).replace("|", "\\|").split("`")
+    return "`".join(p if i % 2 else p.replace("<", "\\<") for i, p in enumerate(parts))
+
+
+def kind_table(kind: str) -> str:
+    """The key table of one kind, between its markers."""
+    rows = [KEYS_BEGIN.format(kind=kind), "| key | type | default | meaning |",
+            "|---|---|---|---|"]
+    for key, field in kinds.get(kind).PARAMS.items():
+        default = _default(field)
+        default = "(required)" if default == "" else "none" if default is None \
+            else f"`{default}`"
+        rows.append(f"| `{key}` | {_md_cell(field.type_name or 'value')} | {default} | "
+                    f"{_md_cell(field.doc)} |")
+    return "\n".join(rows + [KEYS_END])
+
+
+def render_config_doc(text: str) -> str:
+    """`text` (docs/config.md) with every kind's table regenerated; a kind without a table,
+    or a table for a kind that does not exist, is an error (ValueError)."""
+    seen = []
+
+    def table(match: re.Match) -> str:
+        if match.group(1) not in kinds.names():
+            raise ValueError(f"a key table for kind {match.group(1)!r}, which does not exist")
+        seen.append(match.group(1))
+        return kind_table(match.group(1))
+    text = _KEYS_BLOCK.sub(table, text)
+    missing = sorted(set(kinds.names()) - set(seen))
+    if missing:
+        raise ValueError(f"no key table for kind(s) {', '.join(missing)}: add "
+                         f"{KEYS_BEGIN.format(kind=missing[0])} and {KEYS_END}")
+    return text
+
+
+def _update(path: str, text: str, check: bool, how: str) -> bool:
+    """Write `text` to `path` (or, with check, only compare); True if it was stale."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            current = fh.read()
+    except FileNotFoundError:
+        current = None
+    if current == text:
+        return False
+    if check:
+        print(f"{path} is stale: run python3 -m hahooks.manpages {how}", file=sys.stderr)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote {path}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m hahooks.manpages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="compare instead of writing")
-    p.add_argument("directory", help="where the pages are (man/ in a checkout)")
+    p.add_argument("--config-doc", metavar="FILE", help="regenerate the per-kind key tables "
+                   "of FILE (docs/config.md in a checkout)")
+    p.add_argument("directory", nargs="?", help="where the pages are (man/ in a checkout)")
     args = p.parse_args(argv)
-    stale = []
-    for page, render in PAGES.items():
-        text = globals()[render]()
-        path = os.path.join(args.directory, page)
+    if not (args.directory or args.config_doc):
+        p.error("give the man page directory, --config-doc FILE, or both")
+    stale = False
+    for page, render in PAGES.items() if args.directory else ():
+        stale |= _update(os.path.join(args.directory, page), globals()[render](), args.check,
+                         args.directory)
+    if args.config_doc:
+        with open(args.config_doc, encoding="utf-8") as fh:
+            current = fh.read()
         try:
-            with open(path, encoding="utf-8") as fh:
-                current = fh.read()
-        except FileNotFoundError:
-            current = None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(path)
-        else:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            print(f"wrote {path}")
-    for path in stale:
-        print(f"{path} is stale: run python3 -m hahooks.manpages {args.directory}",
-              file=sys.stderr)
-    return 1 if stale else 0
+            text = render_config_doc(current)
+        except ValueError as exc:
+            print(f"{args.config_doc}: {exc}", file=sys.stderr)
+            return 1
+        stale |= _update(args.config_doc, text, args.check, f"--config-doc {args.config_doc}")
+    return 1 if stale and args.check else 0
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ configured command forms, so FreeBSD forms can be exercised on Linux.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import os
 import re
+import stat
+import struct
 
 log = logging.getLogger("hahooks.mounts")
 
@@ -113,8 +116,6 @@ def device_number(device: str) -> int | None:
         st = os.stat(device)
     except OSError:
         return None
-    import stat
-
     return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
@@ -129,9 +130,6 @@ def loop_backing(source: str) -> tuple[int, int] | None:
     image, a simulated device) makes a loop device, and mountinfo names the loop device.
     By inode, not by /sys's backing_file name: mount reuses a loop device already set up
     on the same inode under another name, and the name may be deleted."""
-    import fcntl
-    import struct
-
     name = os.path.basename(source)
     if not (source.startswith("/dev/") and name.startswith("loop")):
         return None

@@ -20,6 +20,9 @@ import subprocess
 import sys
 import time
 
+from hahooks import runner as runner_mod
+from hahooks.errors import HahooksError
+
 log = logging.getLogger("hahooks.notify")
 
 
@@ -57,9 +60,6 @@ def after_transition(cfg, record: dict) -> int | None:
 
 def send(cfg, record: dict) -> int:
     """Run every [notify] command with `record` as JSON on stdin; 0 if all succeeded."""
-    from hahooks.errors import HahooksError
-    from hahooks import runner as runner_mod
-
     runner = runner_mod.for_config(cfg)
     data = json.dumps(record) + "\n"
     failed = 0

@@ -9,6 +9,7 @@ import threading
 from typing import Callable
 
 from hahooks.errors import HahooksError
+from hahooks.fence_agents import stdin_for
 
 log = logging.getLogger("hahooks.engine")   # the engine's records, as before the split
 
@@ -58,8 +59,6 @@ class PeerActions:
         options = self.config.node.fence_options
         if not options:
             return None
-        from hahooks.fence_agents import stdin_for
-
         return stdin_for(options)
 
     def demote(self) -> None:

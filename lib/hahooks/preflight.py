@@ -17,6 +17,7 @@ import dataclasses
 import fnmatch
 import os
 
+from hahooks.engine import Engine
 from hahooks.errors import ExitCode, HahooksError, NotInstalled, PermissionProblem
 
 # kinds whose acquire makes block devices appear (kinds/_replication.py dev_path)
@@ -36,8 +37,6 @@ class Finding:
 
 
 def _engine(cfg):
-    from hahooks.engine import Engine
-
     return Engine.for_config(cfg, dry_run=True)
 
 

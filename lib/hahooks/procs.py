@@ -1,7 +1,8 @@
 """Processes: lookup by title, terminate-then-kill (psutil). Which processes hold a mount:
 holderscan.py.
 
-psutil is imported lazily (~30 ms) so hooks that only record a desire stay fast.
+psutil is imported lazily so hooks that only record a desire stay fast (its import cost:
+docs/performance.md).
 """
 from __future__ import annotations
 

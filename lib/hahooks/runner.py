@@ -193,7 +193,7 @@ class Runner:
 
     def _execute(self, exe: str, argv: list[str], timeout: float, input: str | None,
                  env: dict[str, str] | None, shown: list[str] | None = None) -> Result:
-        import sh  # lazy: importing sh costs ~90 ms, and `--detach` hooks never run a command
+        import sh  # lazy: the costliest import (docs/performance.md); `--detach` runs no command
 
         kwargs = dict(_bg=True, _bg_exc=False, _tty_out=False, _ok_code=list(range(256)),
                       **_sh_group_options(sh.__version__))
@@ -208,8 +208,8 @@ class Runner:
         started = time.monotonic()
         self._track("command_started", token, shown or argv)   # inflight.json: masked too
         # Our own timer kills the whole process group: sh's `_timeout` signals only the child
-        # and costs ~100 ms per call (its timer polls), and `wait(timeout=)` polls every
-        # 100 ms and can return before the output has been read.
+        # and adds its timer thread's polling to every call (docs/performance.md), and
+        # `wait(timeout=)` polls too and can return before the output has been read.
         try:
             proc = sh.Command(exe)(*argv[1:], **kwargs)
         except (sh.CommandNotFound, OSError) as exc:  # vanished or not executable since which()

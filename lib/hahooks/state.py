@@ -31,8 +31,9 @@ import stat
 import threading
 import time
 
+from hahooks import procs, waits
 from hahooks.errors import PermissionProblem
-from hahooks import waits
+from hahooks.runner import RUN_TOKEN
 
 LOCK = "transition.lock"
 ACTIVE = "active.lock"
@@ -243,9 +244,6 @@ class StateDir:
         if not record:
             self._remove(INFLIGHT)   # a torn or empty record: nothing to reap
             return []
-        from hahooks import procs
-        from hahooks.runner import RUN_TOKEN
-
         reaped: list[int] = []
         for rec in record.get("commands") or [record]:
             started = float(rec.get("started", 0))

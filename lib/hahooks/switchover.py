@@ -27,8 +27,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from hahooks import schema
+from hahooks.commands.transition import load
 from hahooks.errors import ConfigError, ExitCode, HahooksError, UsageError
+
+# The engine, the runner, the transition protocol and procs are imported inside the
+# functions that use them: `hahooks switchover` is registered whenever the CLI builds its
+# whole parser (commands/operate.py), which a wiring hook does at every event.
 
 log = logging.getLogger("hahooks.switchover")
 
@@ -57,11 +64,6 @@ def register(sub, common) -> None:
 
 
 def run_switchover(args) -> int:
-    import sys
-
-    from hahooks import schema
-    from hahooks.commands.transition import load
-
     cfg = load(args)
     try:
         timeout = schema.parse_duration(args.timeout)

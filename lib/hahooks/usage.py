@@ -33,7 +33,7 @@ import glob
 import os
 import stat
 
-from hahooks import mounts
+from hahooks import mounts, procs
 
 
 def device_numbers(device: str) -> set[int]:
@@ -70,8 +70,6 @@ def _kernel_name(dev: int) -> str | None:
 
 
 def _title(pid: int) -> str:
-    from hahooks import procs
-
     return " ".join(procs.title_of_pid(pid).split())[:60]
 
 

@@ -1,7 +1,8 @@
 """Bounded waiting: the only place hahooks sleeps.
 
-Polls start at 5 ms and back off to 40 ms, so a condition that becomes true is noticed
-within ~50 ms (the seed scripts poll every 0.5-1 s after a fixed `sleep 3`).
+Polls start at 5 ms and back off to 40 ms (FIRST_POLL, MAX_POLL), so a condition that becomes
+true is noticed within about one MAX_POLL (bench part 6 measures it: docs/performance.md); the
+seed scripts poll every 0.5-1 s after a fixed `sleep 3`.
 
 A wait (or a command, runner.py) that lasts tells people it is still going: after
 PROGRESS_EVERY seconds and every PROGRESS_EVERY after, one record (event `wait_progress`,

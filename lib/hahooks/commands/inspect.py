@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 
-from hahooks import config as config_mod
+from hahooks import config as config_mod, logs
+from hahooks.cli import stderr_level
 from hahooks.errors import ExitCode, HahooksError
+
+# The engine, the state dir, the kinds, monitoring, preflight and timespec are imported in
+# the functions that use them: the CLI imports this module to build its whole parser
+# (cli.COMMAND_MODULES), which a wiring hook does at every event.
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 LABEL = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -73,11 +80,6 @@ def register(sub, common) -> None:
 
 
 def _quiet_logging(cfg, args) -> None:
-    import logging
-
-    from hahooks import logs
-    from hahooks.cli import stderr_level
-
     logs.setup(node=cfg.node.name, stderr_level=max(stderr_level(args), logging.WARNING))
 
 
@@ -170,8 +172,6 @@ def state_unreadable(path: str) -> str | None:
     """Why this user cannot read the state dir, or None (readable, or not created yet: a
     node that never ran master or slave). A monitoring user who is not root lands here;
     docs/config.md "Monitoring" says how to give it access."""
-    import os
-
     try:
         os.stat(path)
         os.listdir(path)
@@ -285,7 +285,6 @@ def run_plan(args) -> int:
 
 def read_history(path: str) -> list[dict]:
     """Transitions in log order, each with its steps, from the JSON-lines log."""
-    from hahooks import logs
     from hahooks.timespec import record_epoch
 
     transitions: dict[str, dict] = {}

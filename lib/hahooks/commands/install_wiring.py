@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import sys
 
+from hahooks import config, platforms
 from hahooks.errors import PermissionProblem, UsageError
+from hahooks.wiring import devd
+
+# wiring.shipped (importlib.resources) and the runner are imported where they are used: the
+# CLI imports this module to build its whole parser (cli.COMMAND_MODULES), which a wiring
+# hook does at every event.
 
 DEVD_EXAMPLE = "hahooks-carp.conf"
 _SHIPPED_HAHOOKS = "/usr/local/sbin/hahooks"     # the path the shipped devd rules name
@@ -87,9 +94,6 @@ def devd_rules(hahooks: str, config_path: str | None) -> bytes:
     """Rules for the given config's [wiring] (as `render --only devd`), else the shipped
     example (CARP vhid 1 on em0) bound to the installed command."""
     if config_path:
-        from hahooks import config
-        from hahooks.wiring import devd
-
         cfg = config.load(config_path)
         return devd.render_rules(cfg.wiring, hahooks, os.path.abspath(config_path)).encode()
     return _read("devd", DEVD_EXAMPLE).replace(_SHIPPED_HAHOOKS, hahooks).encode()
@@ -213,8 +217,6 @@ def importable_without_pythonpath(interpreter: str) -> str | None:
     """What the baked-in interpreter cannot import as a daemon runs it (-I: no PYTHONPATH,
     no current directory), or None. Run from a checkout with PYTHONPATH=lib, the installed
     entry points would not find hahooks."""
-    import importlib.util
-
     from hahooks.runner import Runner
 
     missing = [n for n in DEPENDENCIES if importlib.util.find_spec(n) is None]
@@ -263,8 +265,6 @@ def uninstall(layout, *, root: str, dry_run: bool, out=print) -> int:
 
 # -- the subcommand -------------------------------------------------------------------------
 def register(sub, common) -> None:
-    from hahooks import platforms
-
     p = sub.add_parser(
         "install-wiring", parents=[common], help="install the daemons' entry points "
         "(hahooks in sbin, hooks, devd rules, Heartbeat scripts, OCF agent, man pages)",
@@ -286,8 +286,6 @@ def register(sub, common) -> None:
 
 
 def run(args) -> int:
-    from hahooks import platforms
-
     for flag, value in (("--prefix", args.prefix), ("--root", args.root or "/")):
         if not os.path.isabs(value):
             raise UsageError(f"install-wiring: {flag} {value!r} must be an absolute path")

@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
+from hahooks import switchover
+from hahooks.commands.transition import load
 from hahooks.errors import ExitCode
+
+# maintenance and notify (with the state dir and the runner behind them) are imported by
+# the subcommand that uses them: the CLI imports this module to build its whole parser
+# (cli.COMMAND_MODULES), which a wiring hook does at every event.
 
 MAINTENANCE_EPILOG = """\
 while on, daemon events (devd-event, keepalived-notify, ucarp-up/down, Heartbeat's resource
@@ -25,8 +31,6 @@ def register(sub, common) -> None:
     p.add_argument("mode", choices=("on", "off", "status"))
     p.add_argument("--reason", default="", help="why (shown by status and the log)")
     p.set_defaults(func=run_maintenance)
-    from hahooks import switchover
-
     switchover.register(sub, common)
     n = sub.add_parser("notify-send", parents=[common])   # no help=: hidden, as `worker`
     n.set_defaults(func=run_notify_send)
@@ -34,7 +38,6 @@ def register(sub, common) -> None:
 
 def run_maintenance(args) -> int:
     from hahooks import maintenance
-    from hahooks.commands.transition import load
 
     cfg = load(args)
     if args.mode == "on":
@@ -54,7 +57,6 @@ def run_maintenance(args) -> int:
 
 def run_notify_send(args) -> int:
     from hahooks import notify
-    from hahooks.commands.transition import load
 
     cfg = load(args)
     payload = json.loads(sys.stdin.read() or "{}")

@@ -4,7 +4,8 @@ The simulated FreeBSD tools read the simulator's fault rules themselves. To brea
 tool's step the same way, the drill puts a shim named like the tool first on the node's
 PATH: it applies the rules (latency, fail with an exit code, hang until killed) to its own
 command line, then execs the real tool with the same arguments. Without a matching rule it
-only adds its start-up time (~20 ms), so shims are installed only for fault runs.
+only adds its start-up time (docs/performance.md), so shims are installed only for fault
+runs.
 """
 from __future__ import annotations
 

@@ -10,9 +10,7 @@ _NOT_KINDS = {"base"}
 
 
 def names() -> list[str]:
-    import hahooks.kinds as pkg
-
-    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(pkg.__path__)
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__)
                   if not m.name.startswith("_") and m.name not in _NOT_KINDS)
 
 

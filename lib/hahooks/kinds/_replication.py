@@ -8,7 +8,7 @@ import glob
 import logging
 import os
 
-from hahooks import mounts as mount_table, parsers
+from hahooks import mounts as mount_table, parsers, procs, usage
 from hahooks.errors import HahooksError, Refused, WaitTimeout
 
 log = logging.getLogger("hahooks.kinds.replication")
@@ -91,8 +91,6 @@ def refuse_if_used(ctx, devices: list[str], action: str) -> None:
     LOOP_SETTLE seconds to detach itself."""
     if ctx.dry_run:
         return
-    from hahooks import usage
-
     # uses this mount table cannot show (another mount namespace, a lazily detached mount):
     # no loop device settles them, and the refusal names the namespace and its process
     hidden = [f"{dev} is {use}" if use.startswith("mounted") else f"{dev}: {use}"
@@ -127,8 +125,6 @@ def peer_known_down(ctx, policy: str, why: str) -> bool:
 def find_daemons(program: str, *args: str) -> list:
     """Running processes of `program` (the basename of argv[0], or of a script an interpreter
     runs: `python3 -S /path/ggated ...`) whose argument list contains every one of `args`."""
-    from hahooks import procs
-
     psutil = procs._psutil()
     found = []
     for proc in psutil.process_iter(["pid"]):

@@ -16,11 +16,18 @@ from hahooks.schema import Invalid
 class Command(Resource):
     KIND = "command"
     PARAMS = {
-        "acquire": schema.Argv(doc="argv run to acquire"),
-        "release": schema.Argv(doc="argv run to release"),
-        "status": schema.Argv(None, "argv; exit 0 = held, a code in released_codes = released"),
-        "released_codes": schema.Field(lambda v: _codes(v), [1], "", "[integers]"),
-        "state_file": schema.Path(None, "file marking 'held' when there is no status command"),
+        "acquire": schema.Argv(doc="argv run to acquire; exit 0 = done"),
+        "release": schema.Argv(doc="argv run to release; exit 0 = done"),
+        "status": schema.Argv(None, "read-only probe: exit 0 = held, a code in released_codes "
+                              "= released, anything else (or a timeout) = broken, with the "
+                              "probe's last stderr line as the reason"),
+        "released_codes": schema.Field(lambda v: _codes(v), [1], "the status probe's exit "
+                                       "codes (1-255) meaning released", "[integers]"),
+        "state_file": schema.Path(None, "without status: the layer is held exactly while this "
+                                  "file exists (acquire creates it after its command "
+                                  "succeeded, release removes it after its command "
+                                  "succeeded); refused (exit 4, before the command runs) if "
+                                  "another user could plant or swap it"),
     }
 
     @classmethod

@@ -29,7 +29,8 @@ class GgateExport(Resource):
     KIND = "ggate-export"
     PARAMS = {
         "image": schema.Path(doc="the file or device the peer attaches with ggatec"),
-        "exports_file": schema.Path(DEFAULT_EXPORTS, 'ggated exports ("addr RW path" lines)'),
+        "exports_file": schema.Path(DEFAULT_EXPORTS, 'ggated exports ("addr RW path" '
+                                    'lines); must list image'),
         "address": schema.Str(None, "ggated -a: address to listen on"),
         "port": schema.Int(None, "ggated -p (default 3080)", minimum=1, maximum=65535),
         "start_wait": schema.Duration("5s", "how long ggated may take to be running"),

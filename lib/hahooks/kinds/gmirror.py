@@ -63,8 +63,10 @@ class Gmirror(Resource):
                               choices=("load", "prefer", "round-robin", "split")),
         "autosync": schema.Bool(True, "let GEOM synchronize inserted components (false: "
                                 "label -n and run `gmirror rebuild` for each)"),
-        "wait_sync": schema.Bool(False, "block acquire until the mirror is COMPLETE"),
-        "release_mode": schema.Str("destroy", "how release takes the mirror down",
+        "wait_sync": schema.Bool(False, "block acquire until the mirror is COMPLETE "
+                                 "(false: mount while it rebuilds)"),
+        "release_mode": schema.Str("destroy", "how release takes the mirror down: destroy "
+                                   "clears the metadata, stop keeps it",
                                    choices=("destroy", "stop")),
         "device_wait": schema.Duration("5s", "how long <dev_dir>/mirror/NAME may take to appear"),
     }

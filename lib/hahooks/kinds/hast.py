@@ -54,7 +54,8 @@ class Hast(Resource):
     EXCLUSIVE = True     # acquire ends complete, or with the peer known down: we alone write
     PROMOTABLE = True
     PARAMS = {
-        "resources": schema.Names(doc='HAST resource names from hast.conf, or "all"'),
+        "resources": schema.Names(doc='HAST resource names from hast.conf, or "all" '
+                                  '(alone)'),
         "secondary_wait": schema.Duration("30s", "how long the peer may take to leave primary "
                                           "(its `hastd: NAME (secondary)` worker here exits)"),
         "device_wait": schema.Duration("10s", "how long <dev_dir>/hast/NAME may take to appear "
@@ -65,7 +66,9 @@ class Hast(Resource):
         "complete_wait": schema.Duration("5s", "how long every resource may take to be "
                                          "`complete` (peer connected as secondary) after "
                                          "`hastctl role primary`; keep it under hast.conf's "
-                                         "timeout (20 s)"),
+                                         "timeout (20 s): when it runs out hahooks rolls "
+                                         "back, and that must happen before hastd starts "
+                                         "the resource \"anyway\""),
         "unknown_peer": schema.Str("fence", "not complete in time (the peer is down, cut off or "
                                    "still primary): \"fence\" = go on only after [node] fence "
                                    "succeeded; \"assume-down\" = go on degraded (the operator "

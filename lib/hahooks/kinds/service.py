@@ -48,7 +48,10 @@ class Service(Resource):
         "status": schema.Argv(None, "argv; exit 0 = running (manager = \"command\")"),
         "stopped_codes": schema.Field(_codes, [1, 2, 3, 7], "status exit codes meaning "
                                       "not running (LSB 1-3, rc.d 1, OCF 7)", "[integers]"),
-        "pidfile": schema.Path(None, "pidfile the daemon writes: status reads it"),
+        "pidfile": schema.Path(None, "pidfile the daemon writes: status reads it (a live, "
+                               "non-zombie process) instead of running a command; read with "
+                               "O_NOFOLLOW, and refused (exit 4) if a directory on its way, "
+                               "or a symlink, could be replaced by another user"),
         "process_match": schema.Str(None, "part of the process title of every process of the "
                                     "service; none may be left after a stop"),
         "start_timeout": schema.Duration("30s", "how long a start may take to show as running"),
@@ -199,7 +202,7 @@ def _from_pidfile(path: str):
     pid = _pid_in(path)
     if pid is None or not procs.pid_running(pid):
         return None
-    import psutil
+    import psutil  # local: the hook's start-up path stays free of psutil (procs.py)
 
     try:
         return psutil.Process(pid)

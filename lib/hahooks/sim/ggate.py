@@ -19,8 +19,9 @@ import signal
 import sys
 import time
 
-from hahooks.sim import checks, daemon, geom, ggate_client
-from hahooks.sim.state import connected, node_state, unlink_device
+from hahooks.sim import checks, daemon, geom, ggate_client, mirror_model
+from hahooks.sim.ggate_client import match_export
+from hahooks.sim.state import connected, node_state, syslog, unlink_device
 from hahooks.sim.util import Usage, getopt, humanize_number
 
 DEFAULT_PORT = 3080
@@ -48,13 +49,6 @@ def xlog(ctx, verbose: bool, msg: str) -> int:
     else:
         syslog(ctx.store, ctx.node, ctx.tool, msg)
     return 1
-
-
-def syslog(store, node: str, tool: str, msg: str) -> None:
-    path = store.node_dir(node, "run", "syslog.log")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as f:
-        f.write(f"{time.strftime('%b %d %H:%M:%S')} {node} {tool}[{os.getpid()}]: {msg}\n")
 
 
 def main(ctx, args: list[str]) -> int:
@@ -104,8 +98,6 @@ def find_server(st: dict, host: str) -> str | None:
 
 
 def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
-    from hahooks.sim import mirror_model
-
     verbose = "v" in o
     port = int(o.get("p", DEFAULT_PORT))
     mode = o.get("o", "rw").lower()
@@ -142,16 +134,6 @@ def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
     return 0
 
 
-def match_export(exports: list[dict], client: str, path: str) -> dict | None:
-    """exports_find(): the first export whose network holds the client and whose path is
-    the requested path, byte for byte."""
-    for ex in exports:
-        if ipaddress.ip_address(client) in ipaddress.ip_network(ex["net"], strict=False) \
-                and ex["path"] == path:
-            return ex
-    return None
-
-
 def mode_allowed(exported: str, requested: str) -> bool:
     if requested == "ro":
         return exported != "WO"
@@ -161,8 +143,6 @@ def mode_allowed(exported: str, requested: str) -> bool:
 
 
 def ggatec_destroy(ctx, unit: int, force: bool) -> int:
-    from hahooks.sim import mirror_model
-
     with ctx.store.locked(write=True) as st:
         units = st["ggate"].get(ctx.node, {})
         if str(unit) not in units:

@@ -222,3 +222,11 @@ def make_image(path: str, size: int) -> None:
     if not os.path.exists(path):
         with open(path, "wb") as f:
             f.truncate(size)
+
+
+def syslog(store, node: str, tool: str, msg: str) -> None:
+    """A line in nodes/<n>/run/syslog.log, where the simulated tools and kernel log."""
+    path = store.node_dir(node, "run", "syslog.log")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(f"{time.strftime('%b %d %H:%M:%S')} {node} {tool}[{os.getpid()}]: {msg}\n")

@@ -20,12 +20,17 @@ The haresources conventions (docs/reference/heartbeat.md §1, /usr/share/heartbe
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 
+from hahooks import config as config_mod, logs
 from hahooks.errors import ExitCode, HahooksError, UsageError
 from hahooks.wiring import hook
+
+# The state dir and the engine are imported by the functions that read them: the CLI
+# imports this module to build its whole parser, which a wiring hook does at every event.
 
 ACTIONS = ("start", "stop", "status")
 RUNNING, STOPPED = "running", "stopped"
@@ -114,10 +119,6 @@ def run_heartbeat(args) -> int:
 
 
 def run_status(args) -> int:
-    import logging
-
-    from hahooks import config as config_mod, logs
-
     try:
         cfg = config_mod.load(args.config)
     except HahooksError:

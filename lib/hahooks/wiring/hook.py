@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from hahooks.commands.transition import load as load_config
+
 log = logging.getLogger("hahooks.wiring")
 
 
@@ -27,8 +29,6 @@ def add_mode(parser, *, detach_default: bool) -> None:
 
 def load(args):
     """The config and logging, set up as `master`/`slave` do."""
-    from hahooks.commands.transition import load as load_config
-
     return load_config(args)
 
 
@@ -42,6 +42,8 @@ def log_call(caller: str, argv: list[str], decision: str) -> None:
 
 def request(cfg, args, role: str, *, caller: str, argv: list[str]) -> int:
     """Record `role` (latest wins) and converge now (--wait) or in a worker (--detach)."""
+    # local: the state dir and the transition protocol load only once a daemon's request is
+    # recorded, not whenever the CLI builds its whole parser (which imports every wiring)
     from hahooks import maintenance, transition
 
     log_call(caller, argv, role)

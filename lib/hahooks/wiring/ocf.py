@@ -20,20 +20,14 @@ import sys
 from hahooks.errors import (OCF_ERR_CONFIGURED, OCF_ERR_GENERIC, OCF_ERR_INSTALLED,
                             OCF_ERR_PERM, OCF_ERR_UNIMPLEMENTED, OCF_NOT_RUNNING, OCF_SUCCESS)
 
+from hahooks.wiring.ocf_common import OcfResult, under_lock  # noqa: F401 (the agent's API)
+
 ACTIONS = ("start", "stop", "monitor", "validate-all", "meta-data", "usage", "methods",
            "reload-agent", "promote", "demote", "notify")
 PROMOTABLE_ACTIONS = ("start", "stop", "monitor", "promote", "demote", "notify")
 # Without a config this caller can read (meta-data runs as nobody): a generous default.
 FALLBACK_TIMEOUTS = ("300s", "300s")
 AGENT_NAME = "hahooks"
-
-
-class OcfResult(Exception):
-    """Leave the agent with this OCF code and reason (reason printed for failures)."""
-
-    def __init__(self, code: int, reason: str = ""):
-        super().__init__(reason)
-        self.code, self.reason = code, reason
 
 
 def exit_reason(msg: str) -> None:
@@ -44,8 +38,8 @@ def exit_reason(msg: str) -> None:
 
 # -- meta-data -----------------------------------------------------------------------------
 def escape(text: str) -> str:
-    """XML text and attribute escaping (xml.sax.saxutils would pull in urllib: ~18 ms at
-    every hook start, since the CLI imports each wiring module)."""
+    """XML text and attribute escaping (xml.sax.saxutils would pull in urllib at every hook
+    start, since the CLI imports each wiring module: docs/performance.md)."""
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
 
@@ -55,7 +49,7 @@ def advertised_timeouts(env) -> tuple[str, str]:
     when the config can be read; meta-data must still work without one."""
     from hahooks import config
     from hahooks.errors import HahooksError
-    from hahooks.wiring.render import pacemaker_timeouts
+    from hahooks.wiring.pcmk_ops import pacemaker_timeouts
 
     try:
         cfg = config.load(env.get("OCF_RESKEY_config") or None)
@@ -285,18 +279,6 @@ class Agent:
         if code:
             raise OcfResult(int(code), message)
         return OCF_SUCCESS
-
-
-def under_lock(cfg, step) -> None:
-    """One layer's step under the node's transition lock (no hook transition meanwhile)."""
-    from hahooks.state import StateDir, TransitionLock
-
-    lock = TransitionLock(StateDir(cfg.node.state_dir).prepare())
-    lock.acquire(cfg.node.wait_timeout)
-    try:
-        step()
-    finally:
-        lock.release()
 
 
 def last_took_the_stack(path: str) -> bool:

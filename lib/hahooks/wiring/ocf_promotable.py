@@ -26,6 +26,7 @@ from typing import Any
 from hahooks.errors import (  # docs/reference/pacemaker.md (return codes)
     OCF_ERR_GENERIC, OCF_FAILED_PROMOTED, OCF_NOT_RUNNING, OCF_RUNNING_PROMOTED, OCF_SUCCESS)
 from hahooks.kinds.base import Observation, State
+from hahooks.wiring.ocf_common import OcfResult, under_lock
 
 log = logging.getLogger("hahooks.ocf")
 
@@ -146,8 +147,6 @@ class Promotable:
         return OCF_SUCCESS
 
     def monitor(self) -> int:
-        from hahooks.wiring.ocf import OcfResult
-
         obs = self.observe()
         code = monitor_code(self.spec.kind, obs)
         if code in (OCF_SUCCESS, OCF_RUNNING_PROMOTED):
@@ -177,8 +176,6 @@ class Promotable:
 
     # -- helpers -------------------------------------------------------------------------
     def _locked(self, step) -> None:
-        from hahooks.wiring.ocf import under_lock
-
         under_lock(self.cfg, step)
 
     def update_score(self) -> None:

@@ -9,7 +9,7 @@
   password itself or the agent's password_script; a comment says so), pcmk_host_list = the
   peer, and a location constraint keeping the device off the node it fences.
 * The stack: one ocf:hahooks:hahooks primitive, or (per_layer) a group of one primitive per
-  layer in config order; op timeouts from render.pacemaker_timeouts() (one computation).
+  layer in config order; op timeouts from pcmk_ops.pacemaker_timeouts() (one computation).
 * promotable: the bottom layer (drbd, hast) as a promotable clone (mode=promotable: one
   instance per node, one promoted, notifications on), the layers above it as a group that
   runs only with the promoted instance and starts after the promotion, as ocf:linbit:drbd
@@ -22,6 +22,7 @@ import os
 from hahooks.errors import ConfigError
 from hahooks.fence_agents import PASSWORD_FILE
 from hahooks.wiring.ocf import escape
+from hahooks.wiring.pcmk_ops import pacemaker_timeouts, pcmk_id
 
 # the clone's meta attributes: an instance on each of the two nodes, one of them promoted
 CLONE_META = (("promotable", "true"), ("promoted-max", "1"), ("promoted-node-max", "1"),
@@ -66,10 +67,8 @@ def promotable_layer(cfg):
 
 def _promotable_stack(cfg, config_path: str) -> tuple[str, str]:
     """(resources, constraints): the clone, the group above it, and what ties them."""
-    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
-
     repl = promotable_layer(cfg)
-    rid = _pcmk_id(repl.name)
+    rid = pcmk_id(repl.name)
     clone = f"{rid}-clone"
     primitive = _primitive(rid, [("config", config_path), ("resource", repl.name),
                                  ("mode", "promotable")],
@@ -89,9 +88,7 @@ def _promotable_stack(cfg, config_path: str) -> tuple[str, str]:
 
 
 def _layer_group(cfg, config_path: str, layers) -> str:
-    from hahooks.wiring.render import _pcmk_id, pacemaker_timeouts
-
-    members = "".join(_primitive(_pcmk_id(r.name),
+    members = "".join(_primitive(pcmk_id(r.name),
                                  [("config", config_path), ("resource", r.name)],
                                  *pacemaker_timeouts(cfg.resources, r.name))
                       for r in layers)
@@ -120,8 +117,6 @@ def _stonith(node) -> tuple[str, str]:
 
 def configuration(cfg, config_path: str, per_layer: bool = False,
                   promotable: bool = False) -> str:
-    from hahooks.wiring.render import pacemaker_timeouts
-
     stonith, constraint = _stonith(cfg.node)
     if promotable:
         stack, ties = _promotable_stack(cfg, config_path)

@@ -16,7 +16,10 @@ import re
 import shlex
 import shutil
 
-from hahooks.errors import ConfigError
+from hahooks import config as config_mod
+from hahooks.errors import ConfigError, UsageError
+from hahooks.wiring import devd, freevrrpd, pcmk_cib
+from hahooks.wiring.pcmk_ops import pacemaker_timeouts, pcmk_id
 
 SECTIONS = ("devd", "freevrrpd", "heartbeat", "keepalived", "ucarp", "pacemaker")
 XML_SECTIONS = ("pacemaker-cib",)     # only with --only: no `#` comments in XML
@@ -60,14 +63,10 @@ def _plain(word: str, where: str) -> str:
 
 # -- sections ------------------------------------------------------------------------------
 def devd_section(t: Target) -> str:
-    from hahooks.wiring import devd
-
     return devd.render_rules(t.wiring, t.hahooks, t.config_path)
 
 
 def freevrrpd_section(t: Target) -> str:
-    from hahooks.wiring import freevrrpd
-
     return ("# freevrrpd.conf (/usr/local/etc/freevrrpd.conf); same on both nodes but priority\n"
             + freevrrpd.render_vrid(t.wiring, t.hahooks, t.config_path))
 
@@ -122,25 +121,6 @@ def ucarp_section(t: Target) -> str:
         "    " + " \\\n    ".join(quoted), ""])
 
 
-def _pcmk_id(name: str) -> str:
-    return "hahooks-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _seconds(value: float) -> str:
-    return f"{int(value + 0.999)}s"
-
-
-def pacemaker_timeouts(resources, layer: str | None = None) -> tuple[str, str]:
-    """(start, stop) op timeouts for the whole stack or one layer: above hahooks' own
-    budgets, so a failed start can roll back before Pacemaker gives up on it. The one
-    computation behind both these ops and the agent's meta-data."""
-    if layer is not None:
-        budget = next(r.timeout for r in resources if r.name == layer)
-        return _seconds(budget + 30), _seconds(budget + 30)
-    total = sum(r.timeout for r in resources)
-    return _seconds(2 * total + 30), _seconds(total + 30)
-
-
 def pacemaker_section(t: Target) -> str:
     layers = t.cfg.resources
     config = shlex.quote(t.config_path)
@@ -160,13 +140,13 @@ def pacemaker_section(t: Target) -> str:
         ops = (f"op start timeout={start} op stop timeout={stop} "
                "op monitor interval=20s timeout=60s")
         params = f"config={config} resource={shlex.quote(r.name)}"
-        lines.append(f"# pcs resource create {_pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
+        lines.append(f"# pcs resource create {pcmk_id(r.name)} {OCF_AGENT} {params} {ops} "
                      "--group hahooks-stack")
-        crm.append(f"# crm configure primitive {_pcmk_id(r.name)} {OCF_AGENT} "
+        crm.append(f"# crm configure primitive {pcmk_id(r.name)} {OCF_AGENT} "
                    f"params {params} {ops}")
     lines += crm
     lines.append("# crm configure group hahooks-stack " +
-                 " ".join(_pcmk_id(r.name) for r in layers))
+                 " ".join(pcmk_id(r.name) for r in layers))
     return "\n".join(lines + _promotable_lines(layers, config)) + "\n"
 
 
@@ -178,7 +158,7 @@ def _promotable_lines(layers, config: str) -> list[str]:
     repl = layers[0]
     if not kinds.get(repl.kind).PROMOTABLE:
         return []
-    rid = _pcmk_id(repl.name)
+    rid = pcmk_id(repl.name)
     start, stop = pacemaker_timeouts(layers, repl.name)
     ops = (f"op start timeout={start} op stop timeout={stop} op promote timeout={start} "
            f"op demote timeout={stop} op monitor interval=19s role=Promoted timeout=60s "
@@ -202,8 +182,6 @@ def _promotable_lines(layers, config: str) -> list[str]:
 
 
 def pacemaker_cib_section(t: Target) -> str:
-    from hahooks.wiring import pcmk_cib
-
     return pcmk_cib.configuration(t.cfg, t.config_path, t.per_layer, t.promotable)
 
 
@@ -257,10 +235,7 @@ def register(sub, common) -> None:
 
 
 def run_render(args) -> int:
-    from hahooks import config
-    from hahooks.errors import UsageError
-
-    cfg = config.load(args.config)
+    cfg = config_mod.load(args.config)
     for flag, value in (("--hahooks", args.hahooks), ("--hooks-dir", args.hooks_dir),
                         ("--config-path", args.config_path)):
         if value is not None and not os.path.isabs(value):

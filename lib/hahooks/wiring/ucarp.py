@@ -21,8 +21,10 @@ import logging
 import re
 import sys
 
-from hahooks.errors import ConfigError
-from hahooks.kinds.vip import IFACE_RE
+from hahooks.config import ResourceSpec
+from hahooks.errors import ConfigError, HahooksError
+from hahooks.kinds.base import Context
+from hahooks.kinds.vip import IFACE_RE, Vip
 from hahooks.wiring import hook
 
 log = logging.getLogger("hahooks.wiring.ucarp")
@@ -97,8 +99,9 @@ def run_script(args) -> int:
     prefix = args.prefix or wiring_prefix(cfg.wiring) or 32
     vip_failed = None
     if args.manage_vip:
+        # local: the runner loads only when ucarp's hook manages the address, not whenever
+        # the CLI builds its whole parser (which imports every wiring)
         from hahooks import runner as runner_mod
-        from hahooks.errors import HahooksError
 
         address = vip_resource(cfg, runner_mod.for_config(cfg), args.iface, args.vip, prefix)
         try:
@@ -147,10 +150,6 @@ def _wiring_vip(wiring: dict):
 
 def vip_resource(cfg, runner, iface: str, address: str, prefix: int):
     """The ucarp VIP as a `vip` kind layer (kinds/vip.py): the wiring decides, the kind acts."""
-    from hahooks.config import ResourceSpec
-    from hahooks.kinds.base import Context
-    from hahooks.kinds.vip import Vip
-
     spec = ResourceSpec(name="ucarp-vip", kind=Vip.KIND, timeout=cfg.node.command_timeout,
                         params={"address": f"{address}/{prefix}", "interface": iface,
                                 "label": None})
