@@ -52,6 +52,27 @@ def import_ms(module: str) -> float:
     return summary(samples)[0] if samples else float("nan")
 
 
+def transition_imports(env: dict, runs: int = 5) -> list[Figure]:
+    """What a no-op `hahooks master` imports before and around its commands: the sum of the
+    top-level modules' cumulative times (-X importtime), and the heaviest of them."""
+    totals, heaviest = [], {}
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "hahooks", "master",
+                               "-q"], capture_output=True, text=True, env=env)
+        total = 0.0
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)$", line)
+            if m and not m.group(2).strip(" ") and len(m.group(2)) == 1:   # top level
+                ms = int(m.group(1)) / 1000.0
+                total += ms
+                heaviest.setdefault(m.group(3), []).append(ms)
+        totals.append(total)
+    top = sorted(((summary(v)[0], k) for k, v in heaviest.items()), reverse=True)[:6]
+    note = "cumulative, -X importtime; heaviest: " + ", ".join(f"{k} {v:.1f}" for v, k in top)
+    return [Figure("5 overhead", "imports of a no-op hahooks master (all top-level modules)",
+                   summary(totals)[0], "ms", note=note)]
+
+
 def worker_settled(d: str) -> bool:
     try:
         with open(os.path.join(d, "state", "desire.json")) as fh:
@@ -85,6 +106,7 @@ def measure(runs: int) -> list[Figure]:
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "no-op hahooks master (already master, 2 layers)",
                            med * 1000, "ms", "", None, lo * 1000, hi * 1000))
+        figs += transition_imports(env)
         samples = time_command(hahooks + ["status"], runs, env=env)
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "hahooks status (2 layers)", med * 1000, "ms", "",
