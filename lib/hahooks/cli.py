@@ -17,6 +17,7 @@ COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", 
 # The hot paths build only the parser they need (importing and registering every module
 # costs ~20 ms per hook call); any other word, and --help, build the whole parser.
 FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",
+              "agent": "transition",
               "status": "inspect", "check": "inspect", "plan": "inspect",
               "history": "inspect", "notify-send": "operate"}
 

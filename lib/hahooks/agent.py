@@ -1,0 +1,218 @@
+"""`hahooks agent`: an optional resident converger, so an event pays only the small hook.
+
+Without it every event starts a worker interpreter that imports the engine, the kinds and
+the runner before its first command (docs/performance.md). The agent has them imported
+already: it waits for desire.json to change (inotify on Linux; elsewhere, and where inotify
+is unavailable, a poll every POLL seconds) and forks a converger per new desire. The
+converger follows the protocol a worker follows (transition.py): take the transition lock,
+converge to the newest desire, unlock, follow up. It re-reads the config first, so an edited
+config counts from the next event on.
+
+Only `--detach` hooks (the event daemons' form) hand over; a `--wait` caller has paid its
+start-up already and converges itself (the agent leaves its desires alone). The agent is
+never needed: a hook hands its desire over only when the agent says it took it:
+  agent.lock  held (flock) for the agent's whole life: free = no agent
+  agent.json  {"seq", "pid", "converger", "at"}, written by the converger once it holds the
+              transition lock; seq is the newest desire it will converge to
+The hook waits at most ACK_WAIT for agent.json to reach its own seq; a dead, stopped or slow
+agent means the hook does what it does without one (a worker, or --wait converging itself).
+Both running is harmless: convergers take turns on the lock, and the second finds nothing
+pending, so nothing runs twice. A converger killed mid-way is a killed worker (protocol
+step 6 in transition.py). The converger is forked, not run in the agent: stopping or
+killing the agent alone does not stop the transition under way.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import select
+import signal
+import time
+
+from hahooks.errors import HahooksError
+from hahooks.state import AGENT_ACK, AGENT_LOCK, StateDir
+
+log = logging.getLogger("hahooks.agent")
+
+ACK_WAIT = 0.05      # what a hook waits for the agent to take its desire before doing it
+POLL = 0.5           # where no inotify: how often the agent looks at desire.json
+# imported once by the agent, so no converger pays for them (what a worker imports
+# before its first command: `python -X importtime -m hahooks worker`)
+WARM = ("hahooks.engine", "hahooks.kinds", "hahooks.runner", "hahooks.spawn", "hahooks.procs",
+        "hahooks.notify", "hahooks.usage", "hahooks.mounts", "subprocess", "shlex", "uuid",
+        "psutil")
+
+
+# -- the hook's side ----------------------------------------------------------------------
+def alive(state: StateDir) -> bool:
+    """True while some agent holds agent.lock (a stopped one too: hence the ack)."""
+    return state.flocked(AGENT_LOCK)
+
+
+def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
+    """The PID of the agent's converger that took desire `seq`, or None when there is no
+    agent or it did not answer within `wait` (then the caller converges as without one)."""
+    if not alive(state):
+        return None
+    deadline = time.monotonic() + wait
+    nap = 0.001
+    while True:
+        ack = state._read(AGENT_ACK) or {}
+        if int(ack.get("seq", 0)) >= seq:
+            return int(ack.get("converger", 0)) or None
+        if time.monotonic() >= deadline:
+            if wait <= 0:
+                return None
+            log.info("the agent did not take desire #%d within %.0f ms: converging without "
+                     "it", seq, wait * 1000, extra={"event": "agent_silent", "seq": seq})
+            return None
+        time.sleep(nap)
+        nap = min(nap * 2, 0.008)
+
+
+# -- the agent ------------------------------------------------------------------------------
+def serve(config_path: str, cfg) -> int:
+    """Run until SIGTERM/SIGINT: a converger per new desire. Exit 1 if an agent runs already."""
+    state = StateDir(cfg.node.state_dir).prepare()
+    holder = state.lock_fd(AGENT_LOCK)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise HahooksError(f"another agent serves {state.path}") from None
+    _warm_up()
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    watch = DesireWatch(state.path)
+    log.info("agent %d serves %s (%s)", os.getpid(), state.path, watch.how,
+             extra={"event": "agent_start", "watch": watch.how})
+    forked_for = 0
+    try:
+        while not stop:
+            _reap()
+            desire = state.pending()
+            # a --wait caller's desire is its own to converge (transition.request)
+            if desire is not None and desire.seq > forked_for and not desire.waiter:
+                forked_for = desire.seq
+                _fork_converger(config_path, os.getpid(), (holder, watch.fd))
+            watch.wait(POLL)
+    finally:
+        watch.close()
+        log.info("agent %d stops", os.getpid(), extra={"event": "agent_stop"})
+        os.close(holder)
+    return 0
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:     # e.g. psutil absent: the converger imports what it needs
+            pass
+
+
+def _reap() -> None:
+    """Collect the convergers that ended (no zombies)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def _fork_converger(config_path: str, agent_pid: int, agents_fds: tuple[int, ...]) -> None:
+    pid = os.fork()
+    if pid:
+        log.debug("converger %d forked", pid, extra={"event": "agent_fork", "pid": pid})
+        return
+    code = 1
+    try:   # the child: never return into the agent's loop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for fd in agents_fds:   # agent.lock must be free the moment the agent dies
+            if fd >= 0:
+                os.close(fd)
+        code = converge_once(config_path, agent_pid)
+    except BaseException:   # logged; the next event or hook converges instead
+        log.error("agent converger failed", exc_info=True)
+    finally:
+        logging.shutdown()      # flushes the JSON log: os._exit skips it
+        os._exit(code)
+
+
+def converge_once(config_path: str, agent_pid: int) -> int:
+    """What a worker does (transition.worker), with the ack written under the lock."""
+    from hahooks import config as config_mod, logs, transition
+    from hahooks.state import TransitionLock
+
+    cfg = config_mod.load(config_path)
+    logs.setup_from_config(cfg, logging.WARNING)
+    state = StateDir(cfg.node.state_dir).prepare()
+    lock = TransitionLock(state)
+    lock.acquire(cfg.node.wait_timeout)
+    try:
+        newest = state.desire()
+        state._write(AGENT_ACK, {"seq": newest.seq if newest else 0, "pid": agent_pid,
+                                 "converger": os.getpid(), "at": time.time()})
+        transition.converge(cfg, state)
+    finally:
+        lock.release()
+    transition.follow_up(cfg, state)
+    return int((state.done() or {}).get("exit_code", 0))
+
+
+class DesireWatch:
+    """Wakes when a file is renamed into (or written in) the state dir: inotify through
+    ctypes on Linux (inotify(7); no extra package). FreeBSD's equivalent is kqueue(2)'s
+    EVFILT_VNODE NOTE_WRITE on the directory (select.kqueue); until that is wired, and
+    wherever inotify fails, it polls every POLL s."""
+
+    IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+
+    def __init__(self, path: str):
+        self.fd = -1
+        self.how = f"polling every {POLL:g} s"
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            if libc.inotify_add_watch(fd, os.fsencode(path),
+                                      self.IN_CLOSE_WRITE | self.IN_MOVED_TO) < 0:
+                os.close(fd)
+                raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        except (OSError, AttributeError) as exc:   # no inotify here (FreeBSD): poll
+            log.debug("no inotify (%s): polling", exc)
+            return
+        self.fd = fd
+        self.how = "inotify"
+
+    def wait(self, timeout: float) -> None:
+        if self.fd < 0:
+            time.sleep(timeout)
+            return
+        try:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+        except InterruptedError:
+            return
+        if ready:
+            try:
+                while os.read(self.fd, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
