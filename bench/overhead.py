@@ -13,7 +13,7 @@ import sys
 import tempfile
 import textwrap
 
-from common import ROOT, Figure, env_with_lib, summary, time_command
+from common import ROOT, Figure, WarmAgent, env_with_lib, summary, time_command
 from hahooks import waits
 
 STACK = """\
@@ -100,8 +100,18 @@ def measure(runs: int) -> list[Figure]:
                                                              30, "worker"))
         waits.wait_for(lambda: worker_settled(d), 30, "worker")
         med, lo, hi = summary(samples)
-        figs.append(Figure("5 overhead", "hooks/master --detach until it returns", med * 1000,
-                           "ms", "<= 150 ms", med <= 0.150, lo * 1000, hi * 1000))
+        figs.append(Figure("5 overhead", "hooks/master --detach until it returns (cold: "
+                           "starts a worker)", med * 1000, "ms", "<= 100 ms", med <= 0.100,
+                           lo * 1000, hi * 1000))
+        with WarmAgent(cfg, env, os.path.join(d, "state")):
+            samples = time_command([hook, "--detach", "-q"], runs, env=env,
+                                   before=lambda: waits.wait_for(lambda: worker_settled(d),
+                                                                 30, "agent"))
+            waits.wait_for(lambda: worker_settled(d), 30, "agent")
+        med, lo, hi = summary(samples)
+        figs.append(Figure("5 overhead", "hooks/master --detach until it returns (warm: "
+                           "the agent takes it)", med * 1000, "ms", "<= 100 ms", med <= 0.100,
+                           lo * 1000, hi * 1000))
         samples = time_command(hahooks + ["master", "-q"], runs, env=env)
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "no-op hahooks master (already master, 2 layers)",
@@ -116,7 +126,7 @@ def measure(runs: int) -> list[Figure]:
     med, lo, hi = summary(samples)
     figs.append(Figure("5 overhead", "python3 -c pass (interpreter start, the floor)",
                        med * 1000, "ms", "", None, lo * 1000, hi * 1000))
-    for module in ("sh", "psutil", "pythonjsonlogger.json", "hahooks.cli"):
+    for module in ("sh", "psutil", "pythonjsonlogger.json", "hahooks.cli", "hahooks.engine"):
         figs.append(Figure("5 overhead", f"import {module}", import_ms(module), "ms",
                            note="cumulative, -X importtime"))
     return figs

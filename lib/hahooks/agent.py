@@ -12,8 +12,8 @@ Only `--detach` hooks (the event daemons' form) hand over; a `--wait` caller has
 start-up already and converges itself (the agent leaves its desires alone). The agent is
 never needed: a hook hands its desire over only when the agent says it took it:
   agent.lock  held (flock) for the agent's whole life: free = no agent
-  agent.json  {"seq", "pid", "converger", "at"}, written by the converger once it holds the
-              transition lock; seq is the newest desire it will converge to
+  agent.json  {"seq", "pid", "converger", "at"}, written by the agent once it forked the
+              converger for desire seq (which converges to the newest desire there is)
 The hook waits at most ACK_WAIT for agent.json to reach its own seq; a dead, stopped or slow
 agent means the hook does what it does without one (a worker, or --wait converging itself).
 Both running is harmless: convergers take turns on the lock, and the second finds nothing
@@ -97,7 +97,11 @@ def serve(config_path: str, cfg) -> int:
             # a --wait caller's desire is its own to converge (transition.request)
             if desire is not None and desire.seq > forked_for and not desire.waiter:
                 forked_for = desire.seq
-                _fork_converger(config_path, os.getpid(), (holder, watch.fd))
+                converger = _fork_converger(config_path, (holder, watch.fd))
+                # the answer a --detach hook waits for: written by the agent right after the
+                # fork, so the hook's wait does not include the converger's config load
+                state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
+                                         "converger": converger, "at": time.time()})
             watch.wait(POLL)
     finally:
         watch.close()
@@ -123,11 +127,11 @@ def _reap() -> None:
             pass
 
 
-def _fork_converger(config_path: str, agent_pid: int, agents_fds: tuple[int, ...]) -> None:
+def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
     pid = os.fork()
     if pid:
         log.debug("converger %d forked", pid, extra={"event": "agent_fork", "pid": pid})
-        return
+        return pid
     code = 1
     try:   # the child: never return into the agent's loop
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -135,7 +139,7 @@ def _fork_converger(config_path: str, agent_pid: int, agents_fds: tuple[int, ...
         for fd in agents_fds:   # agent.lock must be free the moment the agent dies
             if fd >= 0:
                 os.close(fd)
-        code = converge_once(config_path, agent_pid)
+        code = converge_once(config_path)
     except BaseException:   # logged; the next event or hook converges instead
         log.error("agent converger failed", exc_info=True)
     finally:
@@ -143,8 +147,8 @@ def _fork_converger(config_path: str, agent_pid: int, agents_fds: tuple[int, ...
         os._exit(code)
 
 
-def converge_once(config_path: str, agent_pid: int) -> int:
-    """What a worker does (transition.worker), with the ack written under the lock."""
+def converge_once(config_path: str) -> int:
+    """What a worker does (transition.worker), with the config read afresh."""
     from hahooks import config as config_mod, logs, transition
     from hahooks.state import TransitionLock
 
@@ -154,9 +158,6 @@ def converge_once(config_path: str, agent_pid: int) -> int:
     lock = TransitionLock(state)
     lock.acquire(cfg.node.wait_timeout)
     try:
-        newest = state.desire()
-        state._write(AGENT_ACK, {"seq": newest.seq if newest else 0, "pid": agent_pid,
-                                 "converger": os.getpid(), "at": time.time()})
         transition.converge(cfg, state)
     finally:
         lock.release()
