@@ -83,6 +83,19 @@ def worker_settled(d: str) -> bool:
         return False
 
 
+def hook_return(hook: str, runs: int, env: dict, d: str, how: str) -> Figure:
+    """`hooks/master --detach` until it returns, each run after the last one converged."""
+    def settled():
+        return worker_settled(d) or not os.path.exists(f"{d}/state")
+
+    samples = time_command([hook, "--detach", "-q"], runs, env=env,
+                           before=lambda: waits.wait_for(settled, 30, "the converger"))
+    waits.wait_for(lambda: worker_settled(d), 30, "the converger")
+    med, lo, hi = summary(samples)
+    return Figure("5 overhead", f"hooks/master --detach until it returns ({how})", med * 1000,
+                  "ms", "<= 100 ms", med <= 0.100, lo * 1000, hi * 1000)
+
+
 def measure(runs: int) -> list[Figure]:
     figs = []
     with tempfile.TemporaryDirectory(prefix="hahooks-bench-") as d:
@@ -94,24 +107,9 @@ def measure(runs: int) -> list[Figure]:
         hook = os.path.join(ROOT, "hooks", "master")
         hahooks = [sys.executable, "-m", "hahooks"]
         # the hook wrapper execs `hahooks` from PATH (installed by scripts/bootstrap)
-        samples = time_command([hook, "--detach", "-q"], runs, env=env,
-                               before=lambda: waits.wait_for(lambda: worker_settled(d) or
-                                                             not os.path.exists(f"{d}/state"),
-                                                             30, "worker"))
-        waits.wait_for(lambda: worker_settled(d), 30, "worker")
-        med, lo, hi = summary(samples)
-        figs.append(Figure("5 overhead", "hooks/master --detach until it returns (cold: "
-                           "starts a worker)", med * 1000, "ms", "<= 100 ms", med <= 0.100,
-                           lo * 1000, hi * 1000))
+        figs.append(hook_return(hook, runs, env, d, "cold: starts a worker"))
         with WarmAgent(cfg, env, os.path.join(d, "state")):
-            samples = time_command([hook, "--detach", "-q"], runs, env=env,
-                                   before=lambda: waits.wait_for(lambda: worker_settled(d),
-                                                                 30, "agent"))
-            waits.wait_for(lambda: worker_settled(d), 30, "agent")
-        med, lo, hi = summary(samples)
-        figs.append(Figure("5 overhead", "hooks/master --detach until it returns (warm: "
-                           "the agent takes it)", med * 1000, "ms", "<= 100 ms", med <= 0.100,
-                           lo * 1000, hi * 1000))
+            figs.append(hook_return(hook, runs, env, d, "warm: the agent takes it"))
         samples = time_command(hahooks + ["master", "-q"], runs, env=env)
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "no-op hahooks master (already master, 2 layers)",
