@@ -3,7 +3,8 @@
 Without it every event starts a worker interpreter that imports the engine, the kinds and
 the runner before its first command (docs/performance.md). The agent has them imported
 already: it waits for desire.json to change (inotify on Linux; elsewhere, and where inotify
-is unavailable, a poll every POLL seconds) and forks a converger per new desire. The
+is unavailable, a poll every POLL seconds) and forks a converger for a new desire, one at a
+time (a desire recorded meanwhile is the live converger's to take, or the next one's). The
 converger follows the protocol a worker follows (transition.py): take the transition lock,
 converge to the newest desire, unlock, follow up. It re-reads the config first, so an edited
 config counts from the next event on.
@@ -75,7 +76,8 @@ def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
 
 # -- the agent ------------------------------------------------------------------------------
 def serve(config_path: str, cfg) -> int:
-    """Run until SIGTERM/SIGINT: a converger per new desire. Exit 1 if an agent runs already."""
+    """Run until SIGTERM/SIGINT: a converger for each new desire, one at a time. Exit 1 if
+    an agent runs already."""
     state = StateDir(cfg.node.state_dir).prepare()
     holder = state.lock_fd(AGENT_LOCK)
     try:
@@ -87,23 +89,33 @@ def serve(config_path: str, cfg) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
     watch = DesireWatch(state.path)
+    # a converger's end wakes the loop too (signal.set_wakeup_fd writes to watch.wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(watch.wake[1])
     log.info("agent %d serves %s (%s)", os.getpid(), state.path, watch.how,
              extra={"event": "agent_start", "watch": watch.how})
-    forked_for = 0
+    forked_for, live = 0, None
     try:
         while not stop:
-            _reap()
+            if live in _reap():
+                live = None
             desire = state.pending()
-            # a --wait caller's desire is its own to converge (transition.request)
-            if desire is not None and desire.seq > forked_for and not desire.waiter:
+            # One converger at a time: a desire recorded while it lives is its to take
+            # (transition.py steps 2 and 3) or, recorded after its last look, left pending
+            # until it ends and the next one is forked. A --wait caller's desire is its own
+            # to converge (transition.request).
+            if live is None and desire is not None and desire.seq > forked_for \
+                    and not desire.waiter:
                 forked_for = desire.seq
-                converger = _fork_converger(config_path, (holder, watch.fd))
+                live = converger = _fork_converger(config_path,
+                                                   (holder, watch.fd, *watch.wake))
                 # the answer a --detach hook waits for: written by the agent right after the
                 # fork, so the hook's wait does not include the converger's config load
                 state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
                                          "converger": converger, "at": time.time()})
             watch.wait(POLL)
     finally:
+        signal.set_wakeup_fd(-1)
         watch.close()
         log.info("agent %d stops", os.getpid(), extra={"event": "agent_stop"})
         os.close(holder)
@@ -120,11 +132,13 @@ def _warm_up() -> None:
             pass
 
 
-def _reap() -> None:
-    """Collect the convergers that ended (no zombies)."""
+def _reap() -> set[int]:
+    """Collect the convergers that ended (no zombies); their PIDs."""
+    ended = set()
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+        while pid := os.waitpid(-1, os.WNOHANG)[0]:
+            ended.add(pid)
+    return ended
 
 
 def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
@@ -134,8 +148,9 @@ def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
         return pid
     code = 1
     try:   # the child: never return into the agent's loop
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
         for fd in agents_fds:   # agent.lock must be free the moment the agent dies
             if fd >= 0:
                 os.close(fd)
@@ -176,6 +191,7 @@ class DesireWatch:
     def __init__(self, path: str):
         self.fd = -1
         self.how = f"polling every {POLL:g} s"
+        self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # (read, write): other wake-ups
         try:
             import ctypes
             import ctypes.util
@@ -195,16 +211,14 @@ class DesireWatch:
         self.how = "inotify"
 
     def wait(self, timeout: float) -> None:
-        if self.fd < 0:
-            time.sleep(timeout)
-            return
+        fds = [fd for fd in (self.fd, self.wake[0]) if fd >= 0]
         try:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
+            ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
-        if ready:
+        for fd in ready:   # drain: the loop looks at the state dir anyway
             try:
-                while os.read(self.fd, 65536):
+                while os.read(fd, 65536):
                     pass
             except BlockingIOError:
                 pass
@@ -213,7 +227,8 @@ class DesireWatch:
                     raise
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for fd in (self.fd, *self.wake):
+            if fd >= 0:
+                os.close(fd)
+        self.fd, self.wake = -1, (-1, -1)
 
