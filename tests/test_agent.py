@@ -139,3 +139,33 @@ def test_a_second_agent_on_the_same_state_dir_refuses(stack, resident):
     r = stack.hahooks("agent")
     assert r.returncode == 1 and "another agent serves" in r.stderr
     assert resident.poll() is None
+
+
+def live_children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and pid_alive(int(entry)):
+            try:
+                if parent_of(int(entry)) == pid:
+                    out.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return out
+
+
+def test_a_storm_of_detached_events_one_converger_at_a_time_ends_in_the_newest(stack,
+                                                                               resident):
+    env = hahooks_env(LAYER_SLEEP="0.05")      # each command takes a while: events overlap
+    hooks = [stack.popen(role, "--detach", env=env) for role in ["master", "slave"] * 6]
+    most = 0
+    while any(h.poll() is None for h in hooks) or StateDir(stack.state_dir).pending():
+        most = max(most, len(live_children(resident.pid)))
+    for h in hooks:
+        out, err = h.communicate(timeout=60)
+        assert h.returncode == 0, err
+    done = converged(stack)
+    newest = StateDir(stack.state_dir).desire()
+    assert (done["role"], done["seq"], done["exit_code"]) == (newest.role, 12, 0)
+    assert stack.held() == (["a", "b", "c"] if newest.role == "master" else [])
+    assert most <= 1, f"{most} convergers alive at once"
+    assert_no_overlap(stack.trace())
