@@ -78,7 +78,9 @@ def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
 def serve(config_path: str, cfg) -> int:
     """Run until SIGTERM/SIGINT: a converger for each new desire, one at a time. Exit 1 if
     an agent runs already."""
-    state = StateDir(cfg.node.state_dir).prepare()
+    config_path = os.path.abspath(config_path)
+    state = StateDir(os.path.abspath(cfg.node.state_dir)).prepare()
+    os.chdir("/")   # as a worker (transition.spawn_worker): its convergers run commands
     holder = state.lock_fd(AGENT_LOCK)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
