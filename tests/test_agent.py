@@ -169,3 +169,16 @@ def test_a_storm_of_detached_events_one_converger_at_a_time_ends_in_the_newest(s
     assert stack.held() == (["a", "b", "c"] if newest.role == "master" else [])
     assert most <= 1, f"{most} convergers alive at once"
     assert_no_overlap(stack.trace())
+
+
+def test_the_agent_reads_an_edited_config_at_the_next_event(stack, resident):
+    """Its convergers load the config afresh: a layer added while the agent runs is walked
+    at the next event, not after a restart."""
+    with open(stack.config, "a") as fh:
+        fh.write(stack.layer_toml("d"))
+    stack.names.append("d")
+    r = stack.hahooks("master", "--detach")
+    assert r.returncode == 0 and handed_over(r), r.stdout
+    assert converged(stack)["exit_code"] == 0
+    assert stack.held() == ["a", "b", "c", "d"]
+    assert {e["ppid"] for e in stack.trace()} <= convergers(stack)
