@@ -108,3 +108,57 @@ def write_results(figures: list[Figure], stem: str) -> tuple[str, str]:
     with open(md, "w") as fh:
         fh.write(render_markdown(figures, "hahooks benchmarks"))
     return js, md
+
+
+def detached_until_done(argv, env, state_dir: str, timeout: float = 120) -> float:
+    """Wall seconds from starting a `--detach` hook to its desire converged (done.json covers
+    it and nobody holds the lock): what an event costs when a worker or the agent walks."""
+    from hahooks import waits
+    from hahooks.state import StateDir, TransitionLock
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    state = StateDir(state_dir)
+
+    def settled():
+        return state.pending() is None and not TransitionLock(state).held_elsewhere()
+
+    waits.wait_for(settled, timeout, "the detached transition", ceiling=0.002)
+    took = time.perf_counter() - t0
+    done = state.done() or {}
+    if done.get("exit_code"):
+        raise RuntimeError(f"{argv}: {done.get('message')}")
+    return took
+
+
+class WarmAgent:
+    """`hahooks agent -c CONFIG` for the duration of a with block (its own process group;
+    SIGTERM, then its group killed by id if it lingers)."""
+
+    def __init__(self, config: str, env: dict, state_dir: str):
+        self.argv = [sys.executable, "-m", "hahooks", "agent", "-q", "-c", config]
+        self.env, self.state_dir, self.proc = env, state_dir, None
+
+    def __enter__(self) -> "WarmAgent":
+        from hahooks import agent, waits
+        from hahooks.state import StateDir
+
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        state = StateDir(self.state_dir)
+        waits.wait_for(lambda: os.path.isdir(self.state_dir) and agent.alive(state), 60,
+                       "the agent to start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

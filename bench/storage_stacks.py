@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, Figure, env_with_lib, machine
+from common import ROOT, Figure, WarmAgent, detached_until_done, env_with_lib, machine
 
 HAHOOKS = [sys.executable, "-m", "hahooks"]
 
@@ -167,7 +167,23 @@ def bench_fs(runs: int) -> list[dict]:
                                        [*HAHOOKS, "slave", "-c", cfg]),
             "fs-links-nginx bare": (["sh", f"{d}/bare-master.sh"], ["sh", f"{d}/bare-slave.sh"]),
         }, runs, env)
-    return rows(times, (("fs", "mount start / stop"), ("fs-links-nginx", "master / slave")))
+        warm = warm_detached(cfg, env, f"{d}/state", runs, times, "fs-links-nginx")
+    return rows(times, (("fs", "mount start / stop"), ("fs-links-nginx", "master / slave"),
+                        (warm, "master / slave")))
+
+
+def warm_detached(cfg: str, env, state_dir: str, runs: int, times: dict, stack: str) -> str:
+    """The stack's events through `hahooks agent` (--detach until converged), into `times`
+    beside the bare script's figures; returns the label."""
+    label = f"{stack} --detach, warm agent"
+    with WarmAgent(cfg, env, state_dir):
+        times.update(measure({f"{label} hahooks": ([*HAHOOKS, "master", "--detach", "-c", cfg],
+                                                   [*HAHOOKS, "slave", "--detach", "-c", cfg])},
+                             runs, env, timer=lambda argv: detached_until_done(argv, env,
+                                                                               state_dir)))
+    for direction in ("up", "down"):
+        times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
+    return label
 
 
 ZPOOL_STACK = """

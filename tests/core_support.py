@@ -157,6 +157,21 @@ class Stack:
                 if r.get("readonly") is False and not r.get("dry_run")]
 
 
+def converged(stack: Stack, timeout: float = 120) -> dict:
+    """Wait until the newest desire is done and nobody holds the lock; return done.json."""
+    from hahooks import waits
+    from hahooks.state import StateDir, TransitionLock
+
+    state = StateDir(stack.state_dir)
+
+    def check():
+        if state.pending() is None and not TransitionLock(state).held_elsewhere():
+            return state.done()
+        return None
+
+    return waits.wait_for(check, timeout, "the stack to converge")
+
+
 def assert_no_overlap(trace: list[dict]) -> None:
     """Mutating commands ran one at a time: every enter is followed by the exit of the same
     process before the next enter."""

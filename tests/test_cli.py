@@ -242,6 +242,23 @@ def test_detach_hook_imports_neither_sh_nor_psutil(tmp_path, write_config):
     assert done["role"] == "master" and stack.held() == ["a"]
 
 
+
+def test_a_transition_that_runs_commands_imports_neither_sh_nor_psutil(tmp_path,
+                                                                       write_config):
+    """The worker's path too: the runner spawns with subprocess (spawn.py), and a walk of
+    command layers needs no process table (docs/performance.md)."""
+    stack = Stack(tmp_path, write_config, names=("a", "b"))
+    env = {k: v for k, v in hahooks_env().items() if k != "HAHOOKS_SPAWN"}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "hahooks", "master",
+                        "-c", stack.config], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert stack.held() == ["a", "b"]
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hahooks.runner" in imported
+    assert not {"sh", "psutil", "asyncio", "ssl"} & imported, {"sh", "psutil"} & imported
+
 def test_a_hook_exits_without_teardown_but_with_its_log_and_output(tmp_path, write_config):
     stack = Stack(tmp_path, write_config, names=("a",))
     code = ("import atexit, sys\n"

@@ -11,11 +11,13 @@ import os
 import re
 
 import psutil
+import pytest
 import sh
 
 from conftest import ROOT
 from hahooks import logs, procs
-from hahooks.runner import Runner, _sh_group_options
+from hahooks.runner import Runner
+from hahooks.spawn import sh_group_options as _sh_group_options
 
 
 def test_sh_options_per_major_version():
@@ -23,9 +25,12 @@ def test_sh_options_per_major_version():
     assert _sh_group_options("2.4.0") == {"_new_group": True, "_return_cmd": True}
 
 
-def test_each_command_leads_its_own_process_group_and_gets_its_argv_alone():
-    """sh 1.x passes an option it does not know to the command as `--option`; the runner's
+@pytest.mark.parametrize("spawner", ["subprocess", "sh"])
+def test_each_command_leads_its_own_process_group_and_gets_its_argv_alone(spawner,
+                                                                          monkeypatch):
+    """Both spawners (spawn.py). sh 1.x passes an option it does not know to the command as `--option`; the runner's
     timeout kills the command's group, so the command must lead one."""
+    monkeypatch.setenv("HAHOOKS_SPAWN", spawner)
     out = Runner().run(["sh", "-c", 'echo "$$ $*"; cut -d" " -f5 /proc/$$/stat', "sh",
                         "only", "these"], readonly=True)
     first, group = out.stdout.splitlines()

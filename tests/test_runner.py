@@ -15,6 +15,13 @@ from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled, WaitTime
 from hahooks.runner import Runner
 
 
+@pytest.fixture(autouse=True, params=["subprocess", "sh"])
+def spawner(request, monkeypatch):
+    """Every runner test with both spawners (spawn.py): the contract is the runner's."""
+    monkeypatch.setenv("HAHOOKS_SPAWN", request.param)
+    return request.param
+
+
 @pytest.fixture
 def json_log(tmp_path):
     """The hahooks loggers writing JSON lines to a file, as main() sets them up."""
@@ -78,6 +85,23 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     orphan = int(pidfile.read_text())
     waits.wait_for(lambda: not pid_alive(orphan), 10, "the backgrounded sleep to die")
 
+
+
+def test_a_daemon_keeping_the_output_pipe_does_not_hold_the_command(tmp_path, monkeypatch):
+    """A command that leaves a process behind with its stdout (a service that forgets to
+    close it) ends when the command ends plus a bounded drain, with the output read so far."""
+    from hahooks import spawn
+
+    monkeypatch.setattr(spawn, "DRAIN_AFTER_EXIT", 0.2)
+    pidfile = tmp_path / "kept.pid"
+    script = f"echo started; (sleep 60; echo late) & echo $! > {pidfile}; exit 0"
+    try:
+        r = Runner().run(["sh", "-c", script], readonly=False, timeout=30)
+        assert r.ok and r.stdout == "started\n" and not r.timed_out
+        assert pid_alive(int(pidfile.read_text())), "the kept process is still running"
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), 9)
 
 def test_dry_run_runs_queries_and_only_lists_changes(tmp_path, json_log):
     marker = tmp_path / "changed"

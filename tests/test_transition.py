@@ -10,22 +10,10 @@ import sys
 
 import pytest
 
-from core_support import Stack, assert_no_overlap
+from core_support import Stack, assert_no_overlap, converged
 from conftest import hahooks_env, pid_alive
 from hahooks import waits
 from hahooks.state import StateDir, TransitionLock
-
-
-def converged(stack: Stack, timeout: float = 120) -> dict:
-    """Wait until the newest desire is done and nobody holds the lock; return done.json."""
-    state = StateDir(stack.state_dir)
-
-    def check():
-        if state.pending() is None and not TransitionLock(state).held_elsewhere():
-            return state.done()
-        return None
-
-    return waits.wait_for(check, timeout, "the stack to converge")
 
 
 def test_detach_returns_before_the_transition_ends(tmp_path, write_config):

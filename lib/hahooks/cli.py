@@ -18,6 +18,7 @@ COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", 
 # a cost per hook call, docs/performance.md); any other word, and --help, build the whole
 # parser.
 FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transition",
+              "agent": "transition",
               "status": "inspect", "check": "inspect", "plan": "inspect",
               "history": "inspect", "notify-send": "operate"}
 

@@ -1,7 +1,8 @@
 """The one door to the operating system.
 
-Every external command runs here: an argv list (never a shell string), `_tty_out=False`,
-a timeout that kills the whole process group, tool lookup that works under devd's minimal
+Every external command runs here: an argv list (never a shell string), output through
+pipes (never a terminal), a timeout that kills the whole process group (spawn.py starts
+each command as the leader of its own), tool lookup that works under devd's minimal
 PATH, and one log record per command (argv, exit code, duration, stderr tail).
 
 Dry-run (like zfs_autobackup's `run(..., readonly=)`): read-only commands run for real,
@@ -19,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from hahooks import spawn
 from hahooks.errors import CommandFailed, CommandTimeout, NotInstalled
 from hahooks.platforms import Platform, host_platform
 
@@ -193,28 +195,22 @@ class Runner:
 
     def _execute(self, exe: str, argv: list[str], timeout: float, input: str | None,
                  env: dict[str, str] | None, shown: list[str] | None = None) -> Result:
-        import sh  # lazy: the costliest import (docs/performance.md); `--detach` runs no command
-
-        kwargs = dict(_bg=True, _bg_exc=False, _tty_out=False, _ok_code=list(range(256)),
-                      **_sh_group_options(sh.__version__))
         # Every command carries a token in its environment, recorded BEFORE it is spawned:
         # a transition SIGKILLed between the spawn and a record written after it would leave
         # a command running that no later transition knows of. The next transition finds the
         # command's process group by this token (state.reap_orphans).
         token = f"{os.getpid()}.{next(_launches)}"
-        kwargs["_env"] = {**os.environ, **(self.env or {}), **(env or {}), RUN_TOKEN: token}
-        if input is not None:
-            kwargs["_in"] = input
+        full_env = {**os.environ, **(self.env or {}), **(env or {}), RUN_TOKEN: token}
         started = time.monotonic()
         self._track("command_started", token, shown or argv)   # inflight.json: masked too
-        # Our own timer kills the whole process group: sh's `_timeout` signals only the child
-        # and adds its timer thread's polling to every call (docs/performance.md), and
-        # `wait(timeout=)` polls too and can return before the output has been read.
         try:
-            proc = sh.Command(exe)(*argv[1:], **kwargs)
-        except (sh.CommandNotFound, OSError) as exc:  # vanished or not executable since which()
+            proc = spawn.start(exe, argv, full_env, input)
+        except OSError as exc:  # vanished or not executable since which()
             self._track("command_finished", token)
             raise NotInstalled(f"cannot run {exe}: {exc}") from None
+        # Our own timer kills the whole process group: sh's `_timeout` signals only the child
+        # and adds its timer thread's polling to every call (docs/performance.md), and
+        # subprocess's wait(timeout=) kills nothing.
         expired = threading.Event()
 
         def expire() -> None:
@@ -230,22 +226,18 @@ class Runner:
 
         try:   # a long fsck or rebuild says it is still running (waits.Progress)
             with Progress(f"{shlex.join(shown or argv)} to finish", timeout).ticking():
-                proc.wait()
-        except (sh.ErrorReturnCode, sh.SignalException):
-            pass
+                code = proc.wait()
         finally:
             timer.cancel()
             self._track("command_finished", token)
         timed_out = expired.is_set()
         duration = time.monotonic() - started
-        code = proc.exit_code
         if code is None:
             code = -1
         elif code < 0:  # killed by signal N: report 128+N as a shell does
             code = 128 - code
         return Result(argv, code, _text(proc.stdout), _text(proc.stderr), duration, timeout,
                       timed_out, shown=shown)
-
 
     def _track(self, event: str, *args) -> None:
         if self.tracker is None:
@@ -256,20 +248,8 @@ class Runner:
             log.warning("cannot record %s: %s", event, exc)
 
 
-def _sh_group_options(version: str) -> dict:
-    """The options that put each command in its own process group (the timeout kills the
-    group), by sh's major version. sh >= 2 needs `_new_group` (2.0 turned the default
-    `_new_session` off) and `_return_cmd`. sh 1.x (Debian 12, the FreeBSD ports: 1.14.2)
-    starts every child in a new session, hence its own group, and knows neither option:
-    it would pass them on to the command as `--new-group --return-cmd`
-    (docs/reference/python-deps.md §4)."""
-    if int(version.split(".", 1)[0]) >= 2:
-        return {"_new_group": True, "_return_cmd": True}
-    return {"_new_session": True}
-
-
 def _kill_group(pgid: int) -> None:
-    """sh's timeout signals only the child: KILL what is left of its process group."""
+    """The command timed out: KILL its whole process group, not the child alone."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -5,18 +5,21 @@ The dir must be a real directory owned by us and not writable by group/other; fi
 opened with O_NOFOLLOW so a planted symlink cannot redirect a root write.
 
 Files (all JSON written by rename, so a crash leaves the old or the new content):
-  desire.json      {"seq", "role", "source", "at", "pid"}: the newest request
+  desire.json      {"seq", "role", "source", "at", "pid", "waiter"}: the newest request
   done.json        {"seq", "role", "exit_code", "message", "at"}: the newest finished one
   inflight.json    {"pgid", "argv", "started"}: the command running now, if any, and
                    "commands": every one running now (a parallel group runs several)
   maintenance.json {"reason", "since", "by"}: present while maintenance mode is on
                    (daemon events are recorded and ignored: maintenance.py)
+  agent.json       {"seq", "pid", "converger", "at"}: the newest desire `hahooks agent`
+                   took (agent.py)
 Locks (flock):
   transition.lock  exclusive while a process walks the stack (only convergers take it)
   active.lock      shared while a converger holds transition.lock; probes (status, drill)
                    test it with an exclusive non-blocking flock, so a probe never holds
                    transition.lock and never makes a converger's hand-over check fail
   desire.lock      serialises the read-increment-write of the desire sequence number
+  agent.lock       exclusive for the life of `hahooks agent` (agent.py)
 """
 from __future__ import annotations
 
@@ -42,7 +45,9 @@ DESIRE = "desire.json"
 DONE = "done.json"
 INFLIGHT = "inflight.json"
 MAINTENANCE = "maintenance.json"
-FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE)
+AGENT_LOCK = "agent.lock"
+AGENT_ACK = "agent.json"
+FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE, AGENT_LOCK, AGENT_ACK)
 # Errors that mean the dir's filesystem takes no more writes, as the one-line cause.
 UNWRITABLE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
               errno.EROFS: "read-only filesystem"}
@@ -60,6 +65,7 @@ class Desire:
     source: str = ""
     at: float = 0.0
     pid: int = 0
+    waiter: bool = False   # recorded by a --wait caller, which converges it itself
 
 
 class StateDir:
@@ -108,6 +114,20 @@ class StateDir:
     # -- locks ---------------------------------------------------------------
     def lock_fd(self, name: str = LOCK) -> int:
         return self._open(name, os.O_RDWR | os.O_CREAT)
+
+    def flocked(self, name: str) -> bool:
+        """True while some process holds a flock on `name` (a read-only probe: an exclusive
+        non-blocking try, dropped at once; no file, no lock)."""
+        if not os.path.lexists(os.path.join(self.path, name)):
+            return False
+        fd = self._open(name, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     @contextlib.contextmanager
     def _short_lock(self):
@@ -175,11 +195,11 @@ class StateDir:
             pass
 
     # -- desire and result ---------------------------------------------------
-    def record_desire(self, role: str, source: str = "") -> Desire:
+    def record_desire(self, role: str, source: str = "", waiter: bool = False) -> Desire:
         with self._short_lock():
             current = self._read(DESIRE) or {}
             desire = Desire(int(current.get("seq", 0)) + 1, role, source, time.time(),
-                            os.getpid())
+                            os.getpid(), waiter)
             self._write(DESIRE, dataclasses.asdict(desire))
         return desire
 
@@ -308,14 +328,4 @@ class TransitionLock:
 
     def held_elsewhere(self) -> bool:
         """True while another process holds the transition lock (read-only probe)."""
-        path = os.path.join(self.state.path, ACTIVE)
-        if not os.path.lexists(path):
-            return False
-        fd = self.state._open(ACTIVE, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return self.state.flocked(ACTIVE)

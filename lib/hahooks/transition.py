@@ -39,17 +39,26 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     """Record `role` and converge (now, or in a worker with detach). Returns (exit code,
     one-line message); with detach the code is 0 once the desire is recorded."""
     state = StateDir(cfg.node.state_dir).prepare()
-    desire = state.record_desire(role, source)
+    desire = state.record_desire(role, source, waiter=not detach)
     log.info("recorded desire %s #%d%s", role, desire.seq, f" from {source}" if source else "",
              extra={"event": "desire", "seq": desire.seq, "role": role, "source": source,
                     "detach": detach})
     lock = TransitionLock(state)
     if detach:
-        if not lock.try_acquire():
+        # Lock free: a warm agent may take the desire (we wait ACK_WAIT for its answer).
+        # Taken: the holder converges to it (step 2), maybe the agent's converger already.
+        free = lock.try_acquire()
+        lock.release()
+        taker = agent_took(state, desire, wait=free)
+        if taker:
+            return 0, f"{role} #{desire.seq} recorded; the agent's converger {taker} took it"
+        if not free:
             return 0, f"{role} #{desire.seq} recorded; the running transition will converge to it"
-        lock.release()   # a worker takes it from here (if another converger is first, fine)
-        spawn_worker(cfg.path)
+        spawn_worker(cfg.path)   # if another converger is first, fine
         return 0, f"{role} #{desire.seq} recorded; worker started"
+    # --wait converges itself: it has paid its start-up already, and handing over to the
+    # agent and waiting for its lock cost more than the imports it would save
+    # (docs/performance.md). It waits behind whoever holds the lock, the agent included.
     lock.acquire(cfg.node.wait_timeout)
     try:
         converge(cfg, state)
@@ -58,6 +67,19 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     code, message = outcome_of(desire, state.done())
     follow_up(cfg, state)
     return code, message
+
+
+def agent_took(state: StateDir, desire: Desire, wait: bool) -> int | None:
+    """The PID of the `hahooks agent` converger that took `desire`, or None: no agent, or it
+    did not answer (within handover.ACK_WAIT if `wait`, else now); the caller then converges
+    as if there were none."""
+    from hahooks import handover   # kept off the hook's start-up path (docs/performance.md)
+
+    taker = handover.hand_over(state, desire.seq, handover.ACK_WAIT if wait else 0.0)
+    if taker:
+        log.info("desire #%d taken by the agent's converger %d", desire.seq, taker,
+                 extra={"event": "agent_took", "seq": desire.seq, "pid": taker})
+    return taker
 
 
 def outcome_of(desire: Desire, done: dict | None) -> tuple[int, str]:

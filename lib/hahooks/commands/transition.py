@@ -18,6 +18,13 @@ exit codes (OCF numbers):
 """
 
 
+AGENT_EPILOG = """\
+exit codes:
+  0 stopped by SIGTERM or SIGINT   1 another agent serves the state dir
+  4 unsafe state dir   6 the config is missing or invalid
+"""
+
+
 def register(sub, common) -> None:
     for role, text in (("master", "acquire the stack in order"),
                        ("slave", "release the stack in reverse order")):
@@ -37,6 +44,14 @@ def register(sub, common) -> None:
     w = sub.add_parser("worker", parents=[common], description="converge to the newest "
                        "desire (started by --detach; harmless to run by hand)")
     w.set_defaults(func=run_worker)
+    text = ("stay resident and converge each new desire at once, so an event pays only the "
+            "small hook process (optional; rc.d or systemd starts it)")
+    a = sub.add_parser("agent", parents=[common], help=text, description=text + ". A --detach "
+                       "hook hands its desire over only when the agent takes it within "
+                       "50 ms; without an answer (no agent, a stopped or dead one) it starts "
+                       "a worker as without an agent. --wait callers converge themselves.", epilog=AGENT_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.set_defaults(func=run_agent)
 
 
 def load(args):
@@ -97,3 +112,10 @@ def run_worker(args) -> int:
     from hahooks import transition
 
     return transition.worker(cfg)
+
+
+def run_agent(args) -> int:
+    cfg = load(args)
+    from hahooks import agent
+
+    return agent.serve(cfg.path, cfg)

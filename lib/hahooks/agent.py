@@ -1,0 +1,209 @@
+"""`hahooks agent`: an optional resident converger, so an event pays only the small hook.
+
+Without it every event starts a worker interpreter that imports the engine, the kinds and
+the runner before its first command (docs/performance.md). The agent has them imported
+already: it waits for desire.json to change (inotify on Linux; elsewhere, and where inotify
+is unavailable, a poll every POLL seconds) and forks a converger for a new desire, one at a
+time (a desire recorded meanwhile is the live converger's to take, or the next one's). The
+converger follows the protocol a worker follows (transition.py): take the transition lock,
+converge to the newest desire, unlock, follow up. It re-reads the config first, so an edited
+config counts from the next event on.
+
+Only `--detach` hooks (the event daemons' form) hand over; a `--wait` caller has paid its
+start-up already and converges itself (the agent leaves its desires alone). The agent is
+never needed: a hook hands its desire over only when the agent says it took it:
+  agent.lock  held (flock) for the agent's whole life: free = no agent
+  agent.json  {"seq", "pid", "converger", "at"}, written by the agent once it forked the
+              converger for desire seq (which converges to the newest desire there is)
+The hook waits at most ACK_WAIT for agent.json to reach its own seq; a dead, stopped or slow
+agent means the hook does what it does without one (a worker, or --wait converging itself).
+Both running is harmless: convergers take turns on the lock, and the second finds nothing
+pending, so nothing runs twice. A converger killed mid-way is a killed worker (protocol
+step 6 in transition.py). The converger is forked, not run in the agent: stopping or
+killing the agent alone does not stop the transition under way.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import select
+import signal
+import time
+
+from hahooks.errors import HahooksError
+from hahooks.handover import ACK_WAIT, alive, hand_over  # noqa: F401 (the hook's side)
+from hahooks.state import AGENT_ACK, AGENT_LOCK, StateDir
+
+log = logging.getLogger("hahooks.agent")
+
+POLL = 0.5           # where no inotify: how often the agent looks at desire.json
+# imported once by the agent, so no converger pays for them (what a worker imports
+# before its first command: `python -X importtime -m hahooks worker`)
+WARM = ("hahooks.engine", "hahooks.kinds", "hahooks.runner", "hahooks.spawn", "hahooks.procs",
+        "hahooks.notify", "hahooks.usage", "hahooks.mounts", "subprocess", "shlex", "uuid",
+        "psutil")
+
+
+# -- the agent ------------------------------------------------------------------------------
+def serve(config_path: str, cfg) -> int:
+    """Run until SIGTERM/SIGINT: a converger for each new desire, one at a time. Exit 1 if
+    an agent runs already."""
+    config_path = os.path.abspath(config_path)
+    state = StateDir(os.path.abspath(cfg.node.state_dir)).prepare()
+    os.chdir("/")   # as a worker (transition.spawn_worker): its convergers run commands
+    holder = state.lock_fd(AGENT_LOCK)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise HahooksError(f"another agent serves {state.path}") from None
+    _warm_up()
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    watch = DesireWatch(state.path)
+    # a converger's end wakes the loop too (signal.set_wakeup_fd writes to watch.wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(watch.wake[1])
+    log.info("agent %d serves %s (%s)", os.getpid(), state.path, watch.how,
+             extra={"event": "agent_start", "watch": watch.how})
+    forked_for, live = 0, None
+    try:
+        while not stop:
+            if live in _reap():
+                live = None
+            desire = state.pending()
+            # One converger at a time: a desire recorded while it lives is its to take
+            # (transition.py steps 2 and 3) or, recorded after its last look, left pending
+            # until it ends and the next one is forked. A --wait caller's desire is its own
+            # to converge (transition.request).
+            if live is None and desire is not None and desire.seq > forked_for \
+                    and not desire.waiter:
+                forked_for = desire.seq
+                live = converger = _fork_converger(config_path,
+                                                   (holder, watch.fd, *watch.wake))
+                # the answer a --detach hook waits for: written by the agent right after the
+                # fork, so the hook's wait does not include the converger's config load
+                state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
+                                         "converger": converger, "at": time.time()})
+            watch.wait(POLL)
+    finally:
+        signal.set_wakeup_fd(-1)
+        watch.close()
+        log.info("agent %d stops", os.getpid(), extra={"event": "agent_stop"})
+        os.close(holder)
+    return 0
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:     # e.g. psutil absent: the converger imports what it needs
+            pass
+
+
+def _reap() -> set[int]:
+    """Collect the convergers that ended (no zombies); their PIDs."""
+    ended = set()
+    with contextlib.suppress(ChildProcessError):
+        while pid := os.waitpid(-1, os.WNOHANG)[0]:
+            ended.add(pid)
+    return ended
+
+
+def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
+    pid = os.fork()
+    if pid:
+        log.debug("converger %d forked", pid, extra={"event": "agent_fork", "pid": pid})
+        return pid
+    code = 1
+    try:   # the child: never return into the agent's loop
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in agents_fds:   # agent.lock must be free the moment the agent dies
+            if fd >= 0:
+                os.close(fd)
+        code = converge_once(config_path)
+    except BaseException:   # logged; the next event or hook converges instead
+        log.error("agent converger failed", exc_info=True)
+    finally:
+        logging.shutdown()      # flushes the JSON log: os._exit skips it
+        os._exit(code)
+
+
+def converge_once(config_path: str) -> int:
+    """What a worker does (transition.worker), with the config read afresh."""
+    from hahooks import config as config_mod, logs, transition
+    from hahooks.state import TransitionLock
+
+    cfg = config_mod.load(config_path)
+    logs.setup_from_config(cfg, logging.WARNING)
+    state = StateDir(cfg.node.state_dir).prepare()
+    lock = TransitionLock(state)
+    lock.acquire(cfg.node.wait_timeout)
+    try:
+        transition.converge(cfg, state)
+    finally:
+        lock.release()
+    transition.follow_up(cfg, state)
+    return int((state.done() or {}).get("exit_code", 0))
+
+
+class DesireWatch:
+    """Wakes when a file is renamed into (or written in) the state dir: inotify through
+    ctypes on Linux (inotify(7); no extra package). FreeBSD's equivalent is kqueue(2)'s
+    EVFILT_VNODE NOTE_WRITE on the directory (select.kqueue); until that is wired, and
+    wherever inotify fails, it polls every POLL s."""
+
+    IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+
+    def __init__(self, path: str):
+        self.fd = -1
+        self.how = f"polling every {POLL:g} s"
+        self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # (read, write): other wake-ups
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            if libc.inotify_add_watch(fd, os.fsencode(path),
+                                      self.IN_CLOSE_WRITE | self.IN_MOVED_TO) < 0:
+                os.close(fd)
+                raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        except (OSError, AttributeError) as exc:   # no inotify here (FreeBSD): poll
+            log.debug("no inotify (%s): polling", exc)
+            return
+        self.fd = fd
+        self.how = "inotify"
+
+    def wait(self, timeout: float) -> None:
+        fds = [fd for fd in (self.fd, self.wake[0]) if fd >= 0]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        for fd in ready:   # drain: the loop looks at the state dir anyway
+            try:
+                while os.read(fd, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+
+    def close(self) -> None:
+        for fd in (self.fd, *self.wake):
+            if fd >= 0:
+                os.close(fd)
+        self.fd, self.wake = -1, (-1, -1)
+
