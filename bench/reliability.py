@@ -30,15 +30,15 @@ FIGURES = ("bad-input", "fault-matrix", "flap-storm", "lost-writes")
 
 
 def _cluster(name: str, **kw):
-    from hahooks.drill import scenarios
-    from hahooks.drill.cluster import Cluster
+    from hahooks.lab.drill import scenarios
+    from hahooks.lab.drill.cluster import Cluster
 
     return Cluster(scenarios.get(name), progress=sys.stderr if kw.pop("verbose", False)
                    else None, **kw)
 
 
 def bad_input(args) -> dict:
-    from hahooks.drill import badinput
+    from hahooks.lab.drill import badinput
 
     t = time.time()
     outcomes = badinput.run_all()
@@ -58,7 +58,7 @@ def bad_input(args) -> dict:
 
 
 def fault_matrix(args) -> dict:
-    from hahooks.drill import faults, holders
+    from hahooks.lab.drill import faults, holders
 
     names = [args.scenario] if args.quick or args.scenario != "all" else \
         ["seed003", "seed002"]
@@ -91,7 +91,7 @@ def fault_matrix(args) -> dict:
 
 
 def flap_storm(args) -> dict:
-    from hahooks.drill import flap
+    from hahooks.lab.drill import flap
 
     events = max(500, args.events)
     name = "seed003" if args.scenario == "all" else args.scenario
@@ -112,7 +112,7 @@ def flap_storm(args) -> dict:
 
 
 def lost_writes(args) -> dict:
-    from hahooks.drill import lostwrites
+    from hahooks.lab.drill import lostwrites
 
     names = [args.scenario if args.scenario != "all" else "seed003"] if args.quick else \
         (["seed003", "seed002"] if args.scenario == "all" else [args.scenario])
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.events:
         args.events = 500 if args.quick else 1000
-    from hahooks.drill import preflight, scenarios
+    from hahooks.lab.drill import preflight, scenarios
     from hahooks.errors import HahooksError
 
     try:

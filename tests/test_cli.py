@@ -260,7 +260,7 @@ def test_a_hook_exits_without_teardown_but_with_its_log_and_output(tmp_path, wri
     assert records[-1]["event"] == "transition_end"
     # with the sandbox loaded, the normal exit keeps its atexit net for labs left open
     r = subprocess.run([sys.executable, "-c",
-                        code.format(extra="import hahooks.sandbox.lab\n", cfg=stack.config)],
+                        code.format(extra="import hahooks.lab.sandbox.lab\n", cfg=stack.config)],
                        env=hahooks_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["master: 1 layer(s) held (0 acquired now, 1 already)",

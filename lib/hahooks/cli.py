@@ -128,7 +128,7 @@ def run() -> None:
     ~25-35 ms at each exit, paid on every CARP event; the log and stdio are flushed first.
     Where the sandbox is loaded its atexit net (labs nobody closed) needs the normal exit."""
     code = main()
-    if "hahooks.sandbox.lab" in sys.modules:
+    if "hahooks.lab.sandbox.lab" in sys.modules:
         sys.exit(code)
     import os
 

@@ -49,14 +49,14 @@ def register(sub, common) -> None:
 
 
 def run_drill(args) -> int:
-    from hahooks.drill import scenarios
+    from hahooks.lab.drill import scenarios
 
     if args.list:
         for sc in scenarios.all_scenarios():
             mark = " (default)" if sc.name == scenarios.DEFAULT else ""
             print(f"{sc.name:<10} {sc.title}{mark}")
             print(f"{'':<10} resources: {', '.join(sc.resource_names)}")
-        from hahooks.drill import pacemaker
+        from hahooks.lab.drill import pacemaker
         print(f"{pacemaker.NAME:<10} {pacemaker.TITLE}")
         return ExitCode.OK
     name = args.scenario or scenarios.DEFAULT
@@ -72,10 +72,10 @@ def run_drill(args) -> int:
         if resource not in scenario.resource_names:
             raise UsageError(f"--inject {resource!r}: no such step in scenario {name} "
                              f"(steps: {', '.join(scenario.resource_names)})")
-    from hahooks.drill import preflight
+    from hahooks.lab.drill import preflight
 
     preflight.check(scenario.tools)
-    from hahooks.drill import run as run_mod
+    from hahooks.lab.drill import run as run_mod
     from hahooks import logs
 
     logs.setup(stderr_level=30 if args.json else 20, json_file=False)
@@ -89,7 +89,7 @@ def run_drill(args) -> int:
 
 
 def run_pacemaker(args) -> int:
-    from hahooks.drill import pacemaker, preflight
+    from hahooks.lab.drill import pacemaker, preflight
 
     if args.inject or args.json:
         raise UsageError("--scenario pacemaker: --inject and --json are not supported")
