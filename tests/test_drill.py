@@ -17,7 +17,7 @@ from conftest import LIB, ROOT, hahooks_env, require_root, require_tool, run_hah
 
 sys.path.insert(0, LIB)
 
-from hahooks.commands.drill import parse_inject  # noqa: E402
+from hahooks.lab.drill.command import parse_inject  # noqa: E402
 from hahooks.lab.drill import events, fence, scenarios, timeline, tomlout  # noqa: E402
 from hahooks.errors import ExitCode, UsageError  # noqa: E402
 

@@ -1,5 +1,6 @@
 """`hahooks drill`: a two-node sandbox cluster on this machine runs a whole failover and
-prints the timeline and a PASS/FAIL verdict (docs/drill.md)."""
+prints the timeline and a PASS/FAIL verdict (docs/drill.md). A lab command: the CLI
+registers it only where the lab is installed (lib/hahooks/cli.py LAB_COMMAND_MODULES)."""
 from __future__ import annotations
 
 import json
@@ -24,13 +25,14 @@ def parse_inject(text: str) -> tuple[str, str, str]:
 
 
 def register(sub, common) -> None:
-    text = "run a failover drill on a two-node sandbox cluster (root)"
+    text = "run a failover drill on a two-node sandbox cluster (root; development install)"
     p = sub.add_parser("drill", help=text, description=(
         text + ". Builds two nodes (network/mount/PID/UTS namespaces, simulated HAST/"
         "gmirror/ggate/DRBD, real zfs-fuse, ext4, MariaDB, nginx), makes node A master, "
         "writes data through the service, fails A over to B gracefully and by a crash, "
         "checks the data and fails back; prints the timeline and PASS/FAIL (exit 0/1). "
-        "Exit 4 without root, 5 when a package is missing, 2 for bad arguments."))
+        "Exit 4 without root, 5 when a package is missing (a production install has no "
+        "drill: it needs the development install, scripts/bootstrap), 2 for bad arguments."))
     p.add_argument("--scenario", default=None, metavar="NAME",
                    help="which scenario (default: the default one; see --list)")
     p.add_argument("--inject", action="append", default=[], metavar="STEP:FAULT",
