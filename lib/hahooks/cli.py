@@ -28,6 +28,10 @@ FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transiti
               "status": "inspect", "check": "inspect", "plan": "inspect",
               "history": "inspect", "notify-send": "operate"}
 
+# What the daemons run on every event (and the worker a hook detaches): these leave with
+# os._exit (run()); every other command exits normally, atexit handlers and all.
+HOT_COMMANDS = frozenset({"master", "slave", "worker", "mount", "import-pool"})
+
 EPILOG = """\
 exit codes (OCF numbers):
   0 ok   1 step failed (stack rolled back or left safe)   2 bad arguments
@@ -150,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `hahooks` command and `python3 -m hahooks`: main(), then leave without the
-    interpreter's teardown. Freeing every module (sh brings asyncio, ssl and email) costs
-    ~25-35 ms at each exit, paid on every CARP event; the log and stdio are flushed first.
-    Where the sandbox is loaded its atexit net (labs nobody closed) needs the normal exit."""
-    code = main()
-    if "hahooks.lab.sandbox.lab" in sys.modules:
+    """The `hahooks` command and `python3 -m hahooks`: main(); a hot command (HOT_COMMANDS)
+    then leaves without the interpreter's teardown. Freeing every module (sh brings asyncio,
+    ssl and email) is paid at each exit, on every CARP event (docs/performance.md); the log
+    and stdio are flushed first. Any other command exits normally: its atexit handlers (the
+    sandbox's net for labs nobody closed, under `hahooks drill`) run."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if not argv or argv[0] not in HOT_COMMANDS:
         sys.exit(code)
     import os
 
