@@ -223,7 +223,7 @@ def test_every_scenario_example_overlays_into_a_valid_config(tmp_path):
             svc = {"kind": "service", "manager": "command", "start": ["true"],
                    "stop": ["true"], "status": ["true"]}
             data = scenarios.overlay(scenarios.load_example(sc.example_path(i)), place, svc,
-                                     stacks.tweaks(Fake()), sc.add_service)
+                                     stacks.tweaks(), sc.add_service)
             path = scenarios.write_config(data, str(tmp_path / f"{sc.name}-{node}.toml"))
             r = run_hahooks("check", "-c", path)
             assert r.returncode == 0, (sc.name, node, r.stderr)

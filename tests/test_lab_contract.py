@@ -42,6 +42,13 @@ def _is_lab(name: str) -> bool:
 def lab_imports(source: str, module: str, is_package: bool = False) -> list[str]:
     """Every import of the lab in `source` (module `module`), wherever it stands (module
     level, function, class, try/if), absolute or relative, as "line: what"."""
+    return [f"{line}: {name}" for line, names, _ in imports(source, module, is_package)
+            for name in [n for n in names if _is_lab(n)][:1]]
+
+
+def imports(source: str, module: str, is_package: bool = False) -> list[tuple[int, list, bool]]:
+    """(line, absolute module names, is `from X import a, b`) of every import in `source`;
+    for a from-import the names are X, X.a, X.b (a and b may be modules or attributes)."""
     package = module if is_package else module.rpartition(".")[0]
     hits = []
     for node in ast.walk(ast.parse(source)):
@@ -60,7 +67,7 @@ def lab_imports(source: str, module: str, is_package: bool = False) -> list[str]
             names = [node.args[0].value]
         else:
             continue
-        hits += [f"{node.lineno}: {n}" for n in names if _is_lab(n)][:1]
+        hits.append((node.lineno, names, isinstance(node, ast.ImportFrom)))
     return hits
 
 
@@ -151,3 +158,75 @@ def test_with_the_lab_the_cli_registers_the_real_drill():
     sub = next(a for a in parser._actions if a.dest == "command")
     drill = sub.choices["drill"]
     assert {"--scenario", "--inject", "--list"} <= set(drill._option_string_actions)
+
+
+def lab_modules() -> dict[str, str]:
+    found = {}
+    for top, dirs, files in os.walk(os.path.join(PACKAGE_DIR, "lab")):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        found.update({module_name(os.path.join(top, f)): os.path.join(top, f)
+                      for f in files if f.endswith(".py")})
+    return found
+
+
+def import_circles(modules: dict[str, str]) -> list[list[str]]:
+    """The strongly connected groups (more than one module) of the import graph, function-
+    level imports included: a circle is a circle whether or not it bites at import time."""
+    graph = {}
+    for name, path in modules.items():
+        with open(path, encoding="utf-8") as fh:
+            found = imports(fh.read(), name, path.endswith("__init__.py"))
+        graph[name] = set()
+        for _line, names, from_import in found:
+            targets = [n for n in names[1:] if n in modules] if from_import else names
+            if from_import and len(targets) < len(names) - 1:
+                targets.append(names[0])     # `from pkg import name`: pkg itself
+            graph[name] |= {n for n in targets if n in modules and n != name}
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_circle_finder_finds_a_circle(tmp_path):
+    sources = {"p": "from p.a import A\n", "p.a": "from p import b\n",
+               "p.b": "def f():\n    from p.a import g\n", "p.c": "import p.a\n"}
+    paths = {}
+    for name, text in sources.items():
+        paths[name] = str(tmp_path / f"{name}.py")
+        with open(paths[name], "w") as fh:
+            fh.write(text)
+    assert import_circles(paths) == [["p.a", "p.b"]]
+    with open(paths["p.b"], "w") as fh:
+        fh.write("def f():\n    return 1\n")
+    assert import_circles(paths) == []
+
+
+def test_the_lab_has_no_import_circle():
+    modules = lab_modules()
+    assert "hahooks.lab.drill.cluster" in modules and "hahooks.lab.sim.world" in modules
+    assert import_circles(modules) == []
+

@@ -5,7 +5,7 @@ import os
 import re
 
 from hahooks import waits
-from hahooks.lab.drill import stacks
+from hahooks.lab.drill import stacks, teardown
 from hahooks.errors import WaitTimeout
 
 SCRUB_TIMEOUT = 120.0
@@ -65,7 +65,7 @@ def _mounted_images(cluster, node: str) -> set[str]:
     if node in cluster.down:
         return set()
     out = set()
-    for image in stacks.images(cluster):
+    for image in teardown.images(cluster.workdir, cluster.root):
         ident = simchecks.identity(image)
         r = cluster.run(node, ["cat", "/proc/self/mountinfo"], timeout=30)
         for line in r.stdout.splitlines():
@@ -82,7 +82,7 @@ def mountpoints_untouched(cluster, verdict) -> bool:
     on the node's root filesystem and hide under the next mount)."""
     found = []
     for node in cluster.nodes:
-        for layer in stacks.layers(cluster, node):
+        for layer in stacks.layers(cluster.places[node]):
             mp = layer.get("mountpoint") if layer["kind"] == "filesystem" else (
                 os.path.join(cluster.root, layer["pool"]) if layer["kind"] == "zpool" else None)
             if mp and os.path.isdir(mp) and os.listdir(mp):
@@ -93,7 +93,7 @@ def mountpoints_untouched(cluster, verdict) -> bool:
 
 def storage_clean(cluster, verdict, node: str) -> bool:
     """zpool scrub (ZFS, on the holder) or e2fsck -fn (ext4, after a release)."""
-    layer = stacks.storage_layer(cluster, node)
+    layer = stacks.storage_layer(cluster.places[node])
     if layer["kind"] == "zpool":
         pool = layer["pool"]
         r = cluster.run(node, ["zpool", "scrub", pool], timeout=60)
@@ -122,7 +122,7 @@ def _image_of(cluster, node: str) -> str:
     """The backing image of the filesystem: the simulated replicated device's image (HAST,
     DRBD), or the local md image of a mirror (the filesystem starts at offset 0)."""
     st = cluster.world.state()
-    for layer in stacks.layers(cluster, node):
+    for layer in stacks.layers(cluster.places[node]):
         if layer["kind"] == "hast":
             return cluster.world.store.path(st["hast"][layer["resources"][0]]["image"])
         if layer["kind"] == "drbd":
@@ -140,7 +140,7 @@ def final(cluster, verdict) -> None:
     if node is None:
         verdict.check("a node holds the stack at the end", False, "none")
         return
-    layer = stacks.storage_layer(cluster, node)
+    layer = stacks.storage_layer(cluster.places[node])
     if layer["kind"] == "zpool":
         storage_clean(cluster, verdict, node)
     else:

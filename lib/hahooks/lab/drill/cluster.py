@@ -14,9 +14,10 @@ import time
 from typing import TextIO
 
 from hahooks import waits
-from hahooks.lab.drill import events, fence, scenarios, stacks, teardown
+from hahooks.lab.drill import events, fence, provision, scenarios, services, stacks, teardown
+from hahooks.lab.drill.result import DrillError, Result, text_of
 from hahooks.lab.drill.timeline import Timeline
-from hahooks.errors import HahooksError, WaitTimeout
+from hahooks.errors import WaitTimeout
 
 LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -24,30 +25,6 @@ NODES = ("nodea", "nodeb")
 HOSTIDS = {"nodea": 0x0A0A0001, "nodeb": 0x0B0B0002}
 CONVERGE_TIMEOUT = 90.0
 BOOT_TIMEOUT = 30.0
-
-
-class DrillError(HahooksError):
-    """The sandbox itself could not do what the drill asked (not a hahooks verdict)."""
-
-
-class Result:
-    def __init__(self, argv, returncode: int, stdout: str, stderr: str, duration: float):
-        self.argv, self.returncode = list(argv), returncode
-        self.stdout, self.stderr, self.duration = stdout, stderr, duration
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    def tail(self) -> str:
-        text = (self.stderr or self.stdout).strip().splitlines()
-        return text[-1] if text else f"exit {self.returncode}"
-
-
-def _text(data) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
 def _heartbeat_running(stdout: str) -> bool:
@@ -100,7 +77,7 @@ class Cluster:
         self.world = None
         self.desk: fence.FenceDesk | None = None
         self.down: set[str] = set()
-        self.service = stacks.service_for(scenario)
+        self.service = services.service_for(scenario)
         self.fence_budget = 60.0
         self._queues: dict[str, threading.Lock] = {n: threading.Lock() for n in NODES}
         self._next_row = 1
@@ -150,7 +127,7 @@ class Cluster:
         self.desk = fence.FenceDesk(os.path.join(self.workdir, "fence"), NODES,
                                     self._fence_crash, self.is_up,
                                     on_event=lambda n, t: self.mark(t, n)).start()
-        stacks.provision(self)
+        provision.provision(self)
         for node in NODES:
             self._write_config(node)
             r = self.hahooks(node, "check")
@@ -160,7 +137,8 @@ class Cluster:
 
     def _new_node(self, node: str):
         h = self.lab.node(node, ip=self.ips[node], net=self.net, hostid=HOSTIDS[node],
-                          zfs=self.sc.zfs, stubs=True, binds=stacks.node_binds(self, node))
+                          zfs=self.sc.zfs, stubs=True,
+                          binds=provision.node_binds(self.places[node]))
         if self.sc.zfs:
             h.start_zfs()
         return h
@@ -203,7 +181,7 @@ class Cluster:
         index = NODES.index(node)
         example = scenarios.load_example(self.sc.example_path(index))
         data = scenarios.overlay(example, place, self.service.layer(self, node),
-                                 stacks.tweaks(self), self.sc.add_service)
+                                 stacks.tweaks(), self.sc.add_service)
         data["node"]["command_timeout"] = self.command_timeout
         if self.faults:     # a layer retrying a step that keeps failing gives up sooner
             for layer in data["resource"]:
@@ -237,7 +215,7 @@ class Cluster:
                               env=self.env(node if node != "client" else NODES[0]),
                               input=input)
         except subprocess.TimeoutExpired as exc:
-            return Result(argv, 124, _text(exc.stdout), _text(exc.stderr) +
+            return Result(argv, 124, text_of(exc.stdout), text_of(exc.stderr) +
                           f"\ntimed out after {timeout:g}s", time.monotonic() - started)
         return Result(argv, proc.returncode, proc.stdout or "", proc.stderr or "",
                       time.monotonic() - started)
@@ -255,7 +233,8 @@ class Cluster:
     def event(self, node: str, state: str, quiet: bool = False) -> Result:
         """Deliver a CARP/VRRP state change as the scenario's daemon would (serial per
         node, like devd): run the exact command line it runs, inside the node."""
-        calls = stacks.event_calls(self, node, state)
+        calls = stacks.event_calls(self.sc.wiring, provision.wiring_text(self, node),
+                                   self.places[node], state)
         argv = calls[-1]
         if not quiet:
             shown = argv[-1] if argv[0] == "sh" else " ".join(argv)
@@ -356,11 +335,11 @@ class Cluster:
         if node in self.down:
             return
         self.mark(f"crash ({why})", node)
-        images = stacks.images(self)
+        images = teardown.images(self.workdir, self.root)
         self.handles[node].crash()
         self.down.add(node)
         self.world.crash(node)
-        stacks.wait_released(self, images)
+        teardown.wait_released(images)
         self.mark("down; its loop devices and FUSE mounts are released", node)
 
     def _fence_crash(self, target: str, why: str) -> None:
@@ -378,7 +357,7 @@ class Cluster:
             if other == "client" or other not in self.down:
                 self.run(other, ["ip", "neigh", "flush", "to", self.ips[node]], timeout=30)
         self.world.restart(node)
-        stacks.after_boot(self, node)
+        provision.after_boot(self, node)
         self.mark("booted", node)
 
     # -- checks -------------------------------------------------------------------------

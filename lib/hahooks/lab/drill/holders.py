@@ -50,8 +50,8 @@ def _script(case: str, data: str, mountpoint: str, ready: str, spare: str) -> li
 
 def _mountpoint(cluster, node: str) -> tuple[str, str]:
     """(storage layer name, its mountpoint on the node)."""
-    layer = stacks.storage_layer(cluster, node)
-    return layer["name"], stacks.data_dir(cluster, node)
+    layer = stacks.storage_layer(cluster.places[node])
+    return layer["name"], stacks.data_dir(cluster.places[node])
 
 
 def plant(cluster, node: str, case: str) -> int:

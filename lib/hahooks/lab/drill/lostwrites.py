@@ -104,7 +104,7 @@ def _check_phase(cluster, v: Verdict, writer: Writer, name: str, new: str, old: 
 
 
 def _storage_clean(cluster, v: Verdict, writer: Writer, node: str, name: str) -> bool:
-    layer = stacks.storage_layer(cluster, node)
+    layer = stacks.storage_layer(cluster.places[node])
     if layer["kind"] == "zpool":
         before = len(v.checks)
         checks.storage_clean(cluster, v, node)

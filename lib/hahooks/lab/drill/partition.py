@@ -31,7 +31,7 @@ def has_hast(cluster) -> bool:
     from hahooks.lab.drill import stacks
 
     return any(layer["kind"] == "hast" for node in cluster.nodes
-               for layer in stacks.layers(cluster, node))
+               for layer in stacks.layers(cluster.places[node]))
 
 
 def cut(cluster, node: str) -> None:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import os
 import sys
 
-from hahooks.lab.drill import mariadb
+from hahooks.lab.drill import mariadb, stacks
+from hahooks.lab.drill.provision import must
+from hahooks.lab.drill.result import DrillError
+from hahooks.lab.drill.writer import read_acked
+
+
+def service_for(scenario):
+    return MariaDB() if scenario.service == "mariadb" else Nginx()
 
 
 class MariaDB:
@@ -29,29 +36,25 @@ class MariaDB:
                 "start_timeout": "60s", "exit_timeout": "60s", "timeout": "120s"}
 
     def prepare(self, cluster, node: str) -> None:
-        from hahooks.lab.drill import stacks
-
         place = cluster.places[node]
         os.makedirs(place.run_dir, exist_ok=True)
         try:
-            datadir = os.path.join(stacks.data_dir(cluster, node), "mysql")
+            datadir = os.path.join(stacks.data_dir(place), "mysql")
         except (FileNotFoundError, ValueError, KeyError):
             datadir = os.path.join(cluster.root, "mysql")   # before the config exists
         with open(self.cnf(cluster, node), "w") as fh:
             fh.write(mariadb.my_cnf(node, place.ip, datadir, place.run_dir))
 
     def install(self, cluster, node: str, data_dir: str) -> None:
-        from hahooks.lab.drill.stacks import _must
-
         self.prepare(cluster, node)
         cnf = self.cnf(cluster, node)
-        _must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "mysql")])
-        _must(cluster, node, mariadb.install_argv(cnf))
-        _must(cluster, node, self._ctl(cluster, node, "start"))
+        must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "mysql")])
+        must(cluster, node, mariadb.install_argv(cnf))
+        must(cluster, node, self._ctl(cluster, node, "start"))
         try:
-            _must(cluster, node, mariadb.socket_sql_argv(cnf, mariadb.SETUP_SQL))
+            must(cluster, node, mariadb.socket_sql_argv(cnf, mariadb.SETUP_SQL))
         finally:
-            _must(cluster, node, self._ctl(cluster, node, "stop"))
+            must(cluster, node, self._ctl(cluster, node, "stop"))
 
     def write(self, cluster, node: str, count: int, tag: str) -> list[int]:
         """Insert `count` rows through node's server from the client namespace; the ids
@@ -62,16 +65,12 @@ class MariaDB:
                                    cluster.ips[node], "--acked", acked, "--stop",
                                    acked + ".stop", "--first", str(first), "--count",
                                    str(count), "--who", tag], timeout=120)
-        from hahooks.lab.drill.writer import read_acked
-
         ids = read_acked(acked)
         if not r.ok:
             cluster.mark(f"writer: {r.tail()}")
         return ids
 
     def read(self, cluster, node: str) -> set[int]:
-        from hahooks.lab.drill.cluster import DrillError
-
         sql = f"SELECT id FROM {mariadb.DATABASE}.{mariadb.TABLE}"
         r = cluster.run(node, mariadb.socket_sql_argv(self.cnf(cluster, node), sql))
         if not r.ok:
@@ -91,14 +90,13 @@ class Nginx:
         return os.path.join(cluster.places[node].private, "etc", "nginx.conf")
 
     def docroot(self, cluster, node: str) -> str:
-        from hahooks.lab.drill import stacks
-
-        for layer in stacks.layers(cluster, node):
+        place = cluster.places[node]
+        for layer in stacks.layers(place):
             if layer["kind"] == "links":      # served through a link: /var/www -> /drbd/...
                 paths = sorted(layer["links"])
                 return next((p for p in paths if p.endswith("/www")),
                             next((p for p in paths if p.endswith("/mail")), paths[0]))
-        return os.path.join(stacks.data_dir(cluster, node), "www")
+        return os.path.join(stacks.data_dir(place), "www")
 
     def layer(self, cluster, node: str) -> dict:
         conf = self.conf(cluster, node)
@@ -142,11 +140,9 @@ http {{
 """)
 
     def install(self, cluster, node: str, data_dir: str) -> None:
-        from hahooks.lab.drill.stacks import _must
-
         self.prepare(cluster, node)
-        _must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "www")])
-        _must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "var", "www")])
+        must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "www")])
+        must(cluster, node, ["mkdir", "-p", os.path.join(data_dir, "var", "www")])
 
     def write(self, cluster, node: str, count: int, tag: str) -> list[int]:
         first = cluster.next_row(count)
@@ -170,7 +166,6 @@ http {{
                 "print(' '.join(re.findall(r'href=\"(\\d+)\"', t)))\n")
         r = cluster.run("client", [sys.executable, "-c", code], timeout=60)
         if not r.ok:
-            from hahooks.lab.drill.cluster import DrillError
             raise DrillError(f"{node}: reading the rows over HTTP: {r.tail()}")
         return {int(x) for x in r.stdout.split()}
 

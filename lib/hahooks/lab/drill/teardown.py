@@ -1,12 +1,19 @@
 """Ending a sandbox cluster: tear everything down (nothing left behind, also after a failure
-or Ctrl-C), or with --keep leave the nodes running and say how to enter them."""
+or Ctrl-C), or with --keep leave the nodes running and say how to enter them; and the
+kernel state a crashed node must release before anyone else mounts its images."""
 from __future__ import annotations
 
+import glob
 import os
 import shlex
 import shutil
+import subprocess
 
-from hahooks.lab.drill import stacks
+from hahooks import waits
+from hahooks.errors import WaitTimeout
+from hahooks.lab.sim import checks
+
+RELEASE_TIMEOUT = 30.0
 
 
 def keep(cluster) -> str:
@@ -45,7 +52,7 @@ def remove(cluster) -> str:
         except Exception as exc:
             errors.append(f"world: {exc}")
     try:
-        stacks.wait_released(cluster, stacks.images(cluster), timeout=15)
+        wait_released(images(cluster.workdir, cluster.root), timeout=15)
     except Exception as exc:
         errors.append(f"kernel state: {exc}")
     if not errors and not os.environ.get("HAHOOKS_DRILL_KEEP_FILES") and \
@@ -71,3 +78,44 @@ def mounts_under(path: str) -> list[str]:
     prefix = path.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as fh:
         return [line.split()[4] for line in fh if line.split()[4].startswith(prefix)]
+
+
+# -- kernel state of a crashed node -------------------------------------------------------
+def images(workdir: str, root: str) -> list[str]:
+    """Every backing file a node may have mounted, attached or opened: the simulator's
+    images under `workdir` and the disk images under the sandbox `root`."""
+    found = glob.glob(os.path.join(workdir, "world", "images", "*"))
+    found += glob.glob(os.path.join(root, "**", "*.img"), recursive=True)
+    return [p for p in found if os.path.isfile(p)]
+
+
+def _loops_not_mounted(paths: list[str]) -> list[str]:
+    """Loop devices backed by one of `paths` that no live mount namespace mounts: what a
+    dead node left behind."""
+    idents = {checks.identity(p) for p in paths} - {None}
+    attached = [d for d in checks._loop_devices() if checks.loop_backing(d) in idents]
+    if not attached:
+        return []
+    mounted = set()
+    for info in glob.glob("/proc/[0-9]*/mountinfo"):
+        try:
+            with open(info) as fh:
+                for line in fh:
+                    mounted.add(line.split(" - ")[1].split()[1] if " - " in line else "")
+        except OSError:
+            continue
+    return [d for d in attached if d not in mounted]
+
+
+def wait_released(paths: list[str], timeout: float = RELEASE_TIMEOUT) -> None:
+    """After a crash: the dead node's mounts go with its mount namespace and its loop
+    devices (mount's autoclear) once the kernel let go of them; wait for that, so the
+    survivor never mounts an image the kernel still has mounted for the dead node."""
+    try:
+        waits.wait_for(lambda: not _loops_not_mounted(paths), timeout,
+                       "the crashed node's loop devices to be released", ceiling=0.05)
+    except WaitTimeout:
+        for dev in _loops_not_mounted(paths):   # not autoclear: only the dead node used it
+            subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
+        if _loops_not_mounted(paths):
+            raise

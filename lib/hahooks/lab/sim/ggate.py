@@ -20,7 +20,8 @@ import sys
 import time
 
 from hahooks.lab.sim import checks, daemon, geom, ggate_client
-from hahooks.lab.sim.state import connected, node_state, unlink_device
+from hahooks.lab.sim.ggate_client import match_export
+from hahooks.lab.sim.state import connected, node_state, syslog, unlink_device
 from hahooks.lab.sim.util import Usage, getopt, humanize_number
 
 DEFAULT_PORT = 3080
@@ -48,13 +49,6 @@ def xlog(ctx, verbose: bool, msg: str) -> int:
     else:
         syslog(ctx.store, ctx.node, ctx.tool, msg)
     return 1
-
-
-def syslog(store, node: str, tool: str, msg: str) -> None:
-    path = store.node_dir(node, "run", "syslog.log")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as f:
-        f.write(f"{time.strftime('%b %d %H:%M:%S')} {node} {tool}[{os.getpid()}]: {msg}\n")
 
 
 def main(ctx, args: list[str]) -> int:
@@ -140,16 +134,6 @@ def ggatec_create(ctx, host: str, path: str, unit: int | None, o: dict) -> int:
         sys.stdout.flush()
     ggate_client.start(ctx.store, ctx.node, chosen, boot, created)   # g_gatec_loop(): daemonizes
     return 0
-
-
-def match_export(exports: list[dict], client: str, path: str) -> dict | None:
-    """exports_find(): the first export whose network holds the client and whose path is
-    the requested path, byte for byte."""
-    for ex in exports:
-        if ipaddress.ip_address(client) in ipaddress.ip_network(ex["net"], strict=False) \
-                and ex["path"] == path:
-            return ex
-    return None
 
 
 def mode_allowed(exported: str, requested: str) -> bool:

@@ -15,17 +15,27 @@ It exits when its unit is destroyed or its node crashes.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import signal
 import time
 
 from hahooks.lab.sim import blockio, daemon, geom
-from hahooks.lab.sim.state import connected
+from hahooks.lab.sim.state import connected, syslog
 
 HOUSEKEEPING = 0.1
 RETRY = 2.0          # g_gatec_loop(): sleep(2) between connection attempts
 GUARD_AGE = 5        # g_gate_guard(): requests queued this long fail (when timeout > 0)
 
+
+def match_export(exports: list[dict], client: str, path: str) -> dict | None:
+    """exports_find(): the first export whose network holds the client and whose path is
+    the requested path, byte for byte."""
+    for ex in exports:
+        if ipaddress.ip_address(client) in ipaddress.ip_network(ex["net"], strict=False) \
+                and ex["path"] == path:
+            return ex
+    return None
 
 def daemon_name(unit: int | str) -> str:
     return f"ggatec{unit}"
@@ -48,7 +58,6 @@ def server_lost(store, st: dict, server: str, client: str | None = None) -> None
 
 def server_answers(store, st: dict, node: str, u: dict) -> bool:
     """g_gatec_connect(): the server node is reachable and its ggated still exports path."""
-    from hahooks.lab.sim.ggate import match_export
     served = st["ggated"].get(u["server"])
     if not served or served["port"] != u["port"] or not connected(st, node, u["server"]):
         return False
@@ -73,7 +82,6 @@ def stall(store, node: str, unit: str, u: dict) -> None:
 
 
 def loop(store, node: str, unit: int, boot: int, created: float) -> None:
-    from hahooks.lab.sim.ggate import syslog
     fifo = store.fifo(node, daemon_name(unit))
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)

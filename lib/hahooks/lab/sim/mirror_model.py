@@ -21,7 +21,7 @@ import time
 
 from hahooks.lab.sim import checks, geom
 from hahooks.lab.sim.providers import copy_data, equal_data, image_of, size_of, strip_dev
-from hahooks.lab.sim.state import unlink_device
+from hahooks.lab.sim.state import syslog, unlink_device
 
 
 class CtlError(Exception):
@@ -105,7 +105,6 @@ def relink(store, st: dict, node: str, name: str, m: dict) -> None:
 
 
 def take_failures(store, st: dict, node: str) -> None:
-    from hahooks.lab.sim.ggate import syslog
     """Disconnect the components whose requests failed in the server (it already stopped
     sending them writes): g_mirror_regular_request_error() -> DISCONNECTED."""
     if not os.path.exists(geom.paths(store, node)[1]):

@@ -222,3 +222,11 @@ def make_image(path: str, size: int) -> None:
     if not os.path.exists(path):
         with open(path, "wb") as f:
             f.truncate(size)
+
+
+def syslog(store, node: str, tool: str, msg: str) -> None:
+    """A line in the node's syslog (nodes/<n>/run/syslog.log): what the tools log there."""
+    path = store.node_dir(node, "run", "syslog.log")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(f"{time.strftime('%b %d %H:%M:%S')} {node} {tool}[{os.getpid()}]: {msg}\n")
