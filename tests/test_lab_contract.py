@@ -230,3 +230,15 @@ def test_the_lab_has_no_import_circle():
     assert "hahooks.lab.drill.cluster" in modules and "hahooks.lab.sim.world" in modules
     assert import_circles(modules) == []
 
+
+
+def test_no_lab_module_is_over_400_lines():
+    """The project's module size rule holds in the lab too (common review: split along a
+    real seam, not to pass a count)."""
+    long = {}
+    for name, path in lab_modules().items():
+        with open(path, encoding="utf-8") as fh:
+            lines = len(fh.readlines())
+        if lines > 400:
+            long[name] = lines
+    assert long == {}

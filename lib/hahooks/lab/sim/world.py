@@ -12,14 +12,13 @@ test) share one consistent world; see state.py for the layout and docs/simulator
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
-from hahooks.lab.sim import blockio, faults, ggate_client, hastd
-from hahooks.lab.sim.state import (COMMANDS, VIOLATIONS, Store, blockio_paths, connected,
-                               link_device, make_image, node_state)
+from hahooks.lab.sim import faults, ggate_client, hastd, shutdown
+from hahooks.lab.sim.state import (COMMANDS, VIOLATIONS, Store, connected, link_device,
+                                   make_image, node_state)
 
 TOOLS = ("hastctl", "hastd", "gmirror", "ggatec", "ggated", "mdconfig", "drbdadm",
          "drbdsetup", "sysctl", "jot")
@@ -289,52 +288,15 @@ class World:
             self.store.kick(node, daemon)
 
     def _kill_recorded(self, node: str) -> None:
-        """End the node's daemons if they run in our PID namespace (the drill kills its own)."""
-        with self.store.locked() as st:
-            pids = [st["nodes"].get(node, {}).get("hastd_pid"),
-                    st["nodes"].get(node, {}).get("blockio_pid"),
-                    st.get("ggated_pids", {}).get(node),
-                    *st["nodes"].get(node, {}).get("geom_pids", []),
-                    *[u.get("pid") for u in st.get("ggate", {}).get(node, {}).values()]]
-        for pid in pids:
-            if pid and _is_sim_daemon(pid, self.root):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        shutdown.kill_recorded(self.store, self.root, node)
 
     def close(self) -> None:
         """Stop every node daemon (hastd, ggated, ggatec loops, the GEOM server) of this world
         (tests call it in teardown)."""
-        nodes = os.listdir(self.store.path("nodes"))
-        daemons = [(n, f[:-len(".fifo")]) for n in nodes
-                   for f in sorted(os.listdir(self.store.node_dir(n, "run"))
-                                   if os.path.isdir(self.store.node_dir(n, "run")) else [])
-                   if f.endswith(".fifo")]
-        for node, daemon in daemons:
-            try:
-                fd = os.open(self.store.fifo(node, daemon), os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                continue
-            try:
-                os.write(fd, b"q")
-            finally:
-                os.close(fd)
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        while time.monotonic() < deadline and any(self.store.alive(*d) for d in daemons):
-            time.sleep(POLL)
-        for node in nodes:
-            if any(self.store.alive(n, d) for n, d in daemons if n == node):
-                self._kill_recorded(node)
-            self._detach_blockio(node)
+        shutdown.stop_all(self.store, self.root)
 
     def _detach_blockio(self, node: str) -> None:
-        """No mount of a dead blockio server may outlive the node (nor block the test's
-        clean-up): detach it lazily, as `fusermount -u -z` would (our mount namespace)."""
-        from hahooks.lab.sim import geom
-        for mount in (blockio_paths(self.store, node)[0], geom.paths(self.store, node)[0]):
-            while blockio.mounted(mount) and blockio.detach(mount):
-                pass
+        shutdown.detach_blockio(self.store, node)
 
     def __enter__(self) -> "World":
         return self
@@ -395,11 +357,3 @@ class World:
     def hast_role(self, name: str, node: str) -> str:
         return self.state()["hast"][name]["role"].get(node, "init")
 
-
-def _is_sim_daemon(pid: int, root: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read().split(b"\0")
-    except OSError:
-        return False
-    return f"HAHOOKS_SIM_ROOT={root}".encode() in env
