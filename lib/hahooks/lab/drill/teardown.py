@@ -7,10 +7,10 @@ import glob
 import os
 import shlex
 import shutil
-import subprocess
 
 from hahooks import waits
 from hahooks.errors import WaitTimeout
+from hahooks.lab.sandbox.nsproc import host, tool
 from hahooks.lab.sim import checks
 
 RELEASE_TIMEOUT = 30.0
@@ -116,6 +116,6 @@ def wait_released(paths: list[str], timeout: float = RELEASE_TIMEOUT) -> None:
                        "the crashed node's loop devices to be released", ceiling=0.05)
     except WaitTimeout:
         for dev in _loops_not_mounted(paths):   # not autoclear: only the dead node used it
-            subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30)
+            host([tool("losetup"), "-d", dev], check=False)
         if _loops_not_mounted(paths):
             raise

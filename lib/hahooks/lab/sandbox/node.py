@@ -117,8 +117,14 @@ class Node:
         return [tool("nsenter"), "-t", str(self.holder_pid), "-m", "-u", "-p"] + \
             (["-n"] if self.netns else [])
 
-    def enter(self, argv, check: bool = True) -> subprocess.CompletedProcess:
-        proc = host(self._nsenter() + ["--"] + list(argv), check=False)
+    def enter(self, argv, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        """A set-up command in the node (rootfs.py): run(), the node's one way in, with the
+        sandbox's own error (SandboxError) when it fails or times out."""
+        try:
+            proc = self.run(argv, check=False, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SandboxError(f"node {self.name}: timed out after {timeout:g}s: "
+                               f"{' '.join(map(str, argv))}") from None
         if check and proc.returncode != 0:
             raise SandboxError(f"node {self.name}: {' '.join(argv)}: exit {proc.returncode}: "
                                f"{(proc.stderr or proc.stdout).strip()}")
