@@ -153,7 +153,7 @@ def config(path: str, box: Box, parent: str, layers: str) -> list[str]:
 
 
 def layer(name: str, kind: str, **params) -> str:
-    from hahooks.drill.tomlout import dumps
+    from hahooks.lab.drill.tomlout import dumps
 
     return "\n" + dumps({"resource": [{"name": name, "kind": kind, **params}]})
 

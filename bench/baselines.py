@@ -234,8 +234,8 @@ def run(args) -> list[Figure]:
         raise RuntimeError("part 1 needs root (namespaces, mounts, zfs-fuse)")
     quick = getattr(args, "quick", False)
     runs = getattr(args, "runs", None) or (1 if quick else 3)
-    from hahooks.sandbox import Lab
-    from hahooks.sim import World
+    from hahooks.lab.sandbox import Lab
+    from hahooks.lab.sim import World
 
     samples: list[Sample] = []
     with tempfile.TemporaryDirectory(prefix="blpart1-", dir="/var/tmp") as parent:

@@ -75,7 +75,7 @@ class Stack:
     the bare scripts. close() unmounts, detaches and stops everything it made."""
 
     def __init__(self, n_hast: int, n_fs: int, parent: str):
-        from hahooks.sim import World
+        from hahooks.lab.sim import World
 
         self.d = tempfile.mkdtemp(prefix=f"hhcp-{n_hast}-{n_fs}-", dir=parent)
         self.world = World(os.path.join(self.d, "world"), hast_device_delay=DEVICE_DELAY)

@@ -32,15 +32,15 @@ FIGURES = ("bad-input", "fault-matrix", "flap-storm", "lost-writes")
 
 
 def _cluster(name: str, **kw):
-    from hahooks.drill import scenarios
-    from hahooks.drill.cluster import Cluster
+    from hahooks.lab.drill import scenarios
+    from hahooks.lab.drill.cluster import Cluster
 
     return Cluster(scenarios.get(name), progress=sys.stderr if kw.pop("verbose", False)
                    else None, **kw)
 
 
 def bad_input(args) -> dict:
-    from hahooks.drill import badinput
+    from hahooks.lab.drill import badinput
 
     t = time.time()
     outcomes = badinput.run_all()
@@ -60,7 +60,7 @@ def bad_input(args) -> dict:
 
 
 def fault_matrix(args) -> dict:
-    from hahooks.drill import faults, holders
+    from hahooks.lab.drill import faults, holders
 
     names = [args.scenario] if args.quick or args.scenario != "all" else \
         ["seed003", "seed002"]
@@ -98,7 +98,7 @@ def warm_agents(c, on: bool):
     `devd-event --detach` hands its desire to a converger forked from a warm process. Ended
     by their process groups' ids (nsenter and the agent share one) after the block."""
     from hahooks import agent, waits
-    from hahooks.sandbox import nsproc
+    from hahooks.lab.sandbox import nsproc
     from hahooks.state import StateDir
 
     started = []
@@ -118,7 +118,7 @@ def warm_agents(c, on: bool):
 
 
 def flap_storm(args) -> dict:
-    from hahooks.drill import flap
+    from hahooks.lab.drill import flap
 
     events = max(500, args.events)
     name = "seed003" if args.scenario == "all" else args.scenario
@@ -140,7 +140,7 @@ def flap_storm(args) -> dict:
 
 
 def lost_writes(args) -> dict:
-    from hahooks.drill import lostwrites
+    from hahooks.lab.drill import lostwrites
 
     names = [args.scenario if args.scenario != "all" else "seed003"] if args.quick else \
         (["seed003", "seed002"] if args.scenario == "all" else [args.scenario])
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not args.events:
         args.events = 500 if args.quick else 1000
-    from hahooks.drill import preflight, scenarios
+    from hahooks.lab.drill import preflight, scenarios
     from hahooks.errors import HahooksError
 
     try:

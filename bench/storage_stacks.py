@@ -211,7 +211,7 @@ def bench_zpool(runs: int) -> list[dict]:
     """zpool -> nginx inside a sandbox node running its own zfs-fuse; both the hahooks
     commands and the bare scripts are started in the node the same way (nsenter)."""
     try:
-        from hahooks.sandbox import Lab
+        from hahooks.lab.sandbox import Lab
     except ImportError as exc:
         print(f"zpool stack skipped: {exc}", file=sys.stderr)
         return []

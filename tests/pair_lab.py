@@ -1,4 +1,4 @@
-"""Two cluster nodes on hahooks.sandbox for the real-daemon pair tests (Heartbeat,
+"""Two cluster nodes on hahooks.lab.sandbox for the real-daemon pair tests (Heartbeat,
 keepalived, ucarp), with the scenes those tests share: bring up, crash over, come back,
 hand over. Each node: network, mount, UTS and PID namespaces (sandbox.Node), its own
 hahooks config and state dir, this checkout's `hahooks` as /usr/local/sbin/hahooks (where
@@ -11,7 +11,7 @@ import subprocess
 
 from conftest import install_hahooks_command
 from hahooks import waits
-from hahooks.sandbox import Lab
+from hahooks.lab.sandbox import Lab
 from pair_support import (Figures, hook_calls, holder, node_config, note, record_time,
                           steps, wait_event)
 

@@ -69,7 +69,7 @@ class SimCluster:
 @pytest.fixture
 def world(tmp_path):
     """A fresh simulated world per test (import this fixture into the test module)."""
-    from hahooks.sim import World
+    from hahooks.lab.sim import World
 
     w = World(str(tmp_path / "world"))
     yield w
@@ -78,13 +78,13 @@ def world(tmp_path):
 
 def layer(name: str, kind: str, **params) -> str:
     """One [[resource]] table."""
-    from hahooks.drill.tomlout import dumps
+    from hahooks.lab.drill.tomlout import dumps
 
     return "\n" + dumps({"resource": [{"name": name, "kind": kind, **params}]})
 
 
 class SandboxCluster(SimCluster):
-    """SimCluster whose nodes run in sandbox nodes (hahooks.sandbox: own mount, PID and UTS
+    """SimCluster whose nodes run in sandbox nodes (hahooks.lab.sandbox: own mount, PID and UTS
     namespaces, zfs-fuse when asked): each node's mounts, processes, simulated hastd and
     `hastd: X (secondary)` workers are its own, and a crash takes them all, as on two
     machines. The world must be made with autostart=False (the first hastctl in a node
@@ -134,8 +134,8 @@ class SandboxCluster(SimCluster):
 def sandbox(tmp_path):
     """A sandbox Lab (namespaces) and a world whose daemons run inside its nodes."""
     from conftest import require_root, require_tool
-    from hahooks.sandbox import Lab
-    from hahooks.sim import World
+    from hahooks.lab.sandbox import Lab
+    from hahooks.lab.sim import World
 
     require_root()
     require_tool("unshare", "nsenter", "mount", "losetup")

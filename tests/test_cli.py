@@ -242,7 +242,6 @@ def test_detach_hook_imports_neither_sh_nor_psutil(tmp_path, write_config):
     assert done["role"] == "master" and stack.held() == ["a"]
 
 
-
 def test_a_transition_that_runs_commands_imports_neither_sh_nor_psutil(tmp_path,
                                                                        write_config):
     """The worker's path too: the runner spawns with subprocess (spawn.py), and a walk of
@@ -259,29 +258,52 @@ def test_a_transition_that_runs_commands_imports_neither_sh_nor_psutil(tmp_path,
     assert "hahooks.runner" in imported
     assert not {"sh", "psutil", "asyncio", "ssl"} & imported, {"sh", "psutil"} & imported
 
-def test_a_hook_exits_without_teardown_but_with_its_log_and_output(tmp_path, write_config):
+
+RUN_WITH_ATEXIT = ("import atexit, sys\n"
+                   "atexit.register(lambda: print('teardown ran'))\n"
+                   "{extra}"
+                   "sys.argv = ['hahooks', *{argv!r}]\n"
+                   "from hahooks.cli import run\n"
+                   "run()\n")
+
+
+def run_with_atexit(*argv, extra=""):
+    return subprocess.run([sys.executable, "-c", RUN_WITH_ATEXIT.format(argv=argv, extra=extra)],
+                          env=hahooks_env(), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("lab_loaded", [False, True])
+def test_a_hook_exits_without_teardown_but_with_its_log_and_output(tmp_path, write_config,
+                                                                   lab_loaded):
+    """The hot path leaves with os._exit whatever else is loaded (the sandbox included)."""
     stack = Stack(tmp_path, write_config, names=("a",))
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('teardown ran'))\n"
-            "{extra}"
-            "sys.argv = ['hahooks', 'master', '-c', {cfg!r}]\n"
-            "from hahooks.cli import run\n"
-            "run()\n")
-    r = subprocess.run([sys.executable, "-c", code.format(extra="", cfg=stack.config)],
-                       env=hahooks_env(), capture_output=True, text=True, timeout=120)
+    extra = "import hahooks.lab.sandbox.lab\n" if lab_loaded else ""
+    r = run_with_atexit("master", "-c", stack.config, extra=extra)
     assert r.returncode == 0, r.stderr
     # os._exit after the flush: the output and the whole log are there, no teardown ran
     assert r.stdout == "master: 1 layer(s) held (1 acquired now, 0 already)\n", r.stdout
     records = [json.loads(line) for line in (tmp_path / "hahooks.jsonl").read_text()
                .splitlines()]
     assert records[-1]["event"] == "transition_end"
-    # with the sandbox loaded, the normal exit keeps its atexit net for labs left open
-    r = subprocess.run([sys.executable, "-c",
-                        code.format(extra="import hahooks.sandbox.lab\n", cfg=stack.config)],
-                       env=hahooks_env(), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["master: 1 layer(s) held (0 acquired now, 1 already)",
-                                     "teardown ran"]
+
+
+@pytest.mark.parametrize("argv", [["slave", "--bogus"], ["worker", "--bogus"],
+                                  ["mount", "--bogus"], ["import-pool", "--bogus"]])
+def test_every_hot_command_exits_fast_with_its_code(argv):
+    r = run_with_atexit(*argv, extra="import hahooks.lab.sandbox.lab\n")
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("hahooks"), r.stderr
+
+
+@pytest.mark.parametrize("argv, code", [(["check"], 0), (["status"], 0), (["--version"], 0),
+                                        (["history", "--bogus"], 2), ([], 2)])
+def test_other_commands_exit_normally_and_run_atexit(tmp_path, write_config, argv, code):
+    stack = Stack(tmp_path, write_config, names=("a",))
+    if argv and argv[0] in ("check", "status"):
+        argv = [*argv, "-c", stack.config]
+    r = run_with_atexit(*argv)
+    assert r.returncode == code, r.stderr
+    assert r.stdout.splitlines()[-1:] == ["teardown ran"], r.stdout
 
 
 def test_module_and_console_entry_points_agree():

@@ -17,8 +17,8 @@ from conftest import LIB, ROOT, hahooks_env, require_root, require_tool, run_hah
 
 sys.path.insert(0, LIB)
 
-from hahooks.commands.drill import parse_inject  # noqa: E402
-from hahooks.drill import events, fence, scenarios, timeline, tomlout  # noqa: E402
+from hahooks.lab.drill.command import parse_inject  # noqa: E402
+from hahooks.lab.drill import events, fence, scenarios, timeline, tomlout  # noqa: E402
 from hahooks.errors import ExitCode, UsageError  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def test_without_root_exit_4_and_say_so():
     # the interpreter lives under /root: start it as root, drop to nobody before hahooks
     code = ("import os, sys, shutil, tomllib\n"
             "from hahooks import cli\n"
-            "import hahooks.drill.scenarios, hahooks.drill.preflight\n"
+            "import hahooks.lab.drill.scenarios, hahooks.lab.drill.preflight\n"
             "cli.build_parser()\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
             "sys.exit(cli.main(['drill']))\n")
@@ -124,7 +124,7 @@ def test_fence_command_exit_codes(tmp_path):
     desk = fence.FenceDesk(str(tmp_path / "desk"), ("nodea", "nodeb"), lambda t, w: None,
                            lambda n: True).start()
     try:
-        cmd = [sys.executable, "-m", "hahooks.drill.fence", "--desk", desk.desk]
+        cmd = [sys.executable, "-m", "hahooks.lab.drill.fence", "--desk", desk.desk]
         r = subprocess.run(cmd + ["--node", "nodeb", "--target", "nodea"],
                            capture_output=True, text=True, env=hahooks_env(), timeout=30)
         assert r.returncode == 0 and "fenced" in r.stdout
@@ -133,7 +133,7 @@ def test_fence_command_exit_codes(tmp_path):
         assert r.returncode == 1 and "NOT fenced" in r.stderr
     finally:
         desk.stop()
-    r = subprocess.run([sys.executable, "-m", "hahooks.drill.fence", "--desk",
+    r = subprocess.run([sys.executable, "-m", "hahooks.lab.drill.fence", "--desk",
                         str(tmp_path / "nodesk"), "--node", "a", "--target", "b",
                         "--timeout", "1"], capture_output=True, text=True, env=hahooks_env())
     assert r.returncode == 1 and "no such fence desk" in r.stderr
@@ -209,7 +209,7 @@ def test_devd_delivery_uses_the_rendered_rules(write_config, tmp_path):
 
 def test_every_scenario_example_overlays_into_a_valid_config(tmp_path):
     """The drill runs examples/: each, moved into a sandbox, passes `hahooks check`."""
-    from hahooks.drill import stacks
+    from hahooks.lab.drill import stacks
 
     class Fake:
         root = str(tmp_path / "root")
@@ -223,7 +223,7 @@ def test_every_scenario_example_overlays_into_a_valid_config(tmp_path):
             svc = {"kind": "service", "manager": "command", "start": ["true"],
                    "stop": ["true"], "status": ["true"]}
             data = scenarios.overlay(scenarios.load_example(sc.example_path(i)), place, svc,
-                                     stacks.tweaks(Fake()), sc.add_service)
+                                     stacks.tweaks(), sc.add_service)
             path = scenarios.write_config(data, str(tmp_path / f"{sc.name}-{node}.toml"))
             r = run_hahooks("check", "-c", path)
             assert r.returncode == 0, (sc.name, node, r.stderr)
@@ -258,7 +258,7 @@ def test_a_flip_ends_a_waiting_transition_without_fencing(tmp_path):
     """nodeb is told master while nodea is primary: its hast layer waits (up to 30 s) for
     nodea to leave primary and would then fence nodea. CARP flips back before that: the
     wait must end at once and the stale transition must never power off the peer."""
-    from hahooks.sim import World
+    from hahooks.lab.sim import World
     from replication_helpers import SimCluster, unique
 
     world = World(str(tmp_path / "world"))
@@ -304,7 +304,7 @@ def _require_sandbox():
 
 def _leftovers(report: dict) -> list[str]:
     """What a finished drill must not leave: namespaces, processes, loop devices, files."""
-    from hahooks.sandbox import list_loops, list_netns
+    from hahooks.lab.sandbox import list_loops, list_netns
 
     workdir, prefix = report["workdir"], report["prefix"]
     out = [f"netns {ns}" for ns in list_netns() if ns.startswith(prefix + "-")]
@@ -382,7 +382,7 @@ def test_ctrl_c_tears_everything_down(tmp_path):
     """SIGINT while both nodes run: namespaces, processes, mounts, loop devices and files
     all go, and the exit code says the drill did not finish."""
     _require_sandbox()
-    from hahooks.sandbox import list_loops, list_netns
+    from hahooks.lab.sandbox import list_loops, list_netns
 
     workdir = str(tmp_path / "w")
     p = subprocess.Popen([sys.executable, "-m", "hahooks", "drill", "--workdir", workdir],

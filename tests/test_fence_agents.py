@@ -85,7 +85,7 @@ def test_bad_fence_options_are_config_errors(write_config, tmp_path, options, wo
 
 
 def test_sandbox_fence_agent_metadata_and_monitor(tmp_path):
-    cmd = [sys.executable, "-m", "hahooks.drill.fence_agent"]
+    cmd = [sys.executable, "-m", "hahooks.lab.drill.fence_agent"]
     meta = subprocess.run(cmd, input="action=metadata\n", capture_output=True, text=True,
                           env=hahooks_env(), timeout=30)
     assert meta.returncode == 0 and '<resource-agent name="fence_hahooks_sandbox"' in meta.stdout
@@ -102,8 +102,8 @@ def test_sandbox_fence_agent_powers_off_a_sandbox_node(write_config, tmp_path):
     fence desk kills the target node's namespaces (a power-off) before the agent says 0."""
     require_root()
     require_tool("ip", "unshare", "nsenter")
-    from hahooks.drill.fence import FenceDesk
-    from hahooks.sandbox import Lab
+    from hahooks.lab.drill.fence import FenceDesk
+    from hahooks.lab.sandbox import Lab
 
     with Lab(prefix="fagent", workdir=str(tmp_path / "lab")) as lab:
         nodea = lab.node("nodea")
@@ -114,7 +114,7 @@ def test_sandbox_fence_agent_powers_off_a_sandbox_node(write_config, tmp_path):
                          lambda n: n in up or (n == "nodea" and nodea.alive)).start()
         try:
             agent = tmp_path / "fence_hahooks_sandbox"       # fence-agents take no argv here
-            agent.write_text(f"#!/bin/sh\nexec {sys.executable} -m hahooks.drill.fence_agent\n")
+            agent.write_text(f"#!/bin/sh\nexec {sys.executable} -m hahooks.lab.drill.fence_agent\n")
             os.chmod(agent, 0o755)
             cfg = config_mod.load(fence_config(
                 write_config, tmp_path, [str(agent)],

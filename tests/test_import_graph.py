@@ -15,13 +15,6 @@ from conftest import LIB
 
 PACKAGE = "hahooks"
 
-# The single known exception (issue 18 item 1): the drill's cluster -> stacks -> services ->
-# teardown circle, which the helper fencing the lab breaks when it makes stacks.py data plus
-# pure functions. It is allowed only while every module of the circle sits in the drill,
-# wherever the drill lives (hahooks.drill today, hahooks.lab.drill once the lab is fenced);
-# any other circle fails the test. Remove this once the drill's circle is gone.
-DRILL_PACKAGES = ("hahooks.drill", "hahooks.lab.drill")
-
 
 def modules_under(lib: str) -> dict[str, str]:
     """module name -> file, for every .py of the package under `lib`."""
@@ -63,7 +56,7 @@ def imports_of(module: str, path: str, modules: dict[str, str]) -> set[str]:
         else:
             continue
         for name in names:
-            while name and name not in modules:   # "import hahooks.sim.world.x" etc.
+            while name and name not in modules:   # "import hahooks.lab.sim.world.x" etc.
                 name = name.rpartition(".")[0]
             if name and name != module and name.split(".")[0] == PACKAGE:
                 targets.add(name)
@@ -117,11 +110,6 @@ def circles(graph: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-def is_known_drill_circle(circle: set[str]) -> bool:
-    return any(all(m == pkg or m.startswith(pkg + ".") for m in circle)
-               for pkg in DRILL_PACKAGES)
-
-
 def test_circle_finder_sees_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
     assert circles({"a": {"b"}, "b": set()}) == []
@@ -149,15 +137,8 @@ def test_the_graph_sees_every_kind_of_import(tmp_path):
     assert circles(graph) == [{"hahooks.a", "hahooks.b", "hahooks.sub.c"}]
 
 
-def test_only_a_circle_inside_the_drill_is_known():
-    assert is_known_drill_circle({"hahooks.drill.cluster", "hahooks.drill.stacks"})
-    assert is_known_drill_circle({"hahooks.lab.drill.cluster", "hahooks.lab.drill.stacks"})
-    assert not is_known_drill_circle({"hahooks.drill.cluster", "hahooks.engine"})
-    assert not is_known_drill_circle({"hahooks.drilling.a", "hahooks.drilling.b"})
-
-
 def test_no_import_circle_in_lib_hahooks():
     graph = import_graph()
     assert "hahooks.engine" in graph and graph["hahooks.engine"], "the walk found nothing"
-    unknown = [sorted(c) for c in circles(graph) if not is_known_drill_circle(c)]
-    assert not unknown, f"import circle(s) in lib/hahooks: {unknown}"
+    found = [sorted(c) for c in circles(graph)]
+    assert not found, f"import circle(s) in lib/hahooks: {found}"

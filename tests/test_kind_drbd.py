@@ -22,7 +22,7 @@ VERSIONS = ["8.4", "9"]
 @pytest.fixture(params=VERSIONS)
 def world(request, tmp_path):
     """A fresh simulated world whose DRBD kernel is 8.4, then 9."""
-    from hahooks.sim import World
+    from hahooks.lab.sim import World
 
     w = World(str(tmp_path / "world"))
     w.configure(drbd_version=request.param)
@@ -169,7 +169,7 @@ def test_peer_unreachable_fence_runs_before_primary(tmp_path, world):
     world.partition("nodea", "nodeb")
     seen = tmp_path / "role-at-fence"
     fence = [sys.executable, "-c",
-             "from hahooks.sim import World; w = World(%r); "
+             "from hahooks.lab.sim import World; w = World(%r); "
              "open(%r, 'w').write(w.state()['drbd'][%r]['role']['nodeb']); w.crash('nodea')"
              % (world.root, str(seen), r)]
     c, _ = cluster(tmp_path, world, r,
@@ -241,7 +241,7 @@ def test_peer_unseen_needs_the_fence(tmp_path, world):
     assert role(world, r, "nodeb") == "Secondary"
     # a fence that powers nodea off: then the takeover is safe
     fence = [sys.executable, "-c",
-             f"from hahooks.sim import World; World({world.root!r}).crash('nodea')"]
+             f"from hahooks.lab.sim import World; World({world.root!r}).crash('nodea')"]
     c.write("nodeb", layer("r0", "drbd", resource=r, promote_wait="1s"),
             "fence = [" + ", ".join(f'"{a}"' for a in fence) + "]\n")
     c.hh("nodeb", "master", check=0)

@@ -154,7 +154,7 @@ def test_peer_primary_but_fenced_takes_over(tmp_path, world):
     c = SimCluster(tmp_path, world)
     # the fence "powers off" nodea: the simulator's crash
     fence = [sys.executable, "-c",
-             f"from hahooks.sim import World; World({world.root!r}).crash('nodea')"]
+             f"from hahooks.lab.sim import World; World({world.root!r}).crash('nodea')"]
     c.write("nodeb", hast_stack([r]), "fence = [" + ", ".join(f'"{a}"' for a in fence) + "]\n")
     c.hh("nodeb", "master", check=0)
     assert world.hast_role(r, "nodeb") == "primary"

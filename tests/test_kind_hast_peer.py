@@ -26,10 +26,10 @@ def stack(r: str, tmp_path, **hast) -> str:
 def fence_line(world, tmp_path, target: str) -> str:
     """[node] fence: stamp the moment, then power `target` off (World.crash)."""
     mark = tmp_path / "fenced"
-    code = (f"import sys, time; sys.path.insert(0, {LIB!r}); from hahooks.sim import World; "
+    code = (f"import sys, time; sys.path.insert(0, {LIB!r}); from hahooks.lab.sim import World; "
             f"open({str(mark)!r}, 'a').write('%f\\n' % time.time()); "
             f"World({world.root!r}).crash({target!r})")
-    from hahooks.drill.tomlout import dumps
+    from hahooks.lab.drill.tomlout import dumps
 
     return dumps({"fence": [sys.executable, "-c", code]})
 

@@ -17,8 +17,8 @@ CLONE = "hahooks-data-clone"
 
 
 def config_text(run, world, name: str, r: str, minor: int, wrapper: str) -> str:
-    from hahooks.drill import pacemaker as dp
-    from hahooks.sandbox import pacemaker as pm
+    from hahooks.lab.drill import pacemaker as dp
+    from hahooks.lab.sandbox import pacemaker as pm
 
     peer = dp.NODES[1 - dp.NODES.index(name)]
     dev = world.dev_dir(name)
@@ -37,7 +37,7 @@ def promotable_run(workdir: str, world, r: str, minor: int):
     """drill/pacemaker.py's PacemakerRun with the promotable stack: each node's drbdadm is
     the simulator's, as that node (a wrapper named in [node] paths: pacemaker-execd gives
     the agent its own environment)."""
-    from hahooks.drill import pacemaker as dp
+    from hahooks.lab.drill import pacemaker as dp
     from hahooks.wiring import pcmk_cib
 
     class PromotableRun(dp.PacemakerRun):
@@ -108,8 +108,8 @@ def test_promotable_drbd_clone_under_pacemaker(tmp_path):
     require_root()
     require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",
                  "pacemakerd", "crm_resource", "cibadmin", "crm_mon", "crm_attribute")
-    from hahooks.drill import pacemaker as dp
-    from hahooks.sim import World
+    from hahooks.lab.drill import pacemaker as dp
+    from hahooks.lab.sim import World
 
     world = World(str(tmp_path / "world"), autostart=False)
     r = "r0"

@@ -16,7 +16,7 @@ def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
     require_root()
     require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",
                  "pacemakerd", "crm_resource", "cibadmin", "crm_mon")
-    from hahooks.drill.pacemaker import PacemakerRun
+    from hahooks.lab.drill.pacemaker import PacemakerRun
 
     run = PacemakerRun(str(tmp_path / "lab"), prefix="pcmkt", subnet="10.99.0")
     try:

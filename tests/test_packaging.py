@@ -59,6 +59,20 @@ def test_wheel_carries_every_wiring_file_unchanged(built):
                 assert zf.getinfo(member).external_attr >> 16 & 0o111, f"{member} not +x"
 
 
+def test_wheel_leaves_the_lab_out_and_the_sdist_keeps_it(built):
+    """The production install is free of the lab (setup.cfg); the sdist's tests need it."""
+    wheel, sdist = built
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "hahooks/cli.py" in names and "hahooks/engine.py" in names
+    assert [n for n in names if n.startswith("hahooks/lab")] == []
+    with tarfile.open(sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+    for needed in ("lib/hahooks/lab/__init__.py", "lib/hahooks/lab/sim/main.py",
+                   "lib/hahooks/lab/sandbox/lab.py", "lib/hahooks/lab/drill/command.py"):
+        assert needed in names, needed
+
+
 def test_sdist_has_license_docs_tests_wiring_and_examples(built):
     _, sdist = built
     with tarfile.open(sdist) as tf:

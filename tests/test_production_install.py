@@ -73,6 +73,15 @@ def test_venv_has_the_runtime_only(production):
     assert proc.stdout.startswith(venv + "/")
 
 
+def test_the_drill_says_it_needs_a_development_install(production):
+    venv, _ = production
+    proc = subprocess.run([os.path.join(venv, "bin", "hahooks"), "drill", "--list"],
+                          capture_output=True, text=True, env=clean_env(), cwd="/", timeout=60)
+    assert proc.returncode == 5, proc.stderr
+    assert "the drill needs a development install (scripts/bootstrap)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_check_works_on_an_example_config(production, tmp_path):
     _, prefix = production
     cfg = tmp_path / "command-stack.toml"

@@ -29,7 +29,7 @@ def test_reliability_figures_quick(tmp_path):
         [t for t in rows["fault matrix"]["trials"] if not t["safe"]]
     # issue 17: a holder hidden from the node's own mount table before its `slave`
     hidden = {t["fault"] for t in rows["fault matrix"]["trials"]}
-    from hahooks.drill import holders
+    from hahooks.lab.drill import holders
 
     scenarios = {t["scenario"] for t in rows["fault matrix"]["trials"] if "scenario" in t}
     wanted = {c for sc in scenarios or {"seed003"} for c in holders.CASES

@@ -1,4 +1,4 @@
-"""The sandbox (hahooks.sandbox) with real namespaces, real zfs-fuse and real loop devices:
+"""The sandbox (hahooks.lab.sandbox) with real namespaces, real zfs-fuse and real loop devices:
 nodes reach each other and nothing else, are isolated from each other and from the host,
 zfs-fuse per node refuses a pool by hostid exactly as docs/reference/lab.md §5 shows, the stubs
 keep heartbeat's reboot/pkill inside a node, and nothing is left behind, even when the
@@ -22,7 +22,7 @@ PREFIXES = []        # every prefix used here, to check no remnant is left
 
 
 def lab_for(prefix: str, tmp_path, **kw):
-    from hahooks.sandbox import Lab
+    from hahooks.lab.sandbox import Lab
 
     PREFIXES.append(prefix)
     return Lab(prefix=prefix, workdir=str(tmp_path / "lab"), **kw)
@@ -30,7 +30,7 @@ def lab_for(prefix: str, tmp_path, **kw):
 
 def host_state(prefix: str, workdir: str) -> dict:
     """Everything of a lab that could be left on the host."""
-    from hahooks.sandbox import list_loops, list_netns
+    from hahooks.lab.sandbox import list_loops, list_netns
 
     with open("/proc/mounts") as fh:
         mounts = [line for line in fh if workdir in line or f"/{prefix}-" in line]
@@ -232,7 +232,7 @@ def test_owner_killed_nodes_power_off_and_next_lab_purges(need_ns, tmp_path):
     script.write_text(textwrap.dedent(f"""\
         import sys, time
         sys.path.insert(0, {LIB!r})
-        from hahooks.sandbox import Lab
+        from hahooks.lab.sandbox import Lab
         lab = Lab(prefix="sbxorph", workdir={str(tmp_path / 'lab')!r}).start()
         net = lab.network("10.99.245.0/24")
         a = lab.node("nodea", ip="10.99.245.1", net=net)
@@ -242,7 +242,7 @@ def test_owner_killed_nodes_power_off_and_next_lab_purges(need_ns, tmp_path):
     PREFIXES.append("sbxorph")
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     holder = int(owner.stdout.readline())
-    from hahooks.sandbox import Lab, SandboxError
+    from hahooks.lab.sandbox import Lab, SandboxError
 
     with pytest.raises(SandboxError, match="in use by another live lab"):
         Lab(prefix="sbxorph", workdir=str(tmp_path / "other")).start()
@@ -262,14 +262,14 @@ def test_owner_killed_nodes_power_off_and_next_lab_purges(need_ns, tmp_path):
     ({"prefix": "ok", "workdir": "/var/tmp/x y"}, "bad lab workdir"),
 ])
 def test_bad_lab_arguments_are_refused(kwargs, message):
-    from hahooks.sandbox import Lab, SandboxError
+    from hahooks.lab.sandbox import Lab, SandboxError
 
     with pytest.raises(SandboxError, match=message):
         Lab(**kwargs)
 
 
 def test_bad_node_arguments_are_refused(need_ns, tmp_path):
-    from hahooks.sandbox import SandboxError
+    from hahooks.lab.sandbox import SandboxError
 
     with lab_for("sbxbad", tmp_path) as lab:
         net = lab.network("10.99.246.0/24")
@@ -294,7 +294,7 @@ def test_bad_node_arguments_are_refused(need_ns, tmp_path):
 OWNER = """\
 import signal, sys, time
 sys.path.insert(0, {lib!r})
-from hahooks.sandbox import Lab
+from hahooks.lab.sandbox import Lab
 lab = Lab(prefix={prefix!r}, workdir={workdir!r}).start()
 net = lab.network("10.99.247.0/24")
 a = lab.node("nodea", ip="10.99.247.1", net=net, zfs=True)
@@ -340,7 +340,7 @@ def test_released_lab_outlives_its_process_until_cleanup_cli(need_ns, tmp_path):
         waits.wait_for(lambda: [h for h in holders if nsproc_zombie(h)], 2, "a node to end")
     assert host_state("sbxkeep", workdir)["netns"] == ["sbxkeep-nodea", "sbxkeep-sw"]
     manifest = open(os.path.join(workdir, "lab.json")).read()
-    r = subprocess.run([sys.executable, "-m", "hahooks.sandbox", "cleanup",
+    r = subprocess.run([sys.executable, "-m", "hahooks.lab.sandbox", "cleanup",
                         str(tmp_path)], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": LIB})
     assert r.returncode == 0, r.stderr
@@ -353,6 +353,6 @@ def test_released_lab_outlives_its_process_until_cleanup_cli(need_ns, tmp_path):
 
 
 def nsproc_zombie(pid: int) -> bool:
-    from hahooks.sandbox import nsproc
+    from hahooks.lab.sandbox import nsproc
 
     return nsproc.zombie(pid)

@@ -71,9 +71,9 @@ def switch_over_and_back(tmp_path, c: SandboxCluster, sites: dict, served: str,
 
 @pytest.fixture
 def fence_desk(tmp_path):
-    """STONITH for the sandbox (hahooks.drill.fence): a node's [node] fence asks the test
+    """STONITH for the sandbox (hahooks.lab.drill.fence): a node's [node] fence asks the test
     to power its peer off; fence_desk(cluster) -> the node_extra line to configure it."""
-    from hahooks.drill.fence import FenceDesk
+    from hahooks.lab.drill.fence import FenceDesk
 
     desks = []
 
@@ -81,7 +81,7 @@ def fence_desk(tmp_path):
         desk = FenceDesk(str(tmp_path / "fence"), c.nodes, lambda t, why: c.crash(t),
                          lambda n: c.boxes[n].alive).start()
         desks.append(desk)
-        argv = [sys.executable, "-m", "hahooks.drill.fence", "--desk", desk.desk,
+        argv = [sys.executable, "-m", "hahooks.lab.drill.fence", "--desk", desk.desk,
                 "--node", node, "--target", target, "--timeout", "20"]
         return "fence = [" + ", ".join(f'"{a}"' for a in argv) + "]\n"
     yield make

@@ -1,4 +1,4 @@
-"""hahooks.sim.blockio: simulated devices whose reads and writes really block (a FUSE server
+"""hahooks.lab.sim.blockio: simulated devices whose reads and writes really block (a FUSE server
 with gates). The HAST stall tests are in test_sim_hast.py; these pin the generic API the
 ggate/gmirror devices will use."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conftest import require, require_root
 def server(tmp_path):
     require_root()
     require(os.path.exists("/dev/fuse"), "/dev/fuse")
-    from hahooks.sim import blockio
+    from hahooks.lab.sim import blockio
 
     image = tmp_path / "a.img"
     image.write_bytes(b"A" * 8192)
@@ -52,7 +52,7 @@ def stalled_read(mount: str, name: str = "dev0"):
 
 
 def test_stalled_request_blocks_only_its_caller(server):
-    from hahooks.sim import blockio
+    from hahooks.lab.sim import blockio
     control, mount, _, tmp = server
     other = tmp / "b.img"
     other.write_bytes(b"B" * 4096)
@@ -70,7 +70,7 @@ def test_stalled_request_blocks_only_its_caller(server):
 
 
 def test_stall_until_then_error_fails_with_errno(server):
-    from hahooks.sim import blockio
+    from hahooks.lab.sim import blockio
     control, mount, _, _ = server
     control.set_gate("dev0", blockio.stall(until=time.time() + 0.5, then="error",
                                            err=errno.EIO))
@@ -98,7 +98,7 @@ def test_writes_reach_every_backing_image(server):
 
 
 def test_server_death_releases_stalled_callers_and_mount_detaches(server):
-    from hahooks.sim import blockio
+    from hahooks.lab.sim import blockio
     control, mount, pid, _ = server
     control.set_gate("dev0", blockio.stall())
     fd, t, out = stalled_read(mount)

@@ -84,7 +84,7 @@ def test_faults_before_applies_rules_for_shims(world):
     world.add_node("nodea")
     world.inject("zpool import*", fail=1, stderr="cannot import 'tank': no such pool\n",
                  node="nodea")
-    code = ("import sys; from hahooks.sim import faults; "
+    code = ("import sys; from hahooks.lab.sim import faults; "
             "faults.before(sys.argv[1], sys.argv[2], 'nodea'); print('ran')")
     lib = os.path.dirname(os.path.dirname(__import__("hahooks").__file__))
     env = {**os.environ, "PYTHONPATH": lib}
@@ -219,10 +219,10 @@ def test_launchers_work_without_pythonpath(world):
            "HAHOOKS_SIM_NODE": "nodea"}
     r = subprocess.run(["hastctl", "status", "r0"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("Name\tStatus")
-    r = subprocess.run([sys.executable, "-m", "hahooks.sim", "mdconfig", "-l"],
+    r = subprocess.run([sys.executable, "-m", "hahooks.lab.sim", "mdconfig", "-l"],
                        env={**world.node_env("nodea"),
                             "PYTHONPATH": os.path.dirname(os.path.dirname(
-                                os.path.dirname(__import__("hahooks").__file__)))},
+                                __import__("hahooks").__file__))},
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout) == (0, "")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from hahooks.sim import World
+from hahooks.lab.sim import World
 
 
 def make_world(tmp_path, **addrs) -> World:

@@ -17,7 +17,7 @@ from replication_helpers import SimCluster, layer, unique
 
 @pytest.fixture
 def world(tmp_path):
-    from hahooks.sim import World
+    from hahooks.lab.sim import World
 
     w = World(str(tmp_path / "world"))
     yield w

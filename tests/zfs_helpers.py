@@ -1,4 +1,4 @@
-"""zfs-fuse nodes for the zpool tests: each node of hahooks.sandbox runs its own zfs-fuse
+"""zfs-fuse nodes for the zpool tests: each node of hahooks.lab.sandbox runs its own zfs-fuse
 (private /run, its own hostid) in its own mount namespace, so a pool is only ever used by
 a daemon the test started. hahooks runs *inside* a node (`python3 -m hahooks ...`)."""
 from __future__ import annotations
@@ -19,9 +19,9 @@ def sandbox_lab():
     require_root()
     require_tool("zfs-fuse", "zpool", "nsenter", "unshare", "ip")
     try:
-        from hahooks.sandbox import Lab
+        from hahooks.lab.sandbox import Lab
     except ImportError as exc:
-        require(False, f"hahooks.sandbox ({exc})")
+        require(False, f"hahooks.lab.sandbox ({exc})")
     return Lab
 
 

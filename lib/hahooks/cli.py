@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 
 from hahooks import __version__
-from hahooks.errors import ExitCode, HahooksError
+from hahooks.errors import ExitCode, HahooksError, NotInstalled
 
 # Each module adds its subcommands with register(subparsers); importing them must stay
 # cheap (no sh/psutil/json-logger at module level): hooks start on every CARP event.
-COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring", "drill",
+COMMAND_MODULES = ("transition", "inspect", "operate", "entrypoints", "wiring",
                    "install_wiring")
+# The lab (simulator, sandbox, drill) is development code the production wheel leaves out
+# (setup.cfg). This is the one place production code names it: its subcommands are
+# registered where importlib finds the lab, a stand-in that says what is missing elsewhere
+# (tests/test_lab_contract.py). {command: module}
+LAB_COMMAND_MODULES = {"drill": "hahooks.lab.drill.command"}
+LAB_MISSING = ("the {command} needs a development install (scripts/bootstrap): the lab "
+               "(hahooks.lab) is not installed")
 # The hot paths build only the parser they need (importing and registering every module is
 # a cost per hook call, docs/performance.md); any other word, and --help, build the whole
 # parser.
@@ -21,6 +29,10 @@ FAST_PATHS = {"master": "transition", "slave": "transition", "worker": "transiti
               "agent": "transition",
               "status": "inspect", "check": "inspect", "plan": "inspect",
               "history": "inspect", "notify-send": "operate"}
+
+# What the daemons run on every event (and the worker a hook detaches): these leave with
+# os._exit (run()); every other command exits normally, atexit handlers and all.
+HOT_COMMANDS = frozenset({"master", "slave", "worker", "mount", "import-pool"})
 
 EPILOG = """\
 exit codes (OCF numbers):
@@ -55,7 +67,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in (only,) if only else COMMAND_MODULES:
         importlib.import_module(f"hahooks.commands.{name}").register(sub, common)
+    if not only:
+        _register_lab_commands(sub, common)
     return parser
+
+
+def _register_lab_commands(sub, common) -> None:
+    have_lab = importlib.util.find_spec("hahooks.lab") is not None
+    for command, module in LAB_COMMAND_MODULES.items():
+        if have_lab:
+            importlib.import_module(module).register(sub, common)
+            continue
+        # no option parsing (prefix_chars NUL): whatever follows, say what is missing
+        p = sub.add_parser(command, add_help=False, prefix_chars="\0",
+                           help=f"(not installed: {command} needs a development install)")
+        p.add_argument("ignored", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda args, command=command: _lab_missing(command))
+
+
+def _lab_missing(command: str) -> int:
+    raise NotInstalled(LAB_MISSING.format(command=command))
 
 
 def _known_command(parser: argparse.ArgumentParser, word: str) -> None:
@@ -125,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `hahooks` command and `python3 -m hahooks`: main(), then leave without the
-    interpreter's teardown. Freeing every module (sh brings asyncio, ssl and email) is paid
-    at each exit, so on every CARP event (docs/performance.md); the log and stdio are
-    flushed first.
-    Where the sandbox is loaded its atexit net (labs nobody closed) needs the normal exit."""
-    code = main()
-    if "hahooks.sandbox.lab" in sys.modules:
+    """The `hahooks` command and `python3 -m hahooks`: main(); a hot command (HOT_COMMANDS)
+    then leaves without the interpreter's teardown. Freeing every module (sh brings asyncio,
+    ssl and email) is paid at each exit, on every CARP event (docs/performance.md); the log
+    and stdio are flushed first. Any other command exits normally: its atexit handlers (the
+    sandbox's net for labs nobody closed, under `hahooks drill`) run."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if not argv or argv[0] not in HOT_COMMANDS:
         sys.exit(code)
     import os
 

@@ -1,0 +1,3 @@
+from hahooks.lab.sim.main import main
+
+main()

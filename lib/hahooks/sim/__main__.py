@@ -1,3 +1,0 @@
-from hahooks.sim.main import main
-
-main()
