@@ -22,9 +22,10 @@ FUSE superblock lives on while a file is open, with the device number it had whe
 nothing else on the machine ties that number to the pool. So acquire and release note the
 device numbers of the pool's mounted datasets in the state dir (zpool-POOL.json, kept while
 the pool is imported, removed after the export), and release looks for processes on the
-noted numbers no mount table shows. The export must not even be tried while such a holder
-lives: measured on zfs-fuse 0.7.0, an export then answers "pool is busy" and goes on
-answering it after the holder exits, for the daemon's lifetime (docs/reference/zfs.md §4).
+noted numbers no mount table shows. The export is not even tried while such a holder
+lives: measured on zfs-fuse 0.7.0, an export then answers "pool is busy", and in 3 of 4 runs
+went on answering it after the holder exited, until zfs-fuse was restarted
+(docs/reference/zfs.md §4).
 
 status: `zpool list -H -o name,health`: ONLINE = held, DEGRADED = held with a warning,
 FAULTED/UNAVAIL/SUSPENDED/... = broken, not listed = released.
@@ -113,10 +114,10 @@ class Zpool(Resource):
 
     def _settle(self) -> None:
         """A detached dataset's last holder is gone: zfs-fuse unmounts it on its own once
-        the FUSE connection ends, and an export racing that stays busy for good. Measured
-        on zfs-fuse 0.7.0: about half the time that unmount never ends (the connection
-        stays open, the pool busy, `zpool export -f` too) until zfs-fuse is restarted;
-        then say so rather than try (docs/reference/zfs.md §4)."""
+        the FUSE connection ends, and an export racing that may stay busy for good.
+        Measured on zfs-fuse 0.7.0: in 3 of 8 runs that unmount never ended (the
+        connection stays open, the pool busy, `zpool export -f` too) until zfs-fuse was
+        restarted; then say so rather than try (docs/reference/zfs.md §4)."""
         try:
             self.ctx.wait_for(_fuse_settled, "zfs-fuse to finish unmounting the detached "
                               f"dataset(s) of pool {self.pool}", timeout=SETTLE_TIMEOUT)
@@ -190,8 +191,8 @@ class Zpool(Resource):
         if held:
             raise Refused(f"not exporting pool {self.pool}: a dataset of it was lazily "
                           "unmounted (`umount -l`) and is still in use where no mount table "
-                          "shows it, held by " + "; ".join(held) + " -- stop that process; "
-                          "an export tried meanwhile would leave zfs-fuse busy for good")
+                          "shows it, held by " + "; ".join(held) + " -- stop that process "
+                          "(an export tried meanwhile likely leaves zfs-fuse busy for good)")
         if gone:
             self._settle()
 
