@@ -96,17 +96,17 @@ class Zpool(Resource):
     def _note(self) -> str:
         return f"zpool-{self.pool}.json"
 
-    def _noted_devices(self) -> set[int]:
-        """The device numbers the pool's datasets had while mounted (since its import),
-        with those of the datasets mounted now, noted again."""
+    def _note_datasets(self) -> set[int]:
+        """Note the device numbers of the pool's datasets mounted here; returns those
+        noted since its import that this mount table no longer shows."""
         state = StateDir(self.ctx.node.state_dir)
         noted = {int(d) for d in (state.note(self._note) or {}).get("devices", [])
                  if isinstance(d, int)}
-        devs = noted | {m.dev for m in self._mounted() if m.dev is not None}
+        here = {m.dev for m in self._mounted() if m.dev is not None}
         # `hahooks import-pool` runs without preparing a state dir: nothing is noted there
-        if devs != noted and not self.ctx.dry_run and os.path.isdir(state.path):
-            state.set_note(self._note, {"pool": self.pool, "devices": sorted(devs)})
-        return devs
+        if here - noted and not self.ctx.dry_run and os.path.isdir(state.path):
+            state.set_note(self._note, {"pool": self.pool, "devices": sorted(noted | here)})
+        return noted - here
 
     def _forget_devices(self) -> None:
         if not self.ctx.dry_run and os.path.isdir(self.ctx.node.state_dir):
@@ -138,7 +138,7 @@ class Zpool(Resource):
     def acquire(self) -> None:
         obs = self.status()
         if obs.state is State.HELD:
-            self._noted_devices()
+            self._note_datasets()
             return
         if obs.state is State.BROKEN:
             raise Refused(f"not importing: {obs.reason}")
@@ -169,7 +169,7 @@ class Zpool(Resource):
         self.ctx.wait_for(lambda: self.status().state is State.HELD,
                           f"pool {self.pool} to be ONLINE or DEGRADED",
                           timeout=self.p["health_timeout"])
-        self._noted_devices()
+        self._note_datasets()
 
     def _import(self, forced: bool):
         return self.ctx.run(self._import_argv(forced), readonly=False, check=False,
@@ -186,7 +186,8 @@ class Zpool(Resource):
             # `unshare -m` shell, a container) would keep using a pool the peer imports next
             raise Refused(f"not exporting pool {self.pool}: its datasets are in use where "
                           "this mount table does not show them: " + "; ".join(hidden))
-        gone = set() if self.ctx.dry_run else usage.unlisted(self._noted_devices())
+        # the common case, every noted dataset mounted here, costs no look at the others
+        gone = set() if self.ctx.dry_run else usage.unlisted(self._note_datasets())
         held = usage.detached(gone)
         if held:
             raise Refused(f"not exporting pool {self.pool}: a dataset of it was lazily "
