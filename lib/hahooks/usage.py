@@ -145,7 +145,6 @@ def needs_names(found: list[str]) -> bool:
     return any("still active" in f for f in found)
 
 
-
 def unlisted(devs: set[int]) -> set[int]:
     """The numbers among `devs` that no mount namespace's table shows: filesystems gone, or
     lazily detached (`umount -l`). A number a table shows again was reused by a live mount.

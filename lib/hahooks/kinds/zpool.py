@@ -37,9 +37,9 @@ import os
 import re
 
 from hahooks import evict, mounts, procs, schema, usage
-from hahooks.state import StateDir
 from hahooks.errors import CommandFailed, Refused, WaitTimeout
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
+from hahooks.state import StateDir
 
 log = logging.getLogger("hahooks.kinds.zpool")
 
