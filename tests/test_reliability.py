@@ -31,10 +31,7 @@ def test_reliability_figures_quick(tmp_path):
     hidden = {t["fault"] for t in rows["fault matrix"]["trials"]}
     from hahooks.lab.drill import holders
 
-    scenarios = {t["scenario"] for t in rows["fault matrix"]["trials"] if "scenario" in t}
-    wanted = {c for sc in scenarios or {"seed003"} for c in holders.CASES
-              if c not in holders.KNOWN_OPEN.get(sc, ())}
-    assert wanted and wanted <= hidden, (wanted, hidden)
+    assert set(holders.CASES) <= hidden, (holders.CASES, hidden)
     for name, row in rows.items():
         assert row["met"], (name, row.get("result"), row.get("failed") or row.get("unsafe"))
     assert proc.returncode == 0, proc.stderr[-2000:]

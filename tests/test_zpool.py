@@ -201,3 +201,62 @@ def test_export_refused_while_a_dataset_is_mounted_in_another_namespace(zlab):
     waits.wait_for(lambda: not alive(copy.inner_pid), 10, "the namespace copy to end")
     hahooks_in(a, *args, "stop", check=0)
     assert pools(a) == {}
+
+
+def test_lazily_detached_dataset_stops_the_export_naming_its_holder(zlab):
+    """Issue 17 case 1 for zpool: a process holds a file open on a dataset that was then
+    lazily detached (`umount -l`): gone from every mount table (zfs-fuse says "not
+    mounted"), alive through the open file. Release stops at the pool naming the holder
+    before any export, the layer below stays held, and a re-run after the holder is gone
+    exports -- unless zfs-fuse's own unmount of the dataset never ends, which it then says
+    (measured on zfs-fuse 0.7.0: 3 of 8 runs, the daemon spinning in zfsfuse_destroy();
+    3 of 4 when an export was tried while the holder lived).
+    Failed on the old code: the slave named no PID (export busy, "no holder process
+    found"), the export it had tried left the pool busy after the holder was gone."""
+    a, mp = zlab["a"], zlab["mp"]
+    marker = str(zlab["tmp"] / "below-held")
+    body = ("[[resource]]\nname = \"below\"\nkind = \"command\"\n"
+            "acquire = [\"true\"]\nrelease = [\"true\"]\n"
+            f"state_file = \"{marker}\"\n\n"
+            "[[resource]]\nname = \"pool\"\nkind = \"zpool\"\n"
+            f"pool = \"{POOL}\"\nimport_dirs = {toml_value([zlab['dir']])}\ntimeout = \"15s\"\n")
+    cfg = node_config(str(zlab["tmp"] / "lazy"), "nodea", body)
+    hahooks_in(a, "master", "-c", cfg, check=0)
+    assert pools(a) == {POOL: "ONLINE"} and mounted_in(a, mp) and os.path.exists(marker)
+    ready = str(zlab["tmp"] / "lazy-holder")
+    holder = a.popen(["sh", "-c", f"exec 3>>{mp}/held-open && echo $$ > {ready}.tmp && "
+                      f"mv {ready}.tmp {ready} && exec sleep 600"])
+    try:
+        from hahooks import waits
+        waits.wait_for(lambda: os.path.exists(ready), 10, "the holder to open its file")
+        pid = int(open(ready).read())                  # as the node sees it
+        a.run(["umount", "-l", mp])
+        assert not mounted_in(a, mp)
+        out = hahooks_in(a, "slave", "-c", cfg)
+        assert out.returncode != 0, out.stderr
+        assert f"pid {pid}" in out.stderr and f"pool {POOL}" in out.stderr, out.stderr
+        assert "umount -l" in out.stderr, out.stderr
+        assert pools(a) == {POOL: "ONLINE"}
+        assert os.path.exists(marker), "the layer below was released under an open file"
+        assert alive(holder.inner_pid)                 # reported, never signalled
+        a.run(["kill", "-KILL", str(pid)])
+        waits.wait_for(lambda: not alive(holder.inner_pid), 10, "the holder to die")
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    note = str(zlab["tmp"] / "lazy" / "state" / f"zpool-{POOL}.json")
+    assert os.path.exists(note)         # the dataset's device number, noted while mounted
+    out = hahooks_in(a, "slave", "-c", cfg)
+    if out.returncode == 0:
+        assert not os.path.exists(note)     # removed with the export
+    else:
+        # zfs-fuse's own unmount of the detached dataset never ended (measured: 3 of 8
+        # runs): said so, nothing tried, nothing below released; a restart ends it
+        assert "restart zfs-fuse" in out.stderr and "zpool export" not in out.stderr, \
+            out.stderr
+        assert pools(a) == {POOL: "ONLINE"} and os.path.exists(marker)
+        a.stop_zfs(graceful=False)        # it does not end on TERM then
+        a.start_zfs()
+        out = hahooks_in(a, "slave", "-c", cfg)
+    assert out.returncode == 0, out.stderr
+    assert pools(a) == {} and not os.path.exists(marker)

@@ -194,6 +194,18 @@ class StateDir:
         except FileNotFoundError:
             pass
 
+    # -- a kind's own notes ---------------------------------------------------
+    def note(self, name: str) -> dict | None:
+        """What a kind recorded under `name` (a file in the state dir), None if nothing."""
+        return self._read(name)
+
+    def set_note(self, name: str, data: dict | None) -> None:
+        """Record `data` under `name` (atomically, never through a symlink); None removes it."""
+        if data is None:
+            self._remove(name)
+        else:
+            self._write(name, data)
+
     # -- desire and result ---------------------------------------------------
     def record_desire(self, role: str, source: str = "", waiter: bool = False) -> Desire:
         with self._short_lock():

@@ -33,7 +33,7 @@ import glob
 import os
 import stat
 
-from hahooks import mounts, procs
+from hahooks import holderscan, mounts, procs
 
 
 def device_numbers(device: str) -> set[int]:
@@ -141,3 +141,32 @@ def name_holders(found: list[str], holders: dict) -> list[str]:
 def needs_names(found: list[str]) -> bool:
     """Only a lazily detached filesystem is known by its holders alone."""
     return any("still active" in f for f in found)
+
+
+def unlisted(devs: set[int]) -> set[int]:
+    """The numbers among `devs` that no mount namespace's table shows: filesystems gone, or
+    lazily detached (`umount -l`). A number a table shows again was reused by a live mount.
+    FreeBSD has no lazy unmount: empty."""
+    if not devs or mounts.own_namespace() is None:
+        return set()
+    return devs - {m.dev for _, _, table in mounts.namespaces() for m in table}
+
+
+def detached(gone: set[int]) -> list[str]:
+    """Processes still using a filesystem among `gone` (from unlisted()): a lazily detached
+    one kept alive by what they hold (open or mapped files, cwd, root; found by st_dev,
+    wherever the path went). One phrase per process with its mount namespace; [] when
+    none. The caller knows the numbers from when they were mounted: a detached filesystem
+    with no sysfs entry (FUSE: zfs-fuse's datasets) leaves no other trace of them."""
+    if not gone:
+        return []
+    found = holderscan.holders_by_mount({}, {"detached": gone})["detached"]
+    return [f"pid {p.pid} ({_title(p.pid)}: {why}; mount namespace {_mnt_ns(p.pid)})"
+            for p, why in found.items()]
+
+
+def _mnt_ns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return "?"

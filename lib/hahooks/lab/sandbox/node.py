@@ -30,6 +30,11 @@ HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "holder.py")
 BOOT_TIMEOUT = 15.0
 
 
+# zfs-fuse's own mounts: (re)starting it must leave other FUSE mounts alone (the
+# simulator's devices, e.g. /dev/hast/*, are FUSE mounts too)
+ZFS_FUSE = "fuse.zfs"
+
+
 class Node:
     def __init__(self, lab, name: str, *, ip: str | None, net, hostid: int | None,
                  zfs: bool, stubs: bool, binds: dict | None, env: dict | None,
@@ -208,9 +213,10 @@ class Node:
         """(mount id, mount point, fstype) of the node's mount namespace."""
         return rootfs.mounts(self.holder_pid) if self.alive else []
 
-    def stale_fuse_mounts(self) -> list[str]:
+    def stale_fuse_mounts(self, fstype: str = "fuse") -> list[str]:
+        """FUSE mounts made since boot (`fstype`: only those whose type starts with it)."""
         return [mp for mid, mp, fs in self.mounts()
-                if fs.startswith("fuse") and mid not in self._baseline]
+                if fs.startswith(fstype) and mid not in self._baseline]
 
     def crash(self, keep_net: bool = False) -> None:
         """Pull the power plug: SIGKILL every process of the node at once. Its FUSE mounts
@@ -267,7 +273,7 @@ class Node:
             raise SandboxError(f"node {self.name}: made without zfs=True")
         if self._zfs_proc is not None and self._zfs_proc.poll() is None:
             return
-        self.unmount_stale_fuse()
+        self.unmount_stale_fuse(ZFS_FUSE)
         log = open(os.path.join(self.dir, "log", "zfs-fuse.log"), "ab")
         try:
             self._zfs_proc = self.popen([tool("zfs-fuse"), "--no-daemon", "--no-kstat-mount"],
@@ -300,10 +306,10 @@ class Node:
         if self._zfs_proc is not None:
             self._zfs_proc.wait(timeout=10)
             self._zfs_proc = None
-        self.unmount_stale_fuse()
+        self.unmount_stale_fuse(ZFS_FUSE)
 
-    def unmount_stale_fuse(self) -> None:
-        for mp in self.stale_fuse_mounts():
+    def unmount_stale_fuse(self, fstype: str = "fuse") -> None:
+        for mp in self.stale_fuse_mounts(fstype):
             self.enter(["umount", "-l", mp], check=False)
 
     def write_file(self, path: str, text: str, mode: int | None = None) -> None:
