@@ -37,8 +37,8 @@ def corosync_conf(cluster: str, members: list[tuple[int, str, str]]) -> str:
     # two_node lets one survivor of two keep quorum; votequorum then waits for all nodes at
     # start (wait_for_all defaults to 1 with two_node: votequorum(5), corosync
     # exec/votequorum.c), so a node booting after its crash is not quorate alone and cannot
-    # fence the peer that holds the stack before it has even seen it (docs/reference/
-    # pacemaker.md §9). Three nodes need no such rule: a lone node has no majority.
+    # fence the peer that holds the stack before it has even seen it
+    # (docs/reference/pacemaker.md §9). Three nodes need no such rule: one has no majority.
     two = "  two_node: 1\n  wait_for_all: 1\n" if len(members) == 2 else ""
     return (f"totem {{\n  version: 2\n  cluster_name: {cluster}\n  transport: knet\n"
             "  crypto_cipher: none\n  crypto_hash: none\n  token: 1000\n}\n"
