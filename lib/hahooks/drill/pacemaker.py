@@ -1,14 +1,17 @@
-"""The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two-node Debian
-corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk both nodes
-see (shared storage: only fencing keeps it off two nodes), with stonith-enabled=true through
+"""The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two- (or three-)
+node Debian corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk
+every node sees, each through its own loop device as each machine has its own block device
+for a shared LUN (shared storage: only fencing keeps it off two nodes), with
+stonith-enabled=true through
 the sandbox fence agent (drill/fence_agent.py -> the fence desk powers a node off). The
 cluster is configured the way docs/wiring.md tells a user: each node's [node] fence names
 the agent, `render --only pacemaker-cib` makes the CIB, `crm_verify -L` must be silent.
 
 Steps: start (on nodea), `crm_resource --move` to nodeb and back, `--ban` nodea, node crash
 (nodea's PID namespace killed while it holds the stack: nodeb fences it and takes over),
-rejoin, then a network partition (both sides race to fence; one survives with the stack),
-rejoin. The invariant (never mounted on two nodes) is polled all along; each step's time
+rejoin, move back, then (two nodes) a network partition (both sides race to fence; one
+survives with the stack), rejoin. With three nodes each node's peer is the next one round
+the ring, and the crashed node's stack lands on either survivor. The invariant (never mounted on two nodes) is polled all along; each step's time
 is measured from the command (or the crash) until the mount is on the expected node only.
 """
 from __future__ import annotations
