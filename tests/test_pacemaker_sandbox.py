@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 from conftest import require_root, require_tool, run_hahooks
@@ -42,6 +43,40 @@ def test_a_shared_disk_reaches_each_node_through_its_own_device(tmp_path):
                 assert bool(seen_from_a(first)) is looks_mounted_from_a, on_b
             finally:
                 b.enter(["umount", "/run/shared"])
+
+
+def test_a_node_powered_on_while_the_fence_desk_powers_it_off(tmp_path):
+    """The fence desk powers a node off in its own thread; the drill saw the node down
+    (its processes killed) and booted it again while that power-off was still deleting the
+    node's network namespace: "ip netns del: No such file" (the cut node of a partition won
+    the race, the loser rejoined at once). A power-off and a power-on of one node are one
+    after the other, never interleaved."""
+    require_root()
+    require_tool("ip", "unshare", "nsenter")
+    from hahooks.sandbox import Lab
+
+    errors: list[BaseException] = []
+
+    def power_off(node) -> None:
+        try:
+            node.crash()
+        except BaseException as exc:      # reported by the assertion below
+            errors.append(exc)
+    with Lab(prefix="pml21r", workdir=str(tmp_path / "lab")) as lab:
+        net = lab.network("10.99.0.0/24")
+        for _ in range(6):
+            node = lab.node("nodea", ip="10.99.0.31", net=net)
+            desk = threading.Thread(target=power_off, args=(node,))
+            desk.start()
+            while node.alive:
+                time.sleep(0.001)
+            try:
+                lab.node("nodea", ip="10.99.0.31", net=net)
+            except BaseException as exc:
+                errors.append(exc)
+            desk.join()
+            assert errors == []
+            lab.nodes["nodea"].crash()
 
 
 def test_pacemaker_moves_bans_survives_a_crash_and_rejoins(tmp_path):
