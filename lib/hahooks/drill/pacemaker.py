@@ -204,9 +204,12 @@ class PacemakerRun:
     def wait_on(self, name, step: str, since: float, timeout: float = 120) -> Figure:
         """Until the stack is mounted on exactly one node: `name`, or one of the tuple."""
         among = (name,) if isinstance(name, str) else tuple(name)
-        waits.wait_for(lambda: len(self.holders()) == 1 and self.holders()[0] in among,
-                       timeout, f"the stack on {' or '.join(among)} only ({step})")
-        name = self.holders()[0]
+
+        def landed() -> str | None:        # one look: the stack may move between two
+            where = self.holders()
+            return where[0] if len(where) == 1 and where[0] in among else None
+        name = waits.wait_for(landed, timeout, f"the stack on {' or '.join(among)} only "
+                              f"({step})")
         fig = Figure(step, round(time.monotonic() - since, 2), name)
         self.figures.append(fig)
         self.event(f"{step}: the stack answers on {name} after {fig.seconds:.2f}s")
