@@ -51,6 +51,8 @@ def test_inject_refuses_malformed(text):
     (["--inject", "nosuchlayer:fail"], "nosuchlayer"),
     (["--scenario", "seed999"], "seed999"),
     (["--inject", "zhast:melt"], "zhast:melt"),
+    (["--nodes", "3"], "only --scenario pacemaker"),
+    (["--scenario", "pacemaker", "--nodes", "4"], "4"),
 ])
 def test_bad_arguments_exit_2_in_one_line_before_anything(args, culprit):
     r = run_hahooks("drill", *args)

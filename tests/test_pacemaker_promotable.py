@@ -103,7 +103,6 @@ def promotable_run(workdir: str, world, r: str, minor: int):
     return PromotableRun(workdir, prefix="pcmkp", subnet="10.99.0")
 
 
-@pytest.mark.pacemaker_lab
 def test_promotable_drbd_clone_under_pacemaker(tmp_path):
     require_root()
     require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",

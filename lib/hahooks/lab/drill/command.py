@@ -43,6 +43,8 @@ def register(sub, common) -> None:
     p.add_argument("--keep", action="store_true",
                    help="leave the sandbox up for inspection (prints how to enter the nodes "
                    "and how to tear it down)")
+    p.add_argument("--nodes", type=int, choices=(2, 3), default=2,
+                   help="--scenario pacemaker only: the cluster's size (default 2)")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--workdir", default=None, metavar="DIR",
@@ -64,6 +66,9 @@ def run_drill(args) -> int:
     name = args.scenario or scenarios.DEFAULT
     if name == "pacemaker":                  # its own cluster: drill/pacemaker.py
         return run_pacemaker(args)
+    if args.nodes != 2:
+        raise UsageError(f"--nodes {args.nodes}: only --scenario pacemaker has more than "
+                         "two nodes")
     try:
         scenario = scenarios.get(name)
     except KeyError:
@@ -96,6 +101,7 @@ def run_pacemaker(args) -> int:
     if args.inject or args.json:
         raise UsageError("--scenario pacemaker: --inject and --json are not supported")
     preflight.check(pacemaker.TOOLS)
-    passed, text = pacemaker.drill(args.workdir, args.keep, progress=sys.stderr)
+    passed, text = pacemaker.drill(args.workdir, args.keep, progress=sys.stderr,
+                                   nodes=args.nodes)
     print(text, end="")
     return ExitCode.OK if passed else ExitCode.GENERIC

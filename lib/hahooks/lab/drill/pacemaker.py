@@ -1,14 +1,17 @@
-"""The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two-node Debian
-corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk both nodes
-see (shared storage: only fencing keeps it off two nodes), with stonith-enabled=true through
+"""The Pacemaker scenario: the stack as ocf:hahooks:hahooks under a real two- (or three-)
+node Debian corosync + pacemaker cluster in sandbox nodes (sandbox/pacemaker.py), on a disk
+every node sees, each through its own loop device as each machine has its own block device
+for a shared LUN (shared storage: only fencing keeps it off two nodes), with
+stonith-enabled=true through
 the sandbox fence agent (drill/fence_agent.py -> the fence desk powers a node off). The
 cluster is configured the way docs/wiring.md tells a user: each node's [node] fence names
 the agent, `render --only pacemaker-cib` makes the CIB, `crm_verify -L` must be silent.
 
 Steps: start (on nodea), `crm_resource --move` to nodeb and back, `--ban` nodea, node crash
 (nodea's PID namespace killed while it holds the stack: nodeb fences it and takes over),
-rejoin, then a network partition (both sides race to fence; one survives with the stack),
-rejoin. The invariant (never mounted on two nodes) is polled all along; each step's time
+rejoin, move back, then (two nodes) a network partition (both sides race to fence; one
+survives with the stack), rejoin. With three nodes each node's peer is the next one round
+the ring, and the crashed node's stack lands on either survivor. The invariant (never mounted on two nodes) is polled all along; each step's time
 is measured from the command (or the crash) until the mount is on the expected node only.
 """
 from __future__ import annotations
@@ -20,10 +23,11 @@ import time
 
 from hahooks import waits
 from hahooks.lab.drill.fence import FenceDesk
-from hahooks.lab.sandbox import Lab
+from hahooks.lab.sandbox import Lab, hoststate
 from hahooks.lab.sandbox import pacemaker as pm
 
-NODES = ("nodea", "nodeb")
+NODES = ("nodea", "nodeb")                  # the default two-node cluster
+ALL_NODES = ("nodea", "nodeb", "nodec")
 MOUNTPOINT = "/run/hahooks-data"        # under the node's private /run
 CONFIG = "/etc/hahooks.toml"            # in the node's private /etc
 RSC = "hahooks"
@@ -71,8 +75,11 @@ class Figure:
 
 class PacemakerRun:
     def __init__(self, workdir: str, prefix: str = "pcmk", subnet: str = "10.99.0",
-                 progress=None):
+                 progress=None, nodes: int = 2):
+        if nodes not in (2, 3):
+            raise ValueError(f"a sandbox Pacemaker cluster has 2 or 3 nodes, not {nodes}")
         self.workdir, self.prefix, self.subnet = workdir, prefix, subnet
+        self.names = ALL_NODES[:nodes]
         self.progress = progress or (lambda text: None)
         self.lab: Lab | None = None
         self.pcmk: dict[str, pm.PacemakerNode] = {}
@@ -85,19 +92,32 @@ class PacemakerRun:
 
     # -- the cluster -------------------------------------------------------------------
     def ip(self, name: str) -> str:
-        return f"{self.subnet}.{21 + NODES.index(name)}"
+        return f"{self.subnet}.{21 + self.names.index(name)}"
+
+    def peer(self, name: str) -> str:
+        """The node `name`'s [node] peer and fence target: the next one round the ring
+        (two nodes: each other), so every node has exactly one stonith device."""
+        return self.names[(self.names.index(name) + 1) % len(self.names)]
+
+    def others(self, name: str) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n != name)
 
     def start(self) -> None:
         self.lab = Lab(prefix=self.prefix, workdir=self.workdir).start()
         self.net = self.lab.network(f"{self.subnet}.0/24")
-        self.device = self.lab.loop_image("shared", 64, fs="ext4")
-        self.desk = FenceDesk(os.path.join(self.workdir, "fence"), NODES, self._fenced,
+        # One shared disk, reached by each node through its own block device, as each of
+        # two machines has its own /dev/sdX for one LUN (Lab.loop_attach says why).
+        first = self.lab.loop_image("shared", 64, fs="ext4")
+        image = hoststate.loop_backing(first)
+        self.devices = {self.names[0]: first,
+                        **{n: self.lab.loop_attach(image) for n in self.names[1:]}}
+        self.desk = FenceDesk(os.path.join(self.workdir, "fence"), self.names, self._fenced,
                               self.alive, lambda node, text: self.event(text)).start()
         self.conf = pm.corosync_conf("hahooks", [(i + 1, n, self.ip(n))
-                                                 for i, n in enumerate(NODES)])
-        for name in NODES:
+                                                 for i, n in enumerate(self.names)])
+        for name in self.names:
             self.boot(name)
-        self.wait_online(NODES, 90)
+        self.wait_online(self.names, 90)
         self.configure()
         self._watch = threading.Thread(target=self._invariants, daemon=True)
         self._watch.start()
@@ -105,8 +125,8 @@ class PacemakerRun:
     def boot(self, name: str) -> None:
         node = self.lab.node(name, ip=self.ip(name), net=self.net, stubs=True,
                              binds=pm.binds(os.path.join(self.workdir, "nodes", name)))
-        peer = NODES[1 - NODES.index(name)]
-        node.write_file(CONFIG, hahooks_config(name, peer, self.device, self.desk.desk), 0o600)
+        node.write_file(CONFIG, hahooks_config(name, self.peer(name), self.devices[name],
+                                               self.desk.desk), 0o600)
         p = pm.PacemakerNode(node, self.conf)
         p.prepare()
         p.start()
@@ -122,12 +142,13 @@ class PacemakerRun:
 
     def configure(self) -> None:
         """What docs/wiring.md tells a user: load nodea's rendered configuration, add
-        nodeb's stonith device (each node's [node] fence fences its peer), then
+        the other nodes' stonith devices (each node's [node] fence fences its peer), then
         `crm_verify -L` must have nothing to say."""
-        dc = NODES[0]
-        first = rendered(self.lab.nodes[NODES[0]].dir)
-        extra = stonith_parts(rendered(self.lab.nodes[NODES[1]].dir))
-        want = [f'id="{RSC}"'] + [f'id="hahooks-fence-{n}"' for n in NODES]
+        dc = self.names[0]
+        first = rendered(self.lab.nodes[dc].dir)
+        extra = [part for n in self.names[1:]
+                 for part in stonith_parts(rendered(self.lab.nodes[n].dir))]
+        want = [f'id="{RSC}"'] + [f'id="hahooks-fence-{n}"' for n in self.names]
 
         def loaded() -> bool:
             text = self.run(dc, "cibadmin", "--query", "--scope", "resources",
@@ -159,7 +180,7 @@ class PacemakerRun:
                                    f"{self.verify_output}")
         self.event("configured from `hahooks render --only pacemaker-cib`; crm_verify -L "
                    + ("clean" if not self.verify_output else "NOT clean"))
-        self.run(dc, "crm_resource", "--move", "-r", RSC, "-N", NODES[0])
+        self.run(dc, "crm_resource", "--move", "-r", RSC, "-N", dc)
 
     def wait_online(self, names, timeout: float) -> None:
         want = "Online: [ " + " ".join(names) + " ]"
@@ -169,7 +190,7 @@ class PacemakerRun:
 
     # -- where the stack is --------------------------------------------------------------
     def holders(self) -> list[str]:
-        return [n for n in NODES if self.alive(n) and
+        return [n for n in self.names if self.alive(n) and
                 any(mp == MOUNTPOINT for _, mp, _ in self.lab.nodes[n].mounts())]
 
     def _invariants(self) -> None:
@@ -180,9 +201,15 @@ class PacemakerRun:
                                        f"{' and '.join(where)}")
             self._stop.wait(POLL)
 
-    def wait_on(self, name: str, step: str, since: float, timeout: float = 120) -> Figure:
-        waits.wait_for(lambda: self.holders() == [name], timeout,
-                       f"the stack on {name} only ({step})")
+    def wait_on(self, name, step: str, since: float, timeout: float = 120) -> Figure:
+        """Until the stack is mounted on exactly one node: `name`, or one of the tuple."""
+        among = (name,) if isinstance(name, str) else tuple(name)
+
+        def landed() -> str | None:        # one look: the stack may move between two
+            where = self.holders()
+            return where[0] if len(where) == 1 and where[0] in among else None
+        name = waits.wait_for(landed, timeout, f"the stack on {' or '.join(among)} only "
+                              f"({step})")
         fig = Figure(step, round(time.monotonic() - since, 2), name)
         self.figures.append(fig)
         self.event(f"{step}: the stack answers on {name} after {fig.seconds:.2f}s")
@@ -197,36 +224,44 @@ class PacemakerRun:
         return self._constrain(to, f"crm_resource --move to {to}", "--move", to)
 
     def ban(self, name: str) -> Figure:
-        return self._constrain(NODES[1 - NODES.index(name)], f"crm_resource --ban {name}",
-                               "--ban", name)
+        return self._constrain(self.others(name), f"crm_resource --ban {name}", "--ban",
+                               name)
 
-    def _constrain(self, to: str, step: str, flag: str, node: str) -> Figure:
-        """A location constraint by crm_resource, the time until the stack answers on `to`,
-        then the constraint cleared (as an admin does after a move)."""
+    def _constrain(self, to, step: str, flag: str, node: str) -> Figure:
+        """A location constraint by crm_resource, the time until the stack answers on `to`
+        (a node, or any of a tuple), then the constraint cleared (as an admin does after a
+        move)."""
         t0 = time.monotonic()
-        self.run(to, "crm_resource", flag, "-r", RSC, "-N", node)
+        where = next(n for n in self.names if n != node and self.alive(n))
+        self.run(where, "crm_resource", flag, "-r", RSC, "-N", node)
         fig = self.wait_on(to, step, t0)
-        self.run(to, "crm_resource", "--clear", "-r", RSC)
+        self.run(where, "crm_resource", "--clear", "-r", RSC)
         return fig
 
     def crash(self, name: str) -> Figure:
-        other = NODES[1 - NODES.index(name)]
+        """Kill `name`'s PID namespace; a survivor fences it and the stack lands on one of
+        the others (two nodes: the peer)."""
+        others = tuple(n for n in self.others(name) if self.alive(n))
         t0 = time.monotonic()
         self.event(f"{name}: crashed (its PID namespace killed)")
         self.lab.nodes[name].crash(keep_net=False)
         self.pcmk[name].forget()
-        return self.wait_on(other, f"crash of {name} -> fenced -> answering on {other}", t0)
+        return self.wait_on(others, f"crash of {name} -> fenced -> answering on "
+                            f"{' or '.join(others)}", t0)
 
     def partition(self, name: str) -> tuple[str, Figure]:
         """Cut `name`'s network (corosync sees a partition; the fence desk, like a BMC,
         stays reachable): each side tries to fence the other, one wins, and the stack must
         end on the survivor only — the shared disk never mounted on both meanwhile."""
+        if len(self.names) != 2:
+            raise ValueError("partition(): the two-node race (with three nodes the majority "
+                             "simply fences the cut-off node)")
         t0 = time.monotonic()
         self.event(f"{name}: network cut (a partition; fencing stays reachable)")
         self.net.set_link(name, False)
-        waits.wait_for(lambda: sum(self.alive(n) for n in NODES) == 1 and
+        waits.wait_for(lambda: sum(self.alive(n) for n in self.names) == 1 and
                        len(self.holders()) == 1, 180, "one survivor holding the stack")
-        survivor = next(n for n in NODES if self.alive(n))
+        survivor = next(n for n in self.names if self.alive(n))
         if survivor == name:
             self.net.set_link(name, True)
         fig = self.wait_on(survivor, f"partition of {name} -> {survivor} survives", t0)
@@ -241,7 +276,7 @@ class PacemakerRun:
     def rejoin(self, name: str) -> float:
         t0 = time.monotonic()
         self.boot(name)
-        self.wait_online(NODES, 120)
+        self.wait_online(self.names, 120)
         took = round(time.monotonic() - t0, 2)
         self.event(f"{name}: rejoined after {took:.2f}s")
         return took
@@ -275,15 +310,16 @@ TOOLS = ("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync", "pacema
          "crm_resource", "cibadmin", "crm_mon", "stonith_admin")
 
 
-def drill(workdir: str | None = None, keep: bool = False, progress=None) -> tuple[bool, str]:
-    """Run the scenario; (passed, report text)."""
+def drill(workdir: str | None = None, keep: bool = False, progress=None,
+          nodes: int = 2) -> tuple[bool, str]:
+    """Run the scenario on `nodes` (2 or 3) nodes; (passed, report text)."""
     import tempfile
 
     workdir = os.path.abspath(workdir) if workdir else \
         tempfile.mkdtemp(prefix="hahooks-drill-pacemaker-", dir="/var/tmp")
     say = (lambda text: print(text, file=progress, flush=True)) if progress else None
     run = PacemakerRun(os.path.join(workdir, "lab"), prefix=f"hhpm{os.getpid() % 10000}",
-                       progress=say)
+                       progress=say, nodes=nodes)
     problems: list[str] = []
     try:
         run.start()
@@ -297,8 +333,9 @@ def drill(workdir: str | None = None, keep: bool = False, progress=None) -> tupl
             problems.append("nodea crashed but nobody fenced it")
         run.rejoin("nodea")
         run.move("nodea")
-        survivor, _ = run.partition("nodea")
-        run.rejoin(NODES[1 - NODES.index(survivor)])
+        if nodes == 2:
+            survivor, _ = run.partition("nodea")
+            run.rejoin(run.peer(survivor))
     except Exception as exc:     # a failed step is the verdict, not a traceback
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -311,7 +348,7 @@ def drill(workdir: str | None = None, keep: bool = False, progress=None) -> tupl
             shutil.rmtree(workdir, ignore_errors=True)
     problems += [f"invariant: {v}" for v in run.violations]
     start = run.events[0][0] if run.events else time.time()
-    lines = [f"hahooks drill: scenario {NAME}", "", "timeline:"]
+    lines = [f"hahooks drill: scenario {NAME} ({nodes} nodes)", "", "timeline:"]
     lines += [f"  +{at - start:7.2f}s  {text}" for at, text in run.events]
     lines += ["", "figures:"] + [f"  {f.step}: {f.seconds:.2f}s (on {f.on})"
                                   for f in run.figures]

@@ -208,14 +208,26 @@ class Lab:
         if fs not in (None, "ext4", "xfs"):
             raise SandboxError(f"loop image {name}: fs {fs!r} must be ext4, xfs or None")
         path = self._sparse("images", _check(FILE_RE, name, "image name") + ".img", size_mb)
-        with self._mutex:
-            dev = host([tool("losetup"), "-f", "--show", path]).stdout.strip()
-            self._loops.append((dev, path))
-            self._save()
+        dev = self.loop_attach(path)
         if fs == "ext4":
             host([tool("mkfs.ext4"), "-q", "-F", dev], timeout=120)
         elif fs == "xfs":
             host([tool("mkfs.xfs"), "-q", "-f", dev], timeout=120)
+        return dev
+
+    def loop_attach(self, image: str) -> str:
+        """One more loop device on an image of this lab (detached at cleanup): a shared
+        disk as a second machine sees it. Sandbox nodes share one kernel; through one loop
+        device they would share one superblock too, and a node would see its peer's mount
+        in /sys/fs/<type>/<dev> (usage.elsewhere), which a real second machine never does.
+        Its own loop device gives each node its own, as its own kernel would."""
+        image = os.path.realpath(image)
+        if not image.startswith(os.path.realpath(self.workdir) + os.sep):
+            raise SandboxError(f"loop image {image} is not under the lab's workdir")
+        with self._mutex:
+            dev = host([tool("losetup"), "-f", "--show", image]).stdout.strip()
+            self._loops.append((dev, image))
+            self._save()
         return dev
 
     # -- namespaces (used by Network and Node) -----------------------------------------

@@ -221,7 +221,13 @@ class Node:
     def crash(self, keep_net: bool = False) -> None:
         """Pull the power plug: SIGKILL every process of the node at once. Its FUSE mounts
         are unmounted lazily and its mount namespace is gone when this returns; its
-        network namespace (with any VIP left on it) is deleted unless keep_net."""
+        network namespace (with any VIP left on it) is deleted unless keep_net.
+        Under the lab's lock: a fence desk powers nodes off from its own thread, and a
+        reboot (Lab.node) must not start while that power-off is still tearing down."""
+        with self.lab._mutex:
+            self._crash(keep_net)
+
+    def _crash(self, keep_net: bool) -> None:
         mnt_fd = None
         fuse = self.stale_fuse_mounts() if self.alive else []
         if fuse:
@@ -237,10 +243,12 @@ class Node:
         self._down(keep_net)
 
     def shutdown(self, grace: float = 3.0, keep_net: bool = False) -> None:
-        """Orderly power-off: TERM every process but init, KILL what is left after grace."""
-        nsproc.end_members(self.pids, self._is_member, grace=grace,
-                           spare=[self.holder_pid] if self.holder_pid else [])
-        self._down(keep_net)
+        """Orderly power-off: TERM every process but init, KILL what is left after grace
+        (under the lab's lock, as crash())."""
+        with self.lab._mutex:
+            nsproc.end_members(self.pids, self._is_member, grace=grace,
+                               spare=[self.holder_pid] if self.holder_pid else [])
+            self._down(keep_net)
 
     def _down(self, keep_net: bool) -> None:
         if self._launcher is not None:      # it reaps init, then exits by itself

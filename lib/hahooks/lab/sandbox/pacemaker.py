@@ -1,5 +1,6 @@
 """Debian's corosync + pacemaker in sandbox nodes (docs/reference/pacemaker.md,
-docs/reference/lab.md): a real two-node cluster over the lab's 10.99.0.0/24 network.
+docs/reference/lab.md): a real two- or three-node cluster over the lab's 10.99.0.0/24
+network.
 
 Per node, private (so two nodes on one host never share a file): /run (the sandbox's
 tmpfs), /dev/shm (libqb's IPC rings are named by PID, and PIDs repeat across the nodes' PID
@@ -34,11 +35,16 @@ FENCE_AGENT = "fence_hahooks_sandbox"
 def corosync_conf(cluster: str, members: list[tuple[int, str, str]]) -> str:
     nodes = "".join(f"  node {{\n    ring0_addr: {ip}\n    name: {name}\n    nodeid: {nid}\n"
                     "  }\n" for nid, name, ip in members)
-    two = "  two_node: 1\n" if len(members) == 2 else ""
+    # two_node lets one survivor of two keep quorum; votequorum then waits for all nodes at
+    # start (wait_for_all defaults to 1 with two_node: votequorum(5), corosync
+    # exec/votequorum.c), so a node booting after its crash is not quorate alone and cannot
+    # fence the peer that holds the stack before it has even seen it
+    # (docs/reference/pacemaker.md §9). Three nodes need no such rule: one has no majority.
+    two = "  two_node: 1\n  wait_for_all: 1\n" if len(members) == 2 else ""
     return (f"totem {{\n  version: 2\n  cluster_name: {cluster}\n  transport: knet\n"
             "  crypto_cipher: none\n  crypto_hash: none\n  token: 1000\n}\n"
             f"nodelist {{\n{nodes}}}\n"
-            f"quorum {{\n  provider: corosync_votequorum\n{two}  wait_for_all: 0\n}}\n"
+            f"quorum {{\n  provider: corosync_votequorum\n{two}}}\n"
             "logging {\n  to_logfile: yes\n  logfile: /var/log/corosync/corosync.log\n"
             "  to_syslog: no\n  to_stderr: no\n  timestamp: hires\n}\n")
 
