@@ -9,7 +9,6 @@ import os
 import subprocess
 import time
 
-
 from conftest import require_root, require_tool
 
 CLONE = "hahooks-data-clone"
