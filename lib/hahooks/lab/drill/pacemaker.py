@@ -257,10 +257,13 @@ class PacemakerRun:
             raise ValueError("partition(): the two-node race (with three nodes the majority "
                              "simply fences the cut-off node)")
         t0 = time.monotonic()
+        fences = len(self.fenced())
         self.event(f"{name}: network cut (a partition; fencing stays reachable)")
         self.net.set_link(name, False)
+        # the loser is powered off before the desk records its answer: wait for both
         waits.wait_for(lambda: sum(self.alive(n) for n in self.names) == 1 and
-                       len(self.holders()) == 1, 180, "one survivor holding the stack")
+                       len(self.holders()) == 1 and len(self.fenced()) > fences, 180,
+                       "one survivor holding the stack, the other fenced")
         survivor = next(n for n in self.names if self.alive(n))
         if survivor == name:
             self.net.set_link(name, True)
