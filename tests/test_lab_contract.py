@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from conftest import LIB
+from test_import_graph import circles, import_graph
 
 LAB = "hahooks.lab"
 PACKAGE_DIR = os.path.join(LIB, "hahooks")
@@ -169,67 +170,24 @@ def lab_modules() -> dict[str, str]:
     return found
 
 
-def import_circles(modules: dict[str, str]) -> list[list[str]]:
-    """The strongly connected groups (more than one module) of the import graph, function-
-    level imports included: a circle is a circle whether or not it bites at import time."""
-    graph = {}
-    for name, path in modules.items():
-        with open(path, encoding="utf-8") as fh:
-            found = imports(fh.read(), name, path.endswith("__init__.py"))
-        graph[name] = set()
-        for _line, names, from_import in found:
-            targets = [n for n in names[1:] if n in modules] if from_import else names
-            if from_import and len(targets) < len(names) - 1:
-                targets.append(names[0])     # `from pkg import name`: pkg itself
-            graph[name] |= {n for n in targets if n in modules and n != name}
-    index, low, stack, on, out = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in sorted(graph[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            group = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                group.append(w)
-                if w == v:
-                    break
-            if len(group) > 1:
-                out.append(sorted(group))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
 def test_the_circle_finder_finds_a_circle(tmp_path):
-    sources = {"p": "from p.a import A\n", "p.a": "from p import b\n",
-               "p.b": "def f():\n    from p.a import g\n", "p.c": "import p.a\n"}
-    paths = {}
+    """The circle finder is test_import_graph's (one walker for the whole package): a
+    function-level import closes a circle too."""
+    sources = {"__init__": "from hahooks.a import A\n", "a": "from hahooks import b\n",
+               "b": "def f():\n    from hahooks.a import g\n", "c": "import hahooks.a\n"}
+    (tmp_path / "hahooks").mkdir()
     for name, text in sources.items():
-        paths[name] = str(tmp_path / f"{name}.py")
-        with open(paths[name], "w") as fh:
-            fh.write(text)
-    assert import_circles(paths) == [["p.a", "p.b"]]
-    with open(paths["p.b"], "w") as fh:
-        fh.write("def f():\n    return 1\n")
-    assert import_circles(paths) == []
+        (tmp_path / "hahooks" / f"{name}.py").write_text(text)
+    assert circles(import_graph(str(tmp_path))) == [{"hahooks.a", "hahooks.b"}]
+    (tmp_path / "hahooks" / "b.py").write_text("def f():\n    return 1\n")
+    assert circles(import_graph(str(tmp_path))) == []
 
 
 def test_the_lab_has_no_import_circle():
-    modules = lab_modules()
-    assert "hahooks.lab.drill.cluster" in modules and "hahooks.lab.sim.world" in modules
-    assert import_circles(modules) == []
-
+    graph = {m: {d for d in deps if _is_lab(d)}
+             for m, deps in import_graph().items() if _is_lab(m)}
+    assert "hahooks.lab.drill.cluster" in graph and "hahooks.lab.sim.world" in graph
+    assert circles(graph) == []
 
 
 def test_no_lab_module_is_over_400_lines():
