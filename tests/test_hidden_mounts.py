@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
+import json
 import subprocess
+import sys
 import threading
 import time
 
-from conftest import require_tool, run_hahooks
+from conftest import hahooks_env, require_tool, run_hahooks
 from storage_helpers import (HOLD_FILE, alive, fs_resource, is_mounted, lab, sh)  # noqa: F401
 
 from hahooks import mounts, usage
@@ -76,11 +78,11 @@ def image_file(tmp_path, name: str) -> str:
     return path
 
 
-def held_then_lazily_detached(lab, write_config, tmp_path, name: str):
+def held_then_lazily_detached(lab, write_config, tmp_path, name: str, **params):
     """`master` mounts a fresh ext4, a child process opens a file on it, then `umount -l`
     takes the mount out of every table: (config, below's marker, mountpoint, holder)."""
     mp = str(tmp_path / "mnt")
-    cfg, marker = below_and_fs(write_config, tmp_path, lab.image(name), mp)
+    cfg, marker = below_and_fs(write_config, tmp_path, lab.image(name), mp, **params)
     run_hahooks("master", "-c", cfg, check=0)
     ready = str(tmp_path / "ready")
     holder = lab.spawn(HOLD_FILE.format(path=f"{mp}/log", ready=ready), ready=ready)
@@ -232,3 +234,69 @@ def test_acquire_refuses_a_lazily_detached_filesystem_still_in_use(lab, write_co
     run_hahooks("master", "-c", cfg, check=0)
     assert is_mounted(mp)
     run_hahooks("slave", "-c", cfg, check=0)
+
+
+def blind_master(cfg: str) -> subprocess.Popen:
+    """`hahooks master` in a PID namespace of its own with its own /proc: it sees none of
+    our processes or mount namespaces, as a node of a one-kernel lab (or a container) sees
+    none of its crashed peer's."""
+    require_tool("unshare")
+    return subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable,
+                             "-m", "hahooks", "master", "-c", cfg], env=hahooks_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def logged(cfg: str, message: str) -> bool:
+    log = os.path.join(os.path.dirname(cfg), "hahooks.jsonl")
+    if not os.path.exists(log):
+        return False
+    with open(log) as fh:
+        return any(message in json.loads(line).get("message", "") for line in fh)
+
+
+def test_acquire_waits_for_a_detached_filesystem_nobody_visible_holds(lab, write_config,
+                                                                      tmp_path):
+    """What a crashed peer of a one-kernel lab leaves for a moment (CI failure of the
+    keepalived pair test): the filesystem still active, no mount in any table, no process
+    to name. It is going away by itself: acquire waits (device_timeout) and mounts once it
+    is gone. The old code refused at once and the failover never happened."""
+    cfg, _, _, holder = held_then_lazily_detached(lab, write_config, tmp_path, "dying",
+                                                  device_timeout="60s")
+    devs = usage.device_numbers(lab.loops[-1])
+    master = blind_master(cfg)
+    try:
+        deadline = time.monotonic() + 60
+        while not logged(cfg, "acquire data: broken"):
+            assert master.poll() is None, master.communicate()
+            assert time.monotonic() < deadline, "master never reached the filesystem"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert master.poll() is None, master.communicate()     # waiting, not refused
+        end(holder)                                             # the last user goes
+        out, err = master.communicate(timeout=60)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+    assert master.returncode == 0, err
+    assert logged(cfg, "for the kernel to finish unmounting"), err
+    # its mount went with its namespace: wait for the kernel to let go before cleanup
+    deadline = time.monotonic() + 30
+    while usage.elsewhere(devs):
+        assert time.monotonic() < deadline, usage.elsewhere(devs)
+        time.sleep(0.05)
+
+
+def test_acquire_refuses_a_detached_filesystem_that_stays(lab, write_config, tmp_path):
+    """The same, but its holder never goes (a process in a PID namespace we cannot see):
+    after device_timeout acquire refuses, saying no process was found; nothing mounted."""
+    cfg, marker, _, holder = held_then_lazily_detached(lab, write_config, tmp_path, "stays",
+                                                       device_timeout="1s")
+    master = blind_master(cfg)
+    _, err = master.communicate(timeout=60)
+    assert master.returncode != 0, err
+    assert "still active with no mount" in err and "no process found holding it" in err, err
+    assert logged(cfg, "for the kernel to finish unmounting"), err
+    assert alive(holder) and os.path.exists(marker)
+    end(holder)

@@ -5,7 +5,9 @@ mountpoint, `mount -t FSTYPE [-o OPTIONS] DEVICE MOUNTPOINT` (the same form on F
 where FSTYPE defaults to ufs). Refused: mountpoint `/`, something already mounted below the
 mountpoint (it would be hidden), another device on the mountpoint, the device mounted
 elsewhere -- in this mount table or anywhere usage.elsewhere() finds it (another mount
-namespace, a lazily detached mount still in use).
+namespace, a lazily detached mount still in use). A detached filesystem no process holds
+is waited for first, up to device_timeout: most often a mount namespace that just ended,
+which the kernel unmounts asynchronously.
 
 shared = true (a device the peer can reach too: iSCSI, FC, a shared virtual disk): acquire
 fences the peer ([node] fence) before it mounts and refuses when no fence succeeded — a
@@ -29,7 +31,7 @@ import logging
 import os
 
 from hahooks import evict, fsck, holderscan, mounts, safepath, schema, usage
-from hahooks.errors import Refused
+from hahooks.errors import Refused, WaitTimeout
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.schema import Invalid
 
@@ -47,7 +49,9 @@ class Filesystem(Resource):
                              "FreeBSD, detected by mount on Linux)"),
         "options": schema.Str("", "mount options, comma-separated (noatime,nodev), without -o"),
         "fsck": schema.Str("auto", "fsck policy before mounting", choices=fsck.POLICIES),
-        "device_timeout": schema.Duration("30s", "how long to wait for the device to appear"),
+        "device_timeout": schema.Duration("30s", "how long to wait for the device to appear "
+                                          "(and for a detached mount of it nobody holds to "
+                                          "finish unmounting)"),
         **evict.PARAMS,
         "force_unmount": schema.Bool(False, "as a last resort, `umount -f`"),
         "shared": schema.Bool(False, "the peer can reach this device too (iSCSI, FC, "
@@ -137,6 +141,7 @@ class Filesystem(Resource):
         dev, mp = self.device, self.mountpoint
         if mp == "/":
             raise Refused("refusing to mount over / (the root filesystem)")
+        self._let_a_dying_mount_go()
         if self._unless(State.HELD, "mounting",
                         "is already mounted below it and would be hidden") is None:
             return
@@ -160,6 +165,31 @@ class Filesystem(Resource):
         argv = ["mount", *(["-t", self.fstype] if self.fstype else []),
                 *(["-o", self.p["options"]] if self.p["options"] else []), dev, mp]
         self.ctx.run(argv, readonly=False, what=f"mount {dev} on {mp}")
+
+    def _let_a_dying_mount_go(self) -> None:
+        """The device's filesystem still active with no mount in any table and no process
+        holding it is most often a mount namespace whose last process just ended (a
+        container stopped, a node of a one-kernel lab crashed): the kernel unmounts it
+        asynchronously, ext4 after flushing its journal (over a second under I/O load).
+        Wait for that, up to device_timeout, instead of refusing at once. A holder found,
+        or the filesystem still there at the end, is refused by _unless as before."""
+        if self.ctx.dry_run:
+            return
+        devs = usage.device_numbers(self.device)
+        hidden = usage.elsewhere(devs)
+        if not hidden or not all("still active" in f for f in hidden):
+            return
+        if any(f.startswith("held by ") for f in self._named(hidden, devs)):
+            return          # a process keeps it: it will not go by itself
+        log.info("%s: a detached filesystem on it is still active and no process holds it; "
+                 "waiting up to %gs for the kernel to finish unmounting it", self.device,
+                 self.p["device_timeout"])
+        try:
+            self.ctx.wait_for(lambda: not usage.elsewhere(devs),
+                              f"the kernel to finish unmounting the detached filesystem "
+                              f"on {self.device}", timeout=self.p["device_timeout"])
+        except WaitTimeout:
+            pass
 
     def _fence_the_peer(self) -> None:
         why = f"{self.device} is shared: the peer may still have it mounted"

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 
-from hahooks import waits
+from hahooks import usage, waits
 from hahooks.errors import WaitTimeout
 from hahooks.lab.sandbox import nsproc, rootfs
 from hahooks.lab.sandbox.nsproc import (NodeCommandError, NodeProcess, SandboxError, host,
@@ -230,6 +230,7 @@ class Node:
     def _crash(self, keep_net: bool) -> None:
         mnt_fd = None
         fuse = self.stale_fuse_mounts() if self.alive else []
+        disks = rootfs.block_devices(self.holder_pid, self._baseline) if self.alive else set()
         if fuse:
             mnt_fd = os.open(f"/proc/{self.holder_pid}/ns/mnt", os.O_RDONLY)
         try:
@@ -241,14 +242,36 @@ class Node:
             if mnt_fd is not None:
                 os.close(mnt_fd)
         self._down(keep_net)
+        self._wait_filesystems_gone(disks)
+
+    def _wait_filesystems_gone(self, disks: set[int], timeout: float = 15) -> None:
+        """A machine that lost power writes nothing more; here the node's last process is
+        gone but the shared kernel unmounts its namespace's filesystems asynchronously (ext4
+        flushes its journal first: over a second under I/O load, seen in CI), and until then
+        the peer sees the filesystem still active with no mount anywhere. Wait for that to
+        end, as the peer of a real machine never sees it (a failover figure timed from
+        before the crash includes it only where it outlasts the peer's detection)."""
+        if not disks:
+            return
+
+        def gone():
+            return not any("still active" in f for f in usage.elsewhere(disks))
+        try:
+            waits.wait_for(gone, timeout, f"node {self.name}'s filesystems to be unmounted "
+                           "by the kernel", ceiling=0.05)
+        except WaitTimeout:
+            pass        # something else holds it (a test's own holder): not the crash's to wait
 
     def shutdown(self, grace: float = 3.0, keep_net: bool = False) -> None:
         """Orderly power-off: TERM every process but init, KILL what is left after grace
         (under the lab's lock, as crash())."""
         with self.lab._mutex:
+            disks = rootfs.block_devices(self.holder_pid, self._baseline) if self.alive \
+                else set()
             nsproc.end_members(self.pids, self._is_member, grace=grace,
                                spare=[self.holder_pid] if self.holder_pid else [])
             self._down(keep_net)
+            self._wait_filesystems_gone(disks)
 
     def _down(self, keep_net: bool) -> None:
         if self._launcher is not None:      # it reaps init, then exits by itself

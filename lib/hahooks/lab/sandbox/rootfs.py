@@ -124,5 +124,23 @@ def mounts(holder_pid: int | None) -> list[tuple[str, str, str]]:
     return out
 
 
+def block_devices(holder_pid: int | None, skip: set[str]) -> set[int]:
+    """Device numbers of the block-device filesystems mounted in holder_pid's mount
+    namespace, but for the mounts whose id is in `skip` (those it was born with)."""
+    out = set()
+    try:
+        with open(f"/proc/{holder_pid}/mountinfo") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                f = left.split()
+                source = right.split()[1] if len(right.split()) > 1 else ""
+                if f[0] not in skip and source.startswith("/dev/"):
+                    major, minor = f[2].split(":")
+                    out.add(os.makedev(int(major), int(minor)))
+    except (OSError, TypeError, ValueError):
+        pass
+    return out
+
+
 def _unescape(path: str) -> str:
     return path.encode().decode("unicode_escape") if "\\" in path else path
