@@ -182,3 +182,78 @@ def test_the_agent_reads_an_edited_config_at_the_next_event(stack, resident):
     assert converged(stack)["exit_code"] == 0
     assert stack.held() == ["a", "b", "c", "d"]
     assert {e["ppid"] for e in stack.trace()} <= convergers(stack)
+
+
+def test_the_fault_matrix_finds_the_converger_mid_transition_never_the_agent(stack,
+                                                                             resident):
+    """The drill's warm trials SIGKILL the transition under way (lab/drill/warm.py): the
+    agent's converger and a hook converging itself, never the agent (killing it stops no
+    transition, and the next events would no longer be warm)."""
+    from hahooks.lab.drill import warm
+
+    mid = agent_mid_transition(stack, resident)
+    # the waiting caller was just started: its command line shows once it has exec'd
+    found = waits.wait_for(lambda: (lambda f: f if mid["waiter"].pid in f else None)(
+        warm.transition_pids(stack.config)), 60, "the waiting caller to show")
+    assert found.get(mid["converger"]) == "the agent's converger", found
+    assert found.get(mid["waiter"].pid) == "master", found
+    assert resident.pid not in found and mid["orphan"] not in found, found
+    stack.mark("b", "gate")
+    out, err = mid["waiter"].communicate(timeout=120)
+    assert mid["waiter"].returncode == 0, err
+    waits.wait_for(lambda: not warm.transition_pids(stack.config), 60,
+                   "the converger and the caller to exit")
+    assert pid_alive(resident.pid)             # the agent serves on
+
+
+def test_the_doorbell_never_blocks_and_touches_nothing_but_a_fifo(tmp_path):
+    """handover.ring: a hook's wake-up for the agent (the same on Linux and FreeBSD). No
+    bell or no reader (no agent): nothing happens, at once. Something planted in its place
+    that is not a FIFO is never written. A reader gets the byte."""
+    from hahooks import handover
+    from hahooks.state import AGENT_BELL
+
+    state = StateDir(str(tmp_path / "state")).prepare()
+    bell = os.path.join(state.path, AGENT_BELL)
+    assert handover.ring(state) is False and not os.path.exists(bell)
+    os.mkfifo(bell, 0o600)
+    assert handover.ring(state) is False                    # a FIFO nobody reads: ENXIO
+    reader = os.open(bell, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert handover.ring(state) is True
+        assert os.read(reader, 10) == b"!"
+    finally:
+        os.close(reader)
+    os.unlink(bell)
+    with open(bell, "w") as fh:
+        fh.write("planted\n")
+    assert handover.ring(state) is False
+    assert open(bell).read() == "planted\n"
+
+
+def test_the_agent_makes_its_bell_a_fifo_whatever_was_there(stack, tmp_path):
+    """A regular file left at agent.bell (not the agent's) is replaced by the FIFO, and a
+    detached hook's ring then reaches the agent: handed over within ACK_WAIT, although
+    the agent would look on its own only every POLL (0.5 s) s."""
+    import stat
+
+    from hahooks.state import AGENT_BELL
+
+    os.makedirs(stack.state_dir, mode=0o700, exist_ok=True)
+    bell = os.path.join(stack.state_dir, AGENT_BELL)
+    with open(bell, "w") as fh:
+        fh.write("stale\n")
+    proc = subprocess.Popen([sys.executable, "-m", "hahooks", "agent", "-q", "-c",
+                             stack.config], env=hahooks_env(), start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        waits.wait_for(lambda: agent.alive(StateDir(stack.state_dir)), 60, "the agent")
+        # its lock comes a moment before the bell (only the lock's holder may replace it)
+        waits.wait_for(lambda: stat.S_ISFIFO(os.lstat(bell).st_mode), 10, "the bell")
+        r = stack.hahooks("master", "--detach")
+        assert r.returncode == 0 and handed_over(r), r.stdout
+        assert converged(stack)["role"] == "master"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)

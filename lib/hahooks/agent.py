@@ -2,12 +2,12 @@
 
 Without it every event starts a worker interpreter that imports the engine, the kinds and
 the runner before its first command (docs/performance.md). The agent has them imported
-already: it waits for desire.json to change (inotify on Linux; elsewhere, and where inotify
-is unavailable, a poll every POLL seconds) and forks a converger for a new desire, one at a
-time (a desire recorded meanwhile is the live converger's to take, or the next one's). The
-converger follows the protocol a worker follows (transition.py): take the transition lock,
-converge to the newest desire, unlock, follow up. It re-reads the config first, so an edited
-config counts from the next event on.
+already: a --detach hook rings its doorbell (agent.bell, a FIFO in the state dir: the same
+on Linux and FreeBSD) once it recorded its desire, and the agent forks a converger for a
+new desire, one at a time (a desire recorded meanwhile is the live converger's to take, or
+the next one's). The converger follows the protocol a worker follows (transition.py):
+take the transition lock, converge to the newest desire, unlock, follow up. It re-reads
+the config first, so an edited config counts from the next event on.
 
 Only `--detach` hooks (the event daemons' form) hand over; a `--wait` caller has paid its
 start-up already and converges itself (the agent leaves its desires alone). The agent is
@@ -15,6 +15,8 @@ never needed: a hook hands its desire over only when the agent says it took it:
   agent.lock  held (flock) for the agent's whole life: free = no agent
   agent.json  {"seq", "pid", "converger", "at"}, written by the agent once it forked the
               converger for desire seq (which converges to the newest desire there is)
+  agent.bell  a FIFO the agent reads; a hook writes one byte (handover.ring) and never
+              blocks: no reader is ENXIO
 The hook waits at most ACK_WAIT for agent.json to reach its own seq; a dead, stopped or slow
 agent means the hook does what it does without one (a worker, or --wait converging itself).
 Both running is harmless: convergers take turns on the lock, and the second finds nothing
@@ -31,15 +33,16 @@ import logging
 import os
 import select
 import signal
+import stat
 import time
 
 from hahooks.errors import HahooksError
 from hahooks.handover import ACK_WAIT, alive, hand_over  # noqa: F401 (the hook's side)
-from hahooks.state import AGENT_ACK, AGENT_LOCK, StateDir
+from hahooks.state import AGENT_ACK, AGENT_BELL, AGENT_LOCK, StateDir
 
 log = logging.getLogger("hahooks.agent")
 
-POLL = 0.5           # where no inotify: how often the agent looks at desire.json
+POLL = 0.5           # a desire recorded without ringing the bell is seen this late
 # imported once by the agent, so no converger pays for them (what a worker imports
 # before its first command: `python -X importtime -m hahooks worker`)
 WARM = ("hahooks.engine", "hahooks.kinds", "hahooks.runner", "hahooks.spawn", "hahooks.procs",
@@ -59,11 +62,11 @@ def serve(config_path: str, cfg) -> int:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise HahooksError(f"another agent serves {state.path}") from None
+    watch = Doorbell(state.path)    # first: a hook ringing during the warm-up is heard
     _warm_up()
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
-    watch = DesireWatch(state.path)
     # a converger's end wakes the loop too (signal.set_wakeup_fd writes to watch.wake)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(watch.wake[1])
@@ -82,8 +85,7 @@ def serve(config_path: str, cfg) -> int:
             if live is None and desire is not None and desire.seq > forked_for \
                     and not desire.waiter:
                 forked_for = desire.seq
-                live = converger = _fork_converger(config_path,
-                                                   (holder, watch.fd, *watch.wake))
+                live = converger = _fork_converger(config_path, (holder, *watch.fds))
                 # the answer a --detach hook waits for: written by the agent right after the
                 # fork, so the hook's wait does not include the converger's config load
                 state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
@@ -155,40 +157,35 @@ def converge_once(config_path: str) -> int:
     return int((state.done() or {}).get("exit_code", 0))
 
 
-class DesireWatch:
-    """Wakes when a file is renamed into (or written in) the state dir: inotify through
-    ctypes on Linux (inotify(7); no extra package). FreeBSD's equivalent is kqueue(2)'s
-    EVFILT_VNODE NOTE_WRITE on the directory (select.kqueue); until that is wired, and
-    wherever inotify fails, it polls every POLL s."""
+class Doorbell:
+    """What wakes the agent: a byte a --detach hook writes into agent.bell, a FIFO in the
+    state dir (handover.ring), or a signal (`wake`, signal.set_wakeup_fd's pipe: a
+    converger's end). The same on Linux and FreeBSD; a desire recorded without a ring is
+    seen within POLL s. The agent holds a write end of its own, so the FIFO never reads
+    as closed when a hook's end goes."""
 
-    IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+    how = "doorbell agent.bell"
 
     def __init__(self, path: str):
-        self.fd = -1
-        self.how = f"polling every {POLL:g} s"
-        self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # (read, write): other wake-ups
-        try:
-            import ctypes
-            import ctypes.util
+        bell = os.path.join(path, AGENT_BELL)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISFIFO(os.lstat(bell).st_mode):
+                os.unlink(bell)       # not ours to keep (the state dir is root's, 0700)
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(bell, 0o600)
+        flags = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.fd = os.open(bell, os.O_RDONLY | flags)
+        self._writer = os.open(bell, os.O_WRONLY | flags)
+        self.wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)   # (read, write)
 
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), "inotify_init1")
-            if libc.inotify_add_watch(fd, os.fsencode(path),
-                                      self.IN_CLOSE_WRITE | self.IN_MOVED_TO) < 0:
-                os.close(fd)
-                raise OSError(ctypes.get_errno(), "inotify_add_watch")
-        except (OSError, AttributeError) as exc:   # no inotify here (FreeBSD): poll
-            log.debug("no inotify (%s): polling", exc)
-            return
-        self.fd = fd
-        self.how = "inotify"
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """Every descriptor it holds (a converger closes them all)."""
+        return (self.fd, self._writer, *self.wake)
 
     def wait(self, timeout: float) -> None:
-        fds = [fd for fd in (self.fd, self.wake[0]) if fd >= 0]
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready, _, _ = select.select([self.fd, self.wake[0]], [], [], timeout)
         except InterruptedError:
             return
         for fd in ready:   # drain: the loop looks at the state dir anyway
@@ -202,8 +199,7 @@ class DesireWatch:
                     raise
 
     def close(self) -> None:
-        for fd in (self.fd, *self.wake):
+        for fd in self.fds:
             if fd >= 0:
                 os.close(fd)
-        self.fd, self.wake = -1, (-1, -1)
-
+        self.fd, self._writer, self.wake = -1, -1, (-1, -1)

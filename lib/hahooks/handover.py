@@ -4,9 +4,11 @@ and the agent never import each other."""
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 
-from hahooks.state import AGENT_ACK, AGENT_LOCK, StateDir
+from hahooks.state import AGENT_ACK, AGENT_BELL, AGENT_LOCK, StateDir
 
 log = logging.getLogger("hahooks.agent")
 
@@ -23,6 +25,7 @@ def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
     agent or it did not answer within `wait` (then the caller converges as without one)."""
     if not alive(state):
         return None
+    ring(state)
     deadline = time.monotonic() + wait
     nap = 0.001
     while True:
@@ -37,3 +40,21 @@ def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
             return None
         time.sleep(nap)
         nap = min(nap * 2, 0.008)
+
+
+def ring(state: StateDir) -> bool:
+    """Wake the agent now: one byte into its doorbell, a FIFO it keeps open for reading
+    (the same on Linux and FreeBSD, no inotify or kqueue). Never blocks: no reader (no
+    agent) is ENXIO, a full pipe (rung already) EAGAIN; anything not a FIFO is left
+    alone. True when the byte went in."""
+    try:
+        fd = os.open(os.path.join(state.path, AGENT_BELL),
+                     os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode) and os.write(fd, b"!") == 1
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -47,7 +47,9 @@ INFLIGHT = "inflight.json"
 MAINTENANCE = "maintenance.json"
 AGENT_LOCK = "agent.lock"
 AGENT_ACK = "agent.json"
-FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE, AGENT_LOCK, AGENT_ACK)
+AGENT_BELL = "agent.bell"      # a FIFO the agent reads: a --detach hook's wake-up (agent.py)
+FILES = (LOCK, ACTIVE, DESIRE_LOCK, DESIRE, DONE, INFLIGHT, MAINTENANCE, AGENT_LOCK, AGENT_ACK,
+         AGENT_BELL)
 # Errors that mean the dir's filesystem takes no more writes, as the one-line cause.
 UNWRITABLE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
               errno.EROFS: "read-only filesystem"}
@@ -141,11 +143,14 @@ class StateDir:
     # -- json files ----------------------------------------------------------
     def _read(self, name: str) -> dict | None:
         try:
-            fd = self._open(name, os.O_RDONLY)
-        except PermissionProblem:
-            if not os.path.lexists(os.path.join(self.path, name)):
-                return None
-            raise
+            fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_NOFOLLOW |
+                         os.O_CLOEXEC)
+        except FileNotFoundError:
+            # not written yet. (A look with lexists after a failed open raced a rename into
+            # place: "agent.json: No such file or directory", exit 4, seen in a test.)
+            return None
+        except OSError:
+            fd = self._open(name, os.O_RDONLY)     # its error, said the way _open says it
         with os.fdopen(fd) as fh:
             try:
                 data = json.load(fh)

@@ -11,8 +11,9 @@ rules and then exec the real tool.
 One trial (fault on node X, step S of layer R):
   acquire step: CARP elects X; the holder releases cleanly, X's acquire meets the fault;
   release step: X, holding the stack, is told BACKUP and its release meets the fault.
-  kill: the fault is a hang; once the command hangs, the detached worker (the hook's
-  transition) is SIGKILLed from outside, as the OOM killer or an admin's kill -9 would.
+  kill: the fault is a hang; once the command hangs, the process running the transition
+  (the detached worker, or with --warm the agent's converger) is SIGKILLed from outside,
+  as the OOM killer or an admin's kill -9 would.
 Then: the simulator's invariant log is empty, no pool is imported / filesystem mounted on
 both nodes, X's log names the layer (an error for fail/hang; for kill the step it died
 in), and after the fault is cleared the same event converges.
@@ -26,7 +27,7 @@ import signal
 import time
 
 from hahooks import procs, waits
-from hahooks.lab.drill import checks
+from hahooks.lab.drill import checks, warm
 from hahooks.lab.drill.timeline import read_log
 from hahooks.lab.drill.verdict import Verdict
 from hahooks.errors import WaitTimeout
@@ -137,45 +138,27 @@ def _inject(cluster, step: Step, fault: str, node: str) -> int:
     return cluster.world.inject(step.pattern, hang=True, node=node, times=1)
 
 
-def _worker_pids(cluster, node: str) -> list[int]:
-    """Global PIDs of node's hahooks transition processes (the detached worker)."""
-    cfg = cluster.places[node].config_path
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = fh.read().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode(errors="replace") for a in argv]
-        if "hahooks" in words and cfg in words and \
-                any(w in ("worker", "master", "slave") for w in words):
-            found.append(int(entry))
-    return found
-
-
 def _kill_worker(cluster, node: str, rule: int) -> str:
     try:
         waits.wait_for(lambda: cluster.world.fault_hits(rule) > 0, HANG_SEEN_TIMEOUT,
                        "the step's command to start (and hang)", ceiling=0.05)
     except WaitTimeout as exc:
         return exc.one_line()
-    pids = _worker_pids(cluster, node)
+    found = warm.transition_pids(cluster.places[node].config_path)
+    pids = list(found)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    cluster.mark(f"SIGKILL of the hook's worker (pid {', '.join(map(str, pids)) or 'none'})",
-                 node)
+    cluster.mark("SIGKILL of the hook's transition (" + (", ".join(
+        f"pid {pid}: {what}" for pid, what in found.items()) or "no process") + ")", node)
     try:
         waits.wait_for(lambda: not any(procs.pid_running(p) for p in pids), 10,
-                       "the worker to die")
+                       "the transition's processes to die")
     except WaitTimeout as exc:
         return exc.one_line()
-    return "" if pids else "no worker process found"
+    return "" if pids else "no transition process found"
 
 
 def _logged(cluster, node: str, since: float, step: Step, fault: str) -> tuple[bool, str]:
