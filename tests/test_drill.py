@@ -53,6 +53,7 @@ def test_inject_refuses_malformed(text):
     (["--inject", "zhast:melt"], "zhast:melt"),
     (["--nodes", "3"], "only --scenario pacemaker"),
     (["--scenario", "pacemaker", "--nodes", "4"], "4"),
+    (["--scenario", "pacemaker", "--warm"], "--warm"),
 ])
 def test_bad_arguments_exit_2_in_one_line_before_anything(args, culprit):
     r = run_hahooks("drill", *args)
@@ -376,7 +377,30 @@ def test_injected_kill_mid_step_is_safe_and_converges():
     assert any("a re-run converges" in n for n in trial), trial
     assert any("the hook was killed mid-step" in n for n in trial), trial
     texts = [e["text"] for e in report["timeline"]]
-    assert any("SIGKILL of the hook's worker" in t for t in texts)
+    assert any("SIGKILL of the hook's transition (pid " in t and ": worker)" in t
+               for t in texts), texts
+    assert not _leftovers(report)
+
+
+def test_warm_drill_kill_of_the_agents_converger_is_safe_and_converges():
+    """Issue 22: the same drill and fault with `hahooks agent` in both nodes (restarted
+    after each boot): the transition killed mid-step is the agent's converger, the
+    re-run converges, and every check of the drill (crash, fencing, partition,
+    switchover) still holds on the warm path."""
+    _require_sandbox()
+    r = run_hahooks("drill", "--warm", "--inject", "zhast:kill", "--json", timeout=900)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["passed"], [c for c in report["checks"] if not c["ok"]]
+    assert report["warm"] is True
+    trial = [c["name"] for c in report["checks"] if c["name"].startswith("zhast/acquire:kill")]
+    assert any("a re-run converges" in n for n in trial), trial
+    texts = [e["text"] for e in report["timeline"]]
+    assert any("SIGKILL of the hook's transition (pid " in t and "the agent's converger" in t
+               for t in texts), texts
+    # an agent in each node at the start and again after each node's boot
+    started = [e["node"] for e in report["timeline"] if e["text"] == "warm agent started"]
+    booted = [e["node"] for e in report["timeline"] if e["text"] == "booted"]
+    assert sorted(started) == sorted(["nodea", "nodeb"] + booted), report["timeline"]
     assert not _leftovers(report)
 
 

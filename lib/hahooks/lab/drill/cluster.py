@@ -14,7 +14,8 @@ import time
 from typing import TextIO
 
 from hahooks import waits
-from hahooks.lab.drill import events, fence, provision, scenarios, services, stacks, teardown
+from hahooks.lab.drill import (events, fence, provision, scenarios, services, stacks,
+                               teardown, warm)
 from hahooks.lab.drill.result import DrillError, Result, text_of
 from hahooks.lab.drill.timeline import Timeline
 from hahooks.errors import WaitTimeout
@@ -46,8 +47,9 @@ def _subnet() -> tuple[str, int]:
 class Cluster:
     def __init__(self, scenario: scenarios.Scenario, *, workdir: str | None = None,
                  keep: bool = False, progress: TextIO | None = None, fast: bool = True,
-                 faults: bool = False, command_timeout: str = "30s"):
+                 faults: bool = False, command_timeout: str = "30s", warm: bool = False):
         self.sc = scenario
+        self.warm = warm                      # `hahooks agent` in each node that is up
         self.keep = keep
         self.progress = progress
         self.fast = fast
@@ -133,6 +135,8 @@ class Cluster:
             r = self.hahooks(node, "check")
             if not r.ok:
                 raise DrillError(f"{node}: hahooks check failed: {r.tail()}")
+        for node in NODES if self.warm else ():
+            warm.start_agent(self, node)
         self.mark(f"sandbox up: {self.sc.name} in {self.workdir}")
 
     def _new_node(self, node: str):
@@ -359,6 +363,8 @@ class Cluster:
         self.world.restart(node)
         provision.after_boot(self, node)
         self.mark("booted", node)
+        if self.warm:
+            warm.start_agent(self, node)
 
     # -- checks -------------------------------------------------------------------------
     def violations(self) -> list[dict]:

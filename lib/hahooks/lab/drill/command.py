@@ -40,6 +40,10 @@ def register(sub, common) -> None:
                    "(optionally /acquire or /release), FAULT one of fail, hang, kill "
                    "(exit != 0, hang past its timeout, SIGKILL of the hook mid-step); the "
                    "drill then checks the failure was safe and that a re-run converges")
+    p.add_argument("--warm", action="store_true",
+                   help="run `hahooks agent` in every node that is up (the warm path, "
+                   "docs/operations.md): each event hands its desire to the agent's "
+                   "converger instead of starting a worker")
     p.add_argument("--keep", action="store_true",
                    help="leave the sandbox up for inspection (prints how to enter the nodes "
                    "and how to tear it down)")
@@ -65,6 +69,9 @@ def run_drill(args) -> int:
         return ExitCode.OK
     name = args.scenario or scenarios.DEFAULT
     if name == "pacemaker":                  # its own cluster: drill/pacemaker.py
+        if args.warm:
+            raise UsageError("--warm: Pacemaker runs the OCF agent, which converges itself "
+                             "(--wait); the warm agent serves --detach hooks only")
         return run_pacemaker(args)
     if args.nodes != 2:
         raise UsageError(f"--nodes {args.nodes}: only --scenario pacemaker has more than "
@@ -87,7 +94,7 @@ def run_drill(args) -> int:
 
     logs.setup(stderr_level=30 if args.json else 20, json_file=False)
     report = run_mod.drill(scenario, injects=injects, keep=args.keep, workdir=args.workdir,
-                           progress=None if args.json else sys.stderr)
+                           progress=None if args.json else sys.stderr, warm=args.warm)
     if args.json:
         print(json.dumps(report.as_json(), indent=1))
     else:

@@ -25,9 +25,11 @@ class Report:
     prefix: str = ""
     kept: str = ""
     figures: dict = dataclasses.field(default_factory=dict)
+    warm: bool = False
 
     def render(self) -> str:
-        lines = [f"hahooks drill: scenario {self.scenario}", "", "timeline (event -> steps, "
+        path = ", warm path (hahooks agent in each node)" if self.warm else ""
+        lines = [f"hahooks drill: scenario {self.scenario}{path}", "", "timeline (event -> steps, "
                  "from the nodes' JSON logs):", self.timeline.render(), "", "checks:",
                  self.verdict.render(), ""]
         if self.figures:
@@ -38,7 +40,7 @@ class Report:
         return "\n".join(lines)
 
     def as_json(self) -> dict:
-        return {"scenario": self.scenario, "passed": self.verdict.passed,
+        return {"scenario": self.scenario, "warm": self.warm, "passed": self.verdict.passed,
                 "verdict": self.verdict.summary(), "checks": self.verdict.as_json(),
                 "timeline": self.timeline.as_json(), "figures": self.figures,
                 "workdir": self.workdir, "prefix": self.prefix}
@@ -63,15 +65,17 @@ class Stage:
 
 
 def drill(scenario, *, injects=(), keep: bool = False, workdir: str | None = None,
-          progress: TextIO | None = sys.stderr) -> Report:
+          progress: TextIO | None = sys.stderr, warm: bool = False) -> Report:
     from hahooks.lab.drill.cluster import Cluster
     from hahooks.lab.drill import checks, partition
 
     verdict = Verdict()
     # with --inject: fault shims for the real tools, and hangs cut after 8 s, not 30 s
     cluster = Cluster(scenario, workdir=workdir, keep=keep, progress=progress,
-                      faults=bool(injects), command_timeout="25s" if injects else "30s")
-    report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir, cluster.prefix)
+                      faults=bool(injects), command_timeout="25s" if injects else "30s",
+                      warm=warm)
+    report = Report(scenario.name, cluster.timeline, verdict, cluster.workdir, cluster.prefix,
+                    warm=warm)
     try:
         with Stage(cluster, verdict, "start the sandbox (2 nodes, provisioning)"):
             cluster.start()
