@@ -101,6 +101,19 @@ def promotable_run(workdir: str, world, r: str, minor: int):
     return PromotableRun(workdir, prefix="pcmkp", subnet="10.99.0")
 
 
+def diagnosis(run) -> str:
+    """crm_mon with fail counts and the tail of each live node's hahooks log."""
+    from hahooks.lab.drill import pacemaker as dp
+
+    live = [n for n in dp.NODES if run.alive(n)]
+    out = [run.run(live[0], "crm_mon", "-1", "-f", check=False).stdout] if live else []
+    for n in live:
+        out.append(f"-- {n} hahooks log --")
+        out.append(run.run(n, "tail", "-n", "20", "/var/log/hahooks.jsonl",
+                           check=False).stdout)
+    return "\n".join(out)
+
+
 def test_promotable_drbd_clone_under_pacemaker(tmp_path):
     require_root()
     require_tool("ip", "unshare", "nsenter", "losetup", "mkfs.ext4", "corosync",
@@ -119,7 +132,11 @@ def test_promotable_drbd_clone_under_pacemaker(tmp_path):
         assert run.verify_output == ""            # crm_verify -L on the rendered config
         # both instances started (Secondary), one promoted, the filesystem there only
         from hahooks import waits
-        waits.wait_for(lambda: len(run.holders()) == 1, 120, "the stack on one node")
+        from hahooks.errors import WaitTimeout
+        try:
+            waits.wait_for(lambda: len(run.holders()) == 1, 120, "the stack on one node")
+        except WaitTimeout as exc:       # once in CI under load: say what Pacemaker saw
+            raise AssertionError(f"{exc.one_line()}\n{diagnosis(run)}") from None
         here = run.holders()[0]
         other = dp.NODES[1 - dp.NODES.index(here)]
         roles = world.state()["drbd"][r]["role"]
