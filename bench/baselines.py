@@ -99,7 +99,9 @@ def seed003(lab, world, parent: str, tools: str, runs: int) -> list[Sample]:
     mnt = os.path.join(parent, "zhast")
     devs = [os.path.join(a.simdev, "hast", d) for d in DISKS]
     a.run("hastctl", "role", "primary", *DISKS)
-    waits.wait_for(lambda: all(map(os.path.exists, devs)), 10, "HAST devices on nodea")
+    # the device is a symlink into the node's own blockio FUSE mount (lab/sim/hastd.py),
+    # which this (host) mount namespace does not see: its link is what appears
+    waits.wait_for(lambda: all(map(os.path.lexists, devs)), 10, "HAST devices on nodea")
     a.run("zpool", "create", "-m", mnt, POOL, "raidz1", *devs)
     a.run("zpool", "export", POOL)
     a.run("hastctl", "role", "secondary", *DISKS)
