@@ -133,14 +133,22 @@ def name_holders(found: list[str], holders: dict) -> list[str]:
     a holders_by_mount() pass with the same device numbers ({Process: reason})."""
     if not holders:
         return found + (["no process found holding it (one in another PID namespace?)"]
-                        if any("still active" in f for f in found) else [])
-    return found + ["held by " + ", ".join(f"pid {p.pid} ({_title(p.pid)}: {why})"
-                                           for p, why in holders.items())]
+                        if needs_names(found) else [])
+    return found + [HELD_BY + ", ".join(f"pid {p.pid} ({_title(p.pid)}: {why})"
+                                        for p, why in holders.items())]
+
+
+HELD_BY = "held by "
+
+
+def is_detached(entry: str) -> bool:
+    """Whether an elsewhere() entry is a filesystem still active with no mount anywhere."""
+    return "still active" in entry
 
 
 def needs_names(found: list[str]) -> bool:
     """Only a lazily detached filesystem is known by its holders alone."""
-    return any("still active" in f for f in found)
+    return any(is_detached(f) for f in found)
 
 
 def unlisted(devs: set[int]) -> set[int]:

@@ -177,9 +177,9 @@ class Filesystem(Resource):
             return
         devs = usage.device_numbers(self.device)
         hidden = usage.elsewhere(devs)
-        if not hidden or not all("still active" in f for f in hidden):
+        if not hidden or not all(usage.is_detached(f) for f in hidden):
             return
-        if any(f.startswith("held by ") for f in self._named(hidden, devs)):
+        if any(f.startswith(usage.HELD_BY) for f in self._named(hidden, devs)):
             return          # a process keeps it: it will not go by itself
         log.info("%s: a detached filesystem on it is still active and no process holds it; "
                  "waiting up to %gs for the kernel to finish unmounting it", self.device,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import psutil
+
 from hahooks import agent, waits
 from hahooks.state import StateDir
 
@@ -36,31 +38,16 @@ def transition_pids(config_path: str) -> dict[int, str]:
     with what it is: "worker", a hook converging itself ("master"/"slave"/...), or "the
     agent's converger" (a fork of the agent: the same command line, the agent its parent).
     The agent itself is not one: killing it does not stop a transition (agent.py)."""
-    table: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                words = [a.decode(errors="replace") for a in fh.read().split(b"\0")]
-        except OSError:
-            continue
+    ours = {}
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        words = proc.info["cmdline"] or []
         if "hahooks" in words and config_path in words:
-            table[int(entry)] = words
-    agents = {pid for pid, words in table.items() if "agent" in words}
+            ours[proc.info["pid"]] = (proc.info["ppid"], words)
     found = {}
-    for pid, words in table.items():
+    for pid, (ppid, words) in ours.items():
         role = next((w for w in words if w in TRANSITION_WORDS), "")
         if role:
             found[pid] = role
-        elif pid in agents and _parent(pid) in agents:
+        elif "agent" in words and "agent" in ours.get(ppid, (0, []))[1]:
             found[pid] = "the agent's converger"
     return found
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0

@@ -255,7 +255,7 @@ class Node:
             return
 
         def gone():
-            return not any("still active" in f for f in usage.elsewhere(disks))
+            return not usage.needs_names(usage.elsewhere(disks))   # none left detached
         try:
             waits.wait_for(gone, timeout, f"node {self.name}'s filesystems to be unmounted "
                            "by the kernel", ceiling=0.05)

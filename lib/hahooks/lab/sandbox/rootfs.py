@@ -110,35 +110,32 @@ def install_stubs(node) -> None:
         node.enter(["mount", "--bind", stub, real])
 
 
-def mounts(holder_pid: int | None) -> list[tuple[str, str, str]]:
-    """(mount id, mount point, fstype) in the mount namespace of holder_pid."""
+def _mountinfo(holder_pid: int | None) -> list[tuple[list[str], list[str]]]:
+    """The lines of holder_pid's mountinfo as (fields before " - ", fields after)."""
     out = []
     try:
         with open(f"/proc/{holder_pid}/mountinfo") as fh:
             for line in fh:
                 left, _, right = line.partition(" - ")
-                f = left.split()
-                out.append((f[0], _unescape(f[4]), right.split()[0]))
+                out.append((left.split(), right.split()))
     except (OSError, TypeError):
         pass
     return out
+
+
+def mounts(holder_pid: int | None) -> list[tuple[str, str, str]]:
+    """(mount id, mount point, fstype) in the mount namespace of holder_pid."""
+    return [(f[0], _unescape(f[4]), r[0]) for f, r in _mountinfo(holder_pid)]
 
 
 def block_devices(holder_pid: int | None, skip: set[str]) -> set[int]:
     """Device numbers of the block-device filesystems mounted in holder_pid's mount
     namespace, but for the mounts whose id is in `skip` (those it was born with)."""
     out = set()
-    try:
-        with open(f"/proc/{holder_pid}/mountinfo") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                f = left.split()
-                source = right.split()[1] if len(right.split()) > 1 else ""
-                if f[0] not in skip and source.startswith("/dev/"):
-                    major, minor = f[2].split(":")
-                    out.add(os.makedev(int(major), int(minor)))
-    except (OSError, TypeError, ValueError):
-        pass
+    for f, r in _mountinfo(holder_pid):
+        if f[0] not in skip and len(r) > 1 and r[1].startswith("/dev/"):
+            major, minor = f[2].split(":")
+            out.add(os.makedev(int(major), int(minor)))
     return out
 
 
