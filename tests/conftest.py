@@ -14,6 +14,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "lib")
 STRICT = bool(os.environ.get("HAHOOKS_STRICT") or os.environ.get("CI"))
 
+# The agents the tests start publish their express-lane pointers here, not in
+# /var/run/hahooks (an agent killed by a test leaves its pointer); removed after the session.
+if "HAHOOKS_RUN_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["HAHOOKS_RUN_DIR"] = tempfile.mkdtemp(prefix="hahooks-run-")
+    os.chmod(os.environ["HAHOOKS_RUN_DIR"], 0o755)
+    _OWN_RUN_DIR = os.environ["HAHOOKS_RUN_DIR"]
+else:
+    _OWN_RUN_DIR = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_RUN_DIR:
+        shutil.rmtree(_OWN_RUN_DIR, ignore_errors=True)
+
 
 def require(condition: bool, what: str) -> None:
     """Skip (locally) or fail (CI) when a component the test needs is missing."""

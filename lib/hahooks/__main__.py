@@ -1,3 +1,3 @@
-from hahooks.cli import run
+from hahooks.express import run
 
 run()

@@ -64,19 +64,25 @@ def serve(config_path: str, cfg) -> int:
         raise HahooksError(f"another agent serves {state.path}") from None
     watch = Doorbell(state.path)    # first: a hook ringing during the warm-up is heard
     _warm_up()
+    from hahooks.spool import Spool
+
+    spool = Spool(config_path, state, cfg)
+    express = spool.publish()
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
     # a converger's end wakes the loop too (signal.set_wakeup_fd writes to watch.wake)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(watch.wake[1])
-    log.info("agent %d serves %s (%s)", os.getpid(), state.path, watch.how,
-             extra={"event": "agent_start", "watch": watch.how})
+    log.info("agent %d serves %s (%s%s)", os.getpid(), state.path, watch.how,
+             f", express lane {spool.pointer}" if express else "",
+             extra={"event": "agent_start", "watch": watch.how, "express": express})
     forked_for, live = 0, None
     try:
         while not stop:
             if live in _reap():
                 live = None
+            taken = spool.take() if express else []
             desire = state.pending()
             # One converger at a time: a desire recorded while it lives is its to take
             # (transition.py steps 2 and 3) or, recorded after its last look, left pending
@@ -90,8 +96,12 @@ def serve(config_path: str, cfg) -> int:
                 # fork, so the hook's wait does not include the converger's config load
                 state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
                                          "converger": converger, "at": time.time()})
+            if taken:
+                spool.answer(taken, live)
+            spool.refresh()
             watch.wait(POLL)
     finally:
+        spool.withdraw()
         signal.set_wakeup_fd(-1)
         watch.close()
         log.info("agent %d stops", os.getpid(), extra={"event": "agent_stop"})

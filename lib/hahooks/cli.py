@@ -156,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `hahooks` command and `python3 -m hahooks`: main(); a hot command (HOT_COMMANDS)
-    then leaves without the interpreter's teardown. Freeing every module (sh brings asyncio,
-    ssl and email) is paid at each exit, on every CARP event (docs/performance.md); the log
-    and stdio are flushed first. Any other command exits normally: its atexit handlers (the
+    """The command line, after express.run offered the call to the express lane: main(); a
+    hot command (HOT_COMMANDS) then leaves without the interpreter's teardown. Freeing every
+    module is paid at each exit, on every CARP event (docs/performance.md); the log and
+    stdio are flushed first. Any other command exits normally: its atexit handlers (the
     sandbox's net for labs nobody closed, under `hahooks drill`) run."""
     argv = sys.argv[1:]
     code = main(argv)

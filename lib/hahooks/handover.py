@@ -4,15 +4,14 @@ and the agent never import each other."""
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import time
 
-from hahooks.state import AGENT_ACK, AGENT_BELL, AGENT_LOCK, StateDir
+from hahooks import bell
+from hahooks.state import AGENT_ACK, AGENT_LOCK, StateDir
 
 log = logging.getLogger("hahooks.agent")
 
-ACK_WAIT = 0.05      # what a hook waits for the agent to take its desire before doing it
+ACK_WAIT = bell.ACK_WAIT      # what a hook waits for the agent to take its desire
 
 
 def alive(state: StateDir) -> bool:
@@ -43,18 +42,5 @@ def hand_over(state: StateDir, seq: int, wait: float = ACK_WAIT) -> int | None:
 
 
 def ring(state: StateDir) -> bool:
-    """Wake the agent now: one byte into its doorbell, a FIFO it keeps open for reading
-    (the same on Linux and FreeBSD, no inotify or kqueue). Never blocks: no reader (no
-    agent) is ENXIO, a full pipe (rung already) EAGAIN; anything not a FIFO is left
-    alone. True when the byte went in."""
-    try:
-        fd = os.open(os.path.join(state.path, AGENT_BELL),
-                     os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISFIFO(os.fstat(fd).st_mode) and os.write(fd, b"!") == 1
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    """bell.ring for this state dir."""
+    return bell.ring(state.path)

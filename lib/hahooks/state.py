@@ -214,11 +214,23 @@ class StateDir:
     # -- desire and result ---------------------------------------------------
     def record_desire(self, role: str, source: str = "", waiter: bool = False) -> Desire:
         with self._short_lock():
-            current = self._read(DESIRE) or {}
-            desire = Desire(int(current.get("seq", 0)) + 1, role, source, time.time(),
-                            os.getpid(), waiter)
-            self._write(DESIRE, dataclasses.asdict(desire))
+            return self.record_desire_locked(role, source, waiter)
+
+    def record_desire_locked(self, role: str, source: str = "", waiter: bool = False, *,
+                             at: float | None = None, pid: int | None = None) -> Desire:
+        """record_desire for a caller that holds desire_lock() (the agent taking an express
+        request: express.py); `at` and `pid` are the asking hook's."""
+        current = self._read(DESIRE) or {}
+        desire = Desire(int(current.get("seq", 0)) + 1, role, source,
+                        time.time() if at is None else at,
+                        os.getpid() if pid is None else pid, waiter)
+        self._write(DESIRE, dataclasses.asdict(desire))
         return desire
+
+    def desire_lock(self):
+        """The lock every desire is recorded under (desire.lock), held for a few file
+        operations only: a hook withdrawing an express request takes it too."""
+        return self._short_lock()
 
     def desire(self) -> Desire | None:
         data = self._read(DESIRE)

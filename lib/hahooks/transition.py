@@ -40,9 +40,7 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     one-line message); with detach the code is 0 once the desire is recorded."""
     state = StateDir(cfg.node.state_dir).prepare()
     desire = state.record_desire(role, source, waiter=not detach)
-    log.info("recorded desire %s #%d%s", role, desire.seq, f" from {source}" if source else "",
-             extra={"event": "desire", "seq": desire.seq, "role": role, "source": source,
-                    "detach": detach})
+    log_desire(desire, detach)
     lock = TransitionLock(state)
     if detach:
         # Lock free: a warm agent may take the desire (we wait ACK_WAIT for its answer).
@@ -52,10 +50,7 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
         taker = agent_took(state, desire, wait=free)
         if taker:
             return 0, f"{role} #{desire.seq} recorded; the agent's converger {taker} took it"
-        if not free:
-            return 0, f"{role} #{desire.seq} recorded; the running transition will converge to it"
-        spawn_worker(cfg.path)   # if another converger is first, fine
-        return 0, f"{role} #{desire.seq} recorded; worker started"
+        return 0, f"{role} #{desire.seq} recorded; {_worker_unless_locked(cfg, free)}"
     # --wait converges itself: it has paid its start-up already, and handing over to the
     # agent and waiting for its lock cost more than the imports it would save
     # (docs/performance.md). It waits behind whoever holds the lock, the agent included.
@@ -69,12 +64,53 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     return code, message
 
 
+def log_desire(desire: Desire, detach: bool, **extra) -> None:
+    """The record history and the drill read for every desire, whoever recorded it."""
+    source = desire.source
+    log.info("recorded desire %s #%d%s", desire.role, desire.seq,
+             f" from {source}" if source else "",
+             extra={"event": "desire", "seq": desire.seq, "role": desire.role,
+                    "source": source, "detach": detach, **extra})
+
+
+def _worker_unless_locked(cfg: Config, free: bool) -> str:
+    """A recorded --detach desire nobody took: a worker if the lock was free (if another
+    converger is first, fine), else the holder converges to it (protocol step 2 or 3)."""
+    if not free:
+        return "the running transition will converge to it"
+    spawn_worker(cfg.path)
+    return "worker started"
+
+
+def ensure_converging(config_path: str, role: str, seq: str) -> str:
+    """An express request (express.py) the agent recorded and then went silent on (stopped
+    before it forked a converger): what request() does for a --detach desire no agent
+    took. The one-line message for the hook."""
+    from hahooks import config as config_mod
+
+    cfg = config_mod.load(config_path)
+    logs.setup_from_config(cfg, logging.WARNING)
+    state = StateDir(cfg.node.state_dir).prepare()
+    lock = TransitionLock(state)
+    free = lock.try_acquire()
+    lock.release()
+    log.info("the agent recorded desire %s #%s and went silent: %s", role, seq,
+             "starting a worker" if free else "the lock holder converges",
+             extra={"event": "agent_silent", "seq": seq, "role": role})
+    return f"{role} #{seq} recorded by the agent; {_worker_unless_locked(cfg, free)}"
+
+
 def agent_took(state: StateDir, desire: Desire, wait: bool) -> int | None:
     """The PID of the `hahooks agent` converger that took `desire`, or None: no agent, or it
     did not answer (within handover.ACK_WAIT if `wait`, else now); the caller then converges
     as if there were none."""
-    from hahooks import handover   # kept off the hook's start-up path (docs/performance.md)
+    from hahooks import bell, handover   # off the hook's start-up path (performance.md)
 
+    if wait and bell.silent:      # the express lane found it silent already
+        wait = False
+        log.info("the agent did not take express request for desire #%d within %.0f ms: "
+                 "converging without it", desire.seq, bell.ACK_WAIT * 1000,
+                 extra={"event": "agent_silent", "seq": desire.seq})
     taker = handover.hand_over(state, desire.seq, handover.ACK_WAIT if wait else 0.0)
     if taker:
         log.info("desire #%d taken by the agent's converger %d", desire.seq, taker,

@@ -1,0 +1,264 @@
+"""The express lane: a `master|slave --detach` hook handed to a running `hahooks agent`
+before the hook imports anything heavy.
+
+Without it the hook that hands its desire to the agent still imports the config parser,
+logging, the JSON logger and argparse (~50 ms here, docs/performance.md) to record the
+desire itself. With it the hook imports nothing beyond os, sys, time and fcntl: it drops a
+request into the agent's spool and the agent, which has everything loaded, records the
+desire through the same library code (state.StateDir.record_desire, the transition's log
+record), forks its converger and answers. The desire protocol stays in one place.
+
+Files (the agent makes them; the hook only trusts them when root-owned and closed to
+others, as the state dir itself):
+  <run dir>/agent-DEV-INO   the state dir of the agent serving the config file with that
+                            device and inode (run dir: $HAHOOKS_RUN_DIR, default
+                            /var/run/hahooks); removed when the agent stops
+  <state dir>/requests/T-PID.req   one request: "at <tab> role <tab> pid <tab> config
+                            <tab> dev:ino <tab> source", created O_EXCL by the hook
+  <state dir>/requests/T-PID.ans   the agent's answer (ANSWERS below)
+
+The hook's side, and why it can never cost a transition:
+1. No pointer, an unsafe one, no reader on agent.bell (no agent): the normal path, at once.
+2. Request written, bell rung; the agent answers within ACK_WAIT: done.
+3. No answer: under the desire lock (desire.lock, which the agent holds while it takes a
+   request) the hook withdraws the request if it is still there and takes the normal path,
+   which records the desire itself. Gone = the agent took it (recorded its desire under
+   that same lock); the hook waits ACK_WAIT more for the converger's PID, then makes sure
+   something converges (transition.ensure_converging: a worker if the lock is free).
+The agent takes a request only while its hook lives, within TAKE_WINDOW of its writing and
+when no newer desire was recorded since (agent.take_requests): a request left by a killed
+hook never replays an old event over a newer one.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+
+from hahooks.bell import ACK_WAIT, ring, silent
+
+RUN_DIR = "/var/run/hahooks"      # /run on Linux (the symlink), /var/run on FreeBSD
+REQUESTS = "requests"
+DESIRE_LOCK = "desire.lock"       # state.DESIRE_LOCK (tests/test_express.py holds them equal)
+TAKE_WINDOW = 1.0                 # a request older than this is not taken (agent side)
+# answers, the first word of <name>.ans:
+RECORDED = "recorded"   # recorded <seq>: desire recorded, converger not forked yet
+TAKEN = "taken"         # taken <seq> <message>: recorded, a converger has it (exit 0)
+IGNORED = "ignored"     # ignored <message>: maintenance mode (exit 0, nothing recorded)
+DECLINED = "declined"   # declined <why>: the hook takes the normal path
+
+
+def run_dir() -> str:
+    return os.environ.get("HAHOOKS_RUN_DIR") or RUN_DIR
+
+
+def default_config() -> str:
+    """platforms.default_config_path() without importing platforms (dataclasses):
+    tests/test_express.py holds the two equal."""
+    if os.environ.get("HAHOOKS_CONFIG"):
+        return os.environ["HAHOOKS_CONFIG"]
+    return "/usr/local/etc/hahooks.toml" if sys.platform.startswith("freebsd") \
+        else "/etc/hahooks.toml"
+
+
+def pointer_name(st) -> str:
+    return f"agent-{st.st_dev}-{st.st_ino}"
+
+
+def parse(argv: list[str]) -> tuple[str, str, str] | None:
+    """(role, config, source) for `master|slave --detach [-q|-v] [-c F] [--source S]`, the
+    event daemons' form; None for anything else (the normal parser handles it)."""
+    if len(argv) < 2 or argv[0] not in ("master", "slave"):
+        return None
+    role, config, source, detach = argv[0], None, "", False
+    words = iter(argv[1:])
+    for word in words:
+        if word == "--detach" and not detach:
+            detach = True
+        elif word in ("-q", "--quiet", "-v", "--verbose"):
+            pass      # stderr's level: the express lane prints only its one line
+        elif word in ("-c", "--config", "--source"):
+            value = next(words, None)
+            if value is None or value.startswith("-"):
+                return None
+            if word == "--source":
+                source = value
+            else:
+                config = value
+        elif word.startswith("--config="):
+            config = word.split("=", 1)[1]
+        elif word.startswith("--source="):
+            source = word.split("=", 1)[1]
+        else:
+            return None
+    if not detach or config == "":
+        return None
+    return role, config or default_config(), source
+
+
+def _private(st, *, dir_mode: int) -> bool:
+    """Owned by us (root, as the agent) and writable by nobody else."""
+    return st.st_uid == os.geteuid() and not st.st_mode & dir_mode
+
+
+def agent_spool(config: str) -> tuple[str, str] | None:
+    """(state dir, dev:ino of the config) when an agent serves `config` and its files are
+    safe to use; None otherwise."""
+    import stat
+
+    try:
+        cst = os.stat(config)
+        rdir = run_dir()
+        if not _private(os.lstat(rdir), dir_mode=0o022):
+            return None
+        fd = os.open(os.path.join(rdir, pointer_name(cst)), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            if not _private(os.fstat(fd), dir_mode=0o022):
+                return None
+            state_dir = os.read(fd, 4096).decode().split("\n", 1)[0]
+        finally:
+            os.close(fd)
+        for path in (state_dir, os.path.join(state_dir, REQUESTS)):
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or not _private(st, dir_mode=0o077):
+                return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return state_dir, f"{cst.st_dev}:{cst.st_ino}"
+
+
+def _answer(path: str) -> list[str] | None:
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    return text.rstrip("\n").split("\t") if text.endswith("\n") else None
+
+
+def _await(path: str, deadline: float, want=(TAKEN, IGNORED, DECLINED)) -> list[str] | None:
+    nap = 0.0005
+    while True:
+        answer = _answer(path)
+        if answer and answer[0] in want:
+            return answer
+        if time.monotonic() >= deadline:
+            return answer
+        time.sleep(nap)
+        nap = min(nap * 2, 0.004)
+
+
+def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None:
+    """Hand `role` to the agent: (exit code, message, to stdout) or None for the normal
+    path (no agent, or it did not take the request)."""
+    spool = agent_spool(config)
+    if spool is None:
+        return None
+    state_dir, devino = spool
+    at = time.time()
+    base = os.path.join(state_dir, REQUESTS, f"{time.monotonic_ns()}-{os.getpid()}")
+    req, ans = base + ".req", base + ".ans"
+    clean = " ".join(source.split())
+    line = "\t".join((repr(at), role, str(os.getpid()), os.path.abspath(config), devino, clean))
+    try:    # whole or not at all: the agent must never read a request half written
+        fd = os.open(base + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+        os.rename(base + ".new", req)
+    except OSError:
+        _remove(base + ".new")
+        return None
+    try:
+        rung = ring(state_dir)
+        answer = _await(ans, time.monotonic() + ACK_WAIT) if rung else None
+        if answer is None:
+            if _withdraw(state_dir, req):
+                if rung:
+                    silent.append(True)
+                return None
+            answer = _answer(ans)        # the agent took it in the meantime: its answer
+        if answer and answer[0] == RECORDED:     # its converger's PID should follow
+            answer = _await(ans, time.monotonic() + ACK_WAIT)
+            if answer and answer[0] == RECORDED:
+                # the agent recorded the desire and went silent (stopped right after)
+                from hahooks import transition
+
+                seq = answer[1] if len(answer) > 1 else "?"
+                return 0, transition.ensure_converging(config, role, seq), True
+        return _verdict(answer) if answer else None
+    finally:
+        _remove(req)
+        _remove(ans)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _withdraw(state_dir: str, req: str) -> bool:
+    """Under the desire lock: True = the request was still there and is ours again (the
+    normal path records the desire); False = the agent took it."""
+    try:
+        fd = os.open(os.path.join(state_dir, DESIRE_LOCK),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        fd = -1            # unreachable in a dir the agent prepared; unlinking decides alone
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.unlink(req)
+            return True
+        except FileNotFoundError:
+            return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _verdict(answer: list[str]) -> tuple[int, str, bool] | None:
+    kind, rest = answer[0], answer[1:]
+    if kind == TAKEN and len(rest) >= 2:
+        return 0, rest[1], True
+    if kind == IGNORED and rest:
+        return 0, rest[0], False
+    return None     # DECLINED, or anything unreadable: the normal path
+
+
+def main(argv: list[str]) -> int | None:
+    """The exit code when the express lane served `argv`, else None."""
+    parsed = parse(argv)
+    if parsed is None or os.environ.get("HAHOOKS_EXPRESS") == "0":
+        return None
+    outcome = request(*parsed)
+    if outcome is None:
+        return None
+    code, message, to_stdout = outcome
+    print(message, file=sys.stdout if to_stdout else sys.stderr)
+    return code
+
+
+def run() -> None:
+    """The `hahooks` command and `python3 -m hahooks`: the express lane where it serves the
+    call, else the whole command line (cli.run)."""
+    code = main(sys.argv[1:])
+    if code is None:
+        from hahooks.cli import run as run_cli
+
+        run_cli()
+        return
+    if "logging" in sys.modules:        # ensure_converging logged: flush the JSON log
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)    # a hot command (cli.HOT_COMMANDS): no teardown

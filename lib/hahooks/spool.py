@@ -1,0 +1,210 @@
+"""The agent's side of the express lane (express.py has the protocol and the hook's side):
+say where its spool is, take the requests hooks drop there, answer them."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import time
+
+from hahooks import express
+from hahooks.errors import HahooksError
+from hahooks.state import Desire, StateDir
+
+log = logging.getLogger("hahooks.agent")
+
+ANSWER_TTL = 60.0    # an answer no hook collected (its hook was killed) is removed after this
+
+
+class Spool:
+    def __init__(self, config_path: str, state: StateDir, cfg):
+        self.config_path = os.path.abspath(config_path)
+        self.state = state
+        self.dir = os.path.join(state.path, express.REQUESTS)
+        self.pointer: str | None = None
+        # read again at the first request: the file may have changed since `cfg` was read
+        self._cfg, self._cfg_key = cfg, None
+
+    # -- where hooks find us --------------------------------------------------------------
+    def publish(self) -> bool:
+        """The requests dir and the pointer; False (the express lane stays off, hooks take
+        the normal path) where either would not be private."""
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            rdir = express.run_dir()
+            os.makedirs(rdir, mode=0o755, exist_ok=True)
+            for path, others in ((self.dir, 0o077), (rdir, 0o022)):
+                st = os.lstat(path)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() \
+                        or st.st_mode & others:
+                    log.warning("express lane off: %s is not a private dir", path,
+                                extra={"event": "express_off", "path": path})
+                    return False
+            self._point()
+        except OSError as exc:
+            log.warning("express lane off: %s", exc, extra={"event": "express_off"})
+            return False
+        return True
+
+    def _point(self) -> None:
+        name = os.path.join(express.run_dir(), express.pointer_name(os.stat(self.config_path)))
+        if name == self.pointer:
+            return
+        tmp = f"{name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{self.state.path}\n{self.config_path}\n")
+        os.replace(tmp, name)
+        old, self.pointer = self.pointer, name
+        if old:
+            self._unpoint(old)
+
+    def refresh(self) -> None:
+        """Point again when the config file is another inode now (an editor replaced it)."""
+        if self.pointer:
+            with contextlib.suppress(OSError):
+                self._point()
+
+    def withdraw(self) -> None:
+        if self.pointer:
+            self._unpoint(self.pointer)
+            self.pointer = None
+
+    def _unpoint(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            with open(name) as fh:
+                ours = fh.readline().rstrip("\n") == self.state.path
+            if ours:
+                os.unlink(name)
+
+    # -- the config as it is now -----------------------------------------------------------
+    def _config_key(self):
+        try:
+            st = os.stat(self.config_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def config(self):
+        """Re-read when the file changed; None while it is invalid (requests are declined,
+        so the hook's normal path reports the error)."""
+        key = self._config_key()
+        if key != self._cfg_key:
+            from hahooks import config as config_mod
+
+            self._cfg_key = key
+            try:
+                self._cfg = config_mod.load(self.config_path)
+            except HahooksError as exc:
+                log.warning("express lane: config %s", exc.one_line(),
+                            extra={"event": "express_config"})
+                self._cfg = None
+        return self._cfg
+
+    # -- requests --------------------------------------------------------------------------
+    def take(self) -> list[tuple[str, Desire]]:
+        """Every request there, oldest first, each under the desire lock: taken (its desire
+        recorded), ignored (maintenance), declined, or dropped (its hook is gone and it
+        is stale). (request, desire) for those taken; answer() tells their hooks who
+        converges them."""
+        try:
+            bases = sorted(n[:-4] for n in os.listdir(self.dir) if n.endswith(".req"))
+        except OSError:
+            return []
+        taken: list[tuple[str, Desire]] = []
+        for base in bases:
+            path = os.path.join(self.dir, base)
+            with self.state.desire_lock():
+                try:
+                    with open(path + ".req") as fh:
+                        text = fh.read()
+                except FileNotFoundError:
+                    continue                      # withdrawn by its hook
+                desire, answer = self._decide(text)
+                if answer:
+                    self._answer(path, answer)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path + ".req")
+            if desire:
+                from hahooks.transition import log_desire
+
+                log_desire(desire, True, hook=desire.pid, via="express")
+                taken.append((path, desire))
+        self._sweep()
+        return taken
+
+    def _decide(self, text: str) -> tuple[Desire | None, list[str] | None]:
+        """(desire recorded, answer): called under the desire lock."""
+        fields = text.rstrip("\n").split("\t")
+        try:
+            at, role, pid = float(fields[0]), fields[1], int(fields[2])
+            config, devino, source = fields[3], fields[4], fields[5]
+        except (IndexError, ValueError):
+            log.warning("express lane: declined a malformed request %r", text[:200],
+                        extra={"event": "express_declined"})
+            return None, [express.DECLINED, "malformed request"]
+        cfg = self.config()
+        st = self._cfg_key
+        why = ""
+        if role not in ("master", "slave"):
+            why = f"unknown role {role!r}"
+        elif config != self.config_path or not st or devino != f"{st[0]}:{st[1]}":
+            why = f"this agent serves {self.config_path}, not {config} ({devino})"
+        elif cfg is None:
+            why = "the config is invalid"
+        elif os.path.abspath(cfg.node.state_dir) != self.state.path:
+            why = f"the config's state dir is not {self.state.path} any more"
+        age = time.time() - at
+        if not _alive(pid):
+            newest = self.state.desire()
+            if why or age > express.TAKE_WINDOW or (newest and newest.at > at):
+                log.warning("express lane: dropped %s request of hook %d (gone; %.1fs old)",
+                            role, pid, age, extra={"event": "express_dropped", "pid": pid})
+                return None, None
+        elif not why and age > express.TAKE_WINDOW:
+            why = f"the request is {age:.1f}s old"
+        if why:
+            return None, [express.DECLINED, why]
+        from hahooks import maintenance
+
+        ignored = maintenance.ignores(cfg, role, source or "master/slave --detach")
+        if ignored:
+            return None, [express.IGNORED, ignored]
+        desire = self.state.record_desire_locked(role, source, at=at, pid=pid)
+        return desire, [express.RECORDED, str(desire.seq)]
+
+    def answer(self, taken: list[tuple[str, Desire]], converger: int | None) -> None:
+        for path, desire in taken:
+            message = f"{desire.role} #{desire.seq} recorded; the agent's converger " + (
+                f"{converger} took it" if converger else "will take it")
+            self._answer(path, [express.TAKEN, str(desire.seq), message])
+
+    def _answer(self, path: str, words: list[str]) -> None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("\t".join(" ".join(w.split()) for w in words) + "\n")
+            os.replace(tmp, path + ".ans")
+
+    def _sweep(self) -> None:
+        """Answers no hook collected (killed hooks) and temporaries, after ANSWER_TTL."""
+        now = time.time()
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.dir):
+                if name.endswith((".ans", ".tmp", ".new")):
+                    path = os.path.join(self.dir, name)
+                    with contextlib.suppress(OSError):
+                        if now - os.lstat(path).st_mtime > ANSWER_TTL:
+                            os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
