@@ -110,16 +110,21 @@ def write_results(figures: list[Figure], stem: str) -> tuple[str, str]:
     return js, md
 
 
-def detached_until_done(argv, env, state_dir: str, timeout: float = 120) -> float:
+def detached_until_done(argv, env, state_dir: str, timeout: float = 120,
+                        start=None) -> float:
     """Wall seconds from starting a `--detach` hook to its desire converged (done.json covers
-    it and nobody holds the lock): what an event costs when a worker or the agent walks."""
+    it and nobody holds the lock): what an event costs when a worker or the agent walks.
+    `start(argv)` runs the hook where it must run (a sandbox node); default: here."""
     from hahooks import waits
     from hahooks.state import StateDir, TransitionLock
 
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    if start:
+        start(argv)
+    else:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
     state = StateDir(state_dir)
 
     def settled():

@@ -130,10 +130,12 @@ class Stack:
     def hahooks(self, role: str) -> float:
         return self._timed([sys.executable, "-m", "hahooks", role, "-q", "-c", self.cfg])
 
-    def detached(self, role: str) -> float:
-        """`--detach` until converged: a cold worker, or the agent when one runs."""
+    def detached(self, role: str, express: bool = True) -> float:
+        """`--detach` until converged: a cold worker, or the agent when one runs (through
+        the express lane, or with it turned off)."""
+        env = self.env if express else dict(self.env, HAHOOKS_EXPRESS="0")
         return detached_until_done([sys.executable, "-m", "hahooks", role, "--detach", "-q",
-                                    "-c", self.cfg], self.env, os.path.join(self.d, "state"))
+                                    "-c", self.cfg], env, os.path.join(self.d, "state"))
 
     def bare_run(self, role: str) -> float:
         took = self._timed(["sh", self.bare[role]])
@@ -191,7 +193,8 @@ def measure(n_hast: int, n_fs: int, runs: int, parent: str) -> dict:
     stack = Stack(n_hast, n_fs, parent)
     try:
         t = {k: [] for k in ("master", "slave", "bare master", "bare slave", "cold master",
-                             "cold slave", "warm master", "warm slave")}
+                             "cold slave", "warm master", "warm slave", "agent master",
+                             "agent slave")}
         for i in range(runs + 1):
             samples = {"bare master": stack.bare_run("master"),
                        "bare slave": stack.bare_run("slave"),
@@ -205,6 +208,8 @@ def measure(n_hast: int, n_fs: int, runs: int, parent: str) -> dict:
             with WarmAgent(stack.cfg, stack.env, os.path.join(stack.d, "state")):
                 samples["warm master"] = stack.detached("master")
                 samples["warm slave"] = stack.detached("slave")
+                samples["agent master"] = stack.detached("master", express=False)
+                samples["agent slave"] = stack.detached("slave", express=False)
             stack.check_released()
             if i:
                 for k, v in samples.items():
@@ -223,7 +228,9 @@ def grid(quick: bool) -> list[tuple[int, int]]:
         [(1, 1), (8, 1), (8, 4), (64, 1), (64, 4), (64, 16)]
 
 
-PATHS = (("", "--wait"), ("cold ", "--detach, cold worker"), ("warm ", "--detach, warm agent"))
+PATHS = (("", "--wait"), ("cold ", "--detach, cold worker"),
+         ("agent ", "--detach, warm agent, express lane off"),
+         ("warm ", "--detach, warm agent, express lane"))
 FIXED_TARGET_MS = 40       # issue 22: fixed cost per transition
 RATIO_TARGET = 1.5         # issue 22: 64 HAST / 16 fs
 
@@ -256,9 +263,10 @@ def table(cp: dict, scale: list[dict]) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; hastctl {HASTCTL_LATENCY * 1000:.0f}"
              f" ms per call, device delay {DEVICE_DELAY * 1000:.0f} ms; medians of "
              f"{cp['runs']} runs. Fixed cost = wall - critical path: --wait / --detach with a "
-             "cold worker / --detach with the warm agent.", "",
-             "| HAST / fs | role | critical path | --wait | cold worker | warm agent |",
-             "|---|---|---|---|---|---|"]
+             "cold worker / --detach with the warm agent, express lane off / on.", "",
+             "| HAST / fs | role | critical path | --wait | cold worker | agent, lane off | "
+             "agent, express lane |",
+             "|---|---|---|---|---|---|---|"]
     for r in [cp, *scale]:
         for role in ("master", "slave"):
             path = r[f"bare {role} s"] * 1000

@@ -109,7 +109,10 @@ def measure(runs: int) -> list[Figure]:
         # the hook wrapper execs `hahooks` from PATH (installed by scripts/bootstrap)
         figs.append(hook_return(hook, runs, env, d, "cold: starts a worker"))
         with WarmAgent(cfg, env, os.path.join(d, "state")):
-            figs.append(hook_return(hook, runs, env, d, "warm: the agent takes it"))
+            figs.append(hook_return(hook, runs, dict(env, HAHOOKS_EXPRESS="0"), d,
+                                    "warm, express lane off: the agent takes it"))
+            figs.append(hook_return(hook, runs, env, d,
+                                    "warm: the express lane hands it to the agent"))
         samples = time_command(hahooks + ["master", "-q"], runs, env=env)
         med, lo, hi = summary(samples)
         figs.append(Figure("5 overhead", "no-op hahooks master (already master, 2 layers)",

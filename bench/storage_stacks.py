@@ -169,21 +169,25 @@ def bench_fs(runs: int) -> list[dict]:
         }, runs, env)
         warm = warm_detached(cfg, env, f"{d}/state", runs, times, "fs-links-nginx")
     return rows(times, (("fs", "mount start / stop"), ("fs-links-nginx", "master / slave"),
-                        (warm, "master / slave")))
+                        *((label, "master / slave") for label in warm)))
 
 
-def warm_detached(cfg: str, env, state_dir: str, runs: int, times: dict, stack: str) -> str:
-    """The stack's events through `hahooks agent` (--detach until converged), into `times`
-    beside the bare script's figures; returns the label."""
-    label = f"{stack} --detach, warm agent"
+def warm_detached(cfg: str, env, state_dir: str, runs: int, times: dict, stack: str) -> list:
+    """The stack's events through `hahooks agent` (--detach until converged), with the
+    express lane off and on, into `times` beside the bare script's figures; the labels."""
+    labels = []
     with WarmAgent(cfg, env, state_dir):
-        times.update(measure({f"{label} hahooks": ([*HAHOOKS, "master", "--detach", "-c", cfg],
-                                                   [*HAHOOKS, "slave", "--detach", "-c", cfg])},
-                             runs, env, timer=lambda argv: detached_until_done(argv, env,
-                                                                               state_dir)))
-    for direction in ("up", "down"):
-        times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
-    return label
+        for how, lane_env in (("express lane off", dict(env, HAHOOKS_EXPRESS="0")),
+                              ("express lane", env)):
+            label = f"{stack} --detach, warm agent, {how}"
+            timer = (lambda e: lambda argv: detached_until_done(argv, e, state_dir))(lane_env)
+            times.update(measure({f"{label} hahooks": (
+                [*HAHOOKS, "master", "--detach", "-c", cfg],
+                [*HAHOOKS, "slave", "--detach", "-c", cfg])}, runs, lane_env, timer=timer))
+            for direction in ("up", "down"):
+                times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
+            labels.append(label)
+    return labels
 
 
 ZPOOL_STACK = """
@@ -247,7 +251,44 @@ def bench_zpool(runs: int) -> list[dict]:
                  "zpool-service bare": (["sh", f"{d}/bare-master.sh"],
                                         ["sh", f"{d}/bare-slave.sh"])}
         times = measure(pairs, runs, None, timer=in_node)
-    return rows(times, (("zpool-service", "master / slave"),))
+        lane = warm_in_node(node, env, cfg, f"{d}/state", runs, times, "zpool-service")
+    return rows(times, (("zpool-service", "master / slave"), (lane, "master / slave")))
+
+
+def warm_in_node(node, env, cfg: str, state_dir: str, runs: int, times: dict,
+                 stack: str) -> str:
+    """The stack's --detach events through an agent running in the node (express lane),
+    from the hook's start in the node until converged; the label."""
+    import signal
+
+    from hahooks import agent, waits
+    from hahooks.state import StateDir
+
+    state = StateDir(state_dir)
+
+    def detached(argv):
+        return detached_until_done(argv, env, state_dir,
+                                   start=lambda a: node.run(a, env=env, timeout=120))
+
+    label = f"{stack} --detach, warm agent, express lane"
+    proc = node.popen([*HAHOOKS, "agent", "-q", "-c", cfg], env=env,
+                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    try:
+        waits.wait_for(lambda: agent.alive(state), 60, "the agent in the node")
+        times.update(measure({f"{label} hahooks": (
+            [*HAHOOKS, "master", "--detach", "-c", cfg],
+            [*HAHOOKS, "slave", "--detach", "-c", cfg])}, runs, None, timer=detached))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for direction in ("up", "down"):
+        times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
+    return label
 
 
 def rows(times: dict[str, list[float]], stacks) -> list[dict]:
