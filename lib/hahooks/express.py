@@ -146,7 +146,7 @@ def _await(path: str, deadline: float, want=(TAKEN, IGNORED, DECLINED)) -> list[
         if time.monotonic() >= deadline:
             return answer
         time.sleep(nap)
-        nap = min(nap * 2, 0.004)
+        nap = min(nap * 2, 0.001)     # a stat per ms for at most ACK_WAIT
 
 
 def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None:
