@@ -14,7 +14,8 @@ others, as the state dir itself):
                             device and inode (run dir: $HAHOOKS_RUN_DIR, default
                             /var/run/hahooks); removed when the agent stops
   <state dir>/requests/T-PID.req   one request: "at <tab> role <tab> pid <tab> config
-                            <tab> dev:ino <tab> source", created O_EXCL by the hook
+                            <tab> dev:ino <tab> source", written whole by the hook
+                            (T: CLOCK_MONOTONIC ns, zero-padded, so names sort by age)
   <state dir>/requests/T-PID.ans   the agent's answer (ANSWERS below)
 
 The hook's side, and why it can never cost a transition:
@@ -25,9 +26,9 @@ The hook's side, and why it can never cost a transition:
    which records the desire itself. Gone = the agent took it (recorded its desire under
    that same lock); the hook waits ACK_WAIT more for the converger's PID, then makes sure
    something converges (transition.ensure_converging: a worker if the lock is free).
-The agent takes a request only while its hook lives, within TAKE_WINDOW of its writing and
-when no newer desire was recorded since (agent.take_requests): a request left by a killed
-hook never replays an old event over a newer one.
+The agent (spool.Spool.take) takes a request of a live hook within TAKE_WINDOW of its
+writing, and one left by a killed hook only while it is that young and no desire was
+recorded after it: it never replays an old event over a newer one.
 """
 from __future__ import annotations
 
@@ -97,9 +98,10 @@ def parse(argv: list[str]) -> tuple[str, str, str] | None:
     return role, config or default_config(), source
 
 
-def _private(st, *, dir_mode: int) -> bool:
-    """Owned by us (root, as the agent) and writable by nobody else."""
-    return st.st_uid == os.geteuid() and not st.st_mode & dir_mode
+def private(st, others: int) -> bool:
+    """Owned by us (root, as the agent) and without the `others` mode bits (0o022: nobody
+    else may write; 0o077: nobody else may look)."""
+    return st.st_uid == os.geteuid() and not st.st_mode & others
 
 
 def agent_spool(config: str) -> tuple[str, str] | None:
@@ -110,18 +112,18 @@ def agent_spool(config: str) -> tuple[str, str] | None:
     try:
         cst = os.stat(config)
         rdir = run_dir()
-        if not _private(os.lstat(rdir), dir_mode=0o022):
+        if not private(os.lstat(rdir), 0o022):
             return None
         fd = os.open(os.path.join(rdir, pointer_name(cst)), os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            if not _private(os.fstat(fd), dir_mode=0o022):
+            if not private(os.fstat(fd), 0o022):
                 return None
             state_dir = os.read(fd, 4096).decode().split("\n", 1)[0]
         finally:
             os.close(fd)
         for path in (state_dir, os.path.join(state_dir, REQUESTS)):
             st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode) or not _private(st, dir_mode=0o077):
+            if not stat.S_ISDIR(st.st_mode) or not private(st, 0o077):
                 return None
     except (OSError, UnicodeDecodeError):
         return None
@@ -157,7 +159,7 @@ def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None
         return None
     state_dir, devino = spool
     at = time.time()
-    base = os.path.join(state_dir, REQUESTS, f"{time.monotonic_ns()}-{os.getpid()}")
+    base = os.path.join(state_dir, REQUESTS, f"{time.monotonic_ns():020d}-{os.getpid()}")
     req, ans = base + ".req", base + ".ans"
     clean = " ".join(source.split())
     line = "\t".join((repr(at), role, str(os.getpid()), os.path.abspath(config), devino, clean))
@@ -208,19 +210,21 @@ def _withdraw(state_dir: str, req: str) -> bool:
     try:
         fd = os.open(os.path.join(state_dir, DESIRE_LOCK),
                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:
-        fd = -1            # unreachable in a dir the agent prepared; unlinking decides alone
+    except OSError:     # cannot happen in the dir the agent prepared: the unlink decides
+        return _unlinked(req)
     try:
-        if fd >= 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            os.unlink(req)
-            return True
-        except FileNotFoundError:
-            return False
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _unlinked(req)
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
+
+
+def _unlinked(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def _verdict(answer: list[str]) -> tuple[int, str, bool] | None:

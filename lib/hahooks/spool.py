@@ -36,8 +36,7 @@ class Spool:
             os.makedirs(rdir, mode=0o755, exist_ok=True)
             for path, others in ((self.dir, 0o077), (rdir, 0o022)):
                 st = os.lstat(path)
-                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() \
-                        or st.st_mode & others:
+                if not stat.S_ISDIR(st.st_mode) or not express.private(st, others):
                     log.warning("express lane off: %s is not a private dir", path,
                                 extra={"event": "express_off", "path": path})
                     return False
