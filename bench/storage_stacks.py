@@ -174,16 +174,22 @@ def bench_fs(runs: int) -> list[dict]:
 
 def warm_detached(cfg: str, env, state_dir: str, runs: int, times: dict, stack: str) -> list:
     """The stack's events through `hahooks agent` (--detach until converged), with the
-    express lane off and on, into `times` beside the bare script's figures; the labels."""
+    express lane off and on, and keepalived's notify through the lane, into `times` beside
+    the bare script's figures; the labels."""
     labels = []
+    notify = [*HAHOOKS, "keepalived-notify", "-c", cfg, "INSTANCE", "VI_1"]
+    variants = (
+        ("--detach, warm agent, express lane off", dict(env, HAHOOKS_EXPRESS="0"),
+         [*HAHOOKS, "master", "--detach", "-c", cfg], [*HAHOOKS, "slave", "--detach", "-c", cfg]),
+        ("--detach, warm agent, express lane", env,
+         [*HAHOOKS, "master", "--detach", "-c", cfg], [*HAHOOKS, "slave", "--detach", "-c", cfg]),
+        ("keepalived-notify, warm agent, express lane", env,
+         [*notify, "MASTER"], [*notify, "BACKUP"]))
     with WarmAgent(cfg, env, state_dir):
-        for how, lane_env in (("express lane off", dict(env, HAHOOKS_EXPRESS="0")),
-                              ("express lane", env)):
-            label = f"{stack} --detach, warm agent, {how}"
+        for how, lane_env, up, down in variants:
+            label = f"{stack} {how}"
             timer = (lambda e: lambda argv: detached_until_done(argv, e, state_dir))(lane_env)
-            times.update(measure({f"{label} hahooks": (
-                [*HAHOOKS, "master", "--detach", "-c", cfg],
-                [*HAHOOKS, "slave", "--detach", "-c", cfg])}, runs, lane_env, timer=timer))
+            times.update(measure({f"{label} hahooks": (up, down)}, runs, lane_env, timer=timer))
             for direction in ("up", "down"):
                 times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
             labels.append(label)

@@ -67,16 +67,21 @@ def seq(stack) -> int:
     return desire.seq if desire else 0
 
 
+def assert_lean_hook(importtime: str) -> None:
+    """The hook's `-X importtime` output: the lane's module, none of the library's."""
+    imported = {line.rsplit("|", 1)[1].strip() for line in importtime.splitlines()
+                if line.startswith("import time:")}
+    assert "hahooks.express" in imported
+    assert not imported & {"hahooks.config", "hahooks.cli", "logging", "argparse", "json"}
+
+
 def test_a_detached_hook_hands_over_without_importing_the_library(stack, lane):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "hahooks", "master",
                            "--detach", "--source", "devd carp0", "-c", stack.config],
                           capture_output=True, text=True, env=hahooks_env())
     assert proc.returncode == 0, proc.stderr
     assert "recorded; the agent's converger" in proc.stdout, proc.stdout
-    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
-    assert "hahooks.express" in imported
-    assert not imported & {"hahooks.config", "hahooks.cli", "logging", "argparse", "json"}
+    assert_lean_hook(proc.stderr)
     assert converged(stack)["role"] == "master" and stack.held() == ["a", "b", "c"]
     [record] = stack.json_records(event="desire")
     assert record["via"] == "express" and record["source"] == "devd carp0"

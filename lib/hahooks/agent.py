@@ -47,7 +47,7 @@ POLL = 0.5           # a desire recorded without ringing the bell is seen this l
 # before its first command: `python -X importtime -m hahooks worker`)
 WARM = ("hahooks.engine", "hahooks.kinds", "hahooks.runner", "hahooks.spawn", "hahooks.procs",
         "hahooks.notify", "hahooks.usage", "hahooks.mounts", "subprocess", "shlex", "uuid",
-        "psutil")
+        "psutil", "hahooks.transition", "hahooks.maintenance")
 
 
 # -- the agent ------------------------------------------------------------------------------
@@ -78,11 +78,15 @@ def serve(config_path: str, cfg) -> int:
              f", express lane {spool.pointer}" if express else "",
              extra={"event": "agent_start", "watch": watch.how, "express": express})
     forked_for, live = 0, None
+    agents_fds = (holder, *watch.fds)
     try:
         while not stop:
             if live in _reap():
                 live = None
-            taken = spool.take() if express else []
+            taken, runs = spool.take() if express else ([], [])
+            for path, (words, at, pid) in runs:     # a daemon's command, in a child
+                _fork(lambda: spool.run_wiring(path, words, at, pid), agents_fds,
+                      f"{words[0]} of hook {pid}", event="express_run")
             desire = state.pending()
             # One converger at a time: a desire recorded while it lives is its to take
             # (transition.py steps 2 and 3) or, recorded after its last look, left pending
@@ -91,7 +95,8 @@ def serve(config_path: str, cfg) -> int:
             if live is None and desire is not None and desire.seq > forked_for \
                     and not desire.waiter:
                 forked_for = desire.seq
-                live = converger = _fork_converger(config_path, (holder, *watch.fds))
+                live = converger = _fork(lambda: converge_once(config_path), agents_fds,
+                                         "converger")
                 # the answer a --detach hook waits for: written by the agent right after the
                 # fork, so the hook's wait does not include the converger's config load
                 state._write(AGENT_ACK, {"seq": desire.seq, "pid": os.getpid(),
@@ -128,10 +133,12 @@ def _reap() -> set[int]:
     return ended
 
 
-def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
+def _fork(target, agents_fds: tuple[int, ...], what: str, event: str = "agent_fork") -> int:
+    """A child that runs target() and exits with its code: a converger, or a daemon's
+    command from the express lane."""
     pid = os.fork()
     if pid:
-        log.debug("converger %d forked", pid, extra={"event": "agent_fork", "pid": pid})
+        log.debug("%s %d forked", what, pid, extra={"event": event, "pid": pid})
         return pid
     code = 1
     try:   # the child: never return into the agent's loop
@@ -141,9 +148,9 @@ def _fork_converger(config_path: str, agents_fds: tuple[int, ...]) -> int:
         for fd in agents_fds:   # agent.lock must be free the moment the agent dies
             if fd >= 0:
                 os.close(fd)
-        code = converge_once(config_path)
+        code = target()
     except BaseException:   # logged; the next event or hook converges instead
-        log.error("agent converger failed", exc_info=True)
+        log.error("agent's %s failed", what, exc_info=True)
     finally:
         logging.shutdown()      # flushes the JSON log: os._exit skips it
         os._exit(code)

@@ -48,6 +48,12 @@ RECORDED = "recorded"   # recorded <seq>: desire recorded, converger not forked 
 TAKEN = "taken"         # taken <seq> <message>: recorded, a converger has it (exit 0)
 IGNORED = "ignored"     # ignored <message>: maintenance mode (exit 0, nothing recorded)
 DECLINED = "declined"   # declined <why>: the hook takes the normal path
+# a daemon's own command (WIRING) runs in a child the agent forks, the library loaded:
+STARTED = "started"     # started <pid>: the child runs it (the hook waits up to RUN_WAIT)
+DONE = "done"           # done <code>: it ran; its stdout and stderr are <name>.out, .err
+WIRING = ("devd-event", "keepalived-notify", "ucarp-up", "ucarp-down")
+ARGV = "argv"           # the role field of a WIRING request: the words follow the source
+RUN_WAIT = 1.0          # how long a hook waits for the child before it withdraws
 
 
 def run_dir() -> str:
@@ -96,6 +102,35 @@ def parse(argv: list[str]) -> tuple[str, str, str] | None:
     if not detach or config == "":
         return None
     return role, config or default_config(), source
+
+
+def parse_wiring(argv: list[str]) -> str | None:
+    """The config of a WIRING call the agent's child may run (`--detach`, the default),
+    None for anything else: `--wait` converges in the caller, `--vip` changes an address
+    before it records (not to be done twice if the hook withdraws), `--explain`, help, a
+    relative config path (the child runs in /) or a word a request line cannot carry."""
+    if len(argv) < 2 or argv[0] not in WIRING:
+        return None
+    config = None
+    words = iter(argv[1:])
+    for word in words:
+        if any(c in word for c in "\t\n\0"):
+            return None
+        if word in ("-c", "--config", "--prefix"):
+            value = next(words, None)
+            if value is None or value.startswith("-") or any(c in value for c in "\t\n\0"):
+                return None
+            if word != "--prefix":
+                config = value
+        elif word.startswith("--config="):
+            config = word.split("=", 1)[1]
+        elif word.startswith("-") and word not in ("--detach", "-q", "--quiet", "-v",
+                                                     "--verbose") \
+                and not word.startswith("--prefix="):
+            return None       # --wait, --vip, --explain, -h, an abbreviation: the parser's
+    if config is not None and not os.path.isabs(config):
+        return None
+    return config or default_config()
 
 
 def private(st, others: int) -> bool:
@@ -151,18 +186,16 @@ def _await(path: str, deadline: float, want=(TAKEN, IGNORED, DECLINED)) -> list[
         nap = min(nap * 2, 0.001)     # a stat per ms for at most ACK_WAIT
 
 
-def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None:
-    """Hand `role` to the agent: (exit code, message, to stdout) or None for the normal
-    path (no agent, or it did not take the request)."""
+def _submit(config: str, role: str, words: list[str]) -> tuple[str, str] | None:
+    """Write a request (`words` after the fixed fields) into the spool of the agent that
+    serves `config`: (state dir, base name) or None (no agent, or it cannot be written)."""
     spool = agent_spool(config)
     if spool is None:
         return None
     state_dir, devino = spool
-    at = time.time()
     base = os.path.join(state_dir, REQUESTS, f"{time.monotonic_ns():020d}-{os.getpid()}")
-    req, ans = base + ".req", base + ".ans"
-    clean = " ".join(source.split())
-    line = "\t".join((repr(at), role, str(os.getpid()), os.path.abspath(config), devino, clean))
+    line = "\t".join((repr(time.time()), role, str(os.getpid()), os.path.abspath(config),
+                      devino, *words))
     try:    # whole or not at all: the agent must never read a request half written
         fd = os.open(base + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                      0o600)
@@ -170,12 +203,32 @@ def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
-        os.rename(base + ".new", req)
+        os.rename(base + ".new", base + ".req")
     except OSError:
         _remove(base + ".new")
         return None
+    return state_dir, base
+
+
+def _handed(config: str, role: str, words: list[str], converse):
+    """Submit a request, ring the bell and return converse(state dir, base name, rung),
+    or None (the normal path) when it cannot be submitted; its files go in the end."""
+    submitted = _submit(config, role, words)
+    if submitted is None:
+        return None
+    state_dir, base = submitted
     try:
-        rung = ring(state_dir)
+        return converse(state_dir, base, ring(state_dir))
+    finally:
+        for suffix in (".req", ".ans", ".out", ".err"):
+            _remove(base + suffix)
+
+
+def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None:
+    """Hand `role` to the agent: (exit code, message, to stdout) or None for the normal
+    path (no agent, or it did not take the request)."""
+    def converse(state_dir: str, base: str, rung: bool):
+        req, ans = base + ".req", base + ".ans"
         answer = _await(ans, time.monotonic() + ACK_WAIT) if rung else None
         if answer is None:
             if _withdraw(state_dir, req):
@@ -192,9 +245,46 @@ def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None
                 seq = answer[1] if len(answer) > 1 else "?"
                 return 0, transition.ensure_converging(config, role, seq), True
         return _verdict(answer) if answer else None
-    finally:
-        _remove(req)
-        _remove(ans)
+
+    return _handed(config, role, [" ".join(source.split())], converse)
+
+
+def request_wiring(argv: list[str], config: str) -> tuple[int, str, str] | None:
+    """Hand a WIRING call to the agent, which runs it in a child: (exit code, stdout,
+    stderr) or None for the normal path. The child records the desire only while the
+    request is still there (spool.Spool.run_wiring claims it under the desire lock), and a
+    hook that stops waiting withdraws it under the same lock: exactly one of them acts."""
+    def converse(state_dir: str, base: str, rung: bool):
+        req, ans = base + ".req", base + ".ans"
+        answer = _await(ans, time.monotonic() + ACK_WAIT, (STARTED, DONE, DECLINED)) \
+            if rung else None
+        if answer and answer[0] == STARTED:
+            answer = _await(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
+        if not answer or answer[0] not in (DONE, DECLINED):
+            if _withdraw(state_dir, req):
+                if rung:
+                    silent.append(True)
+                return None
+            # the child claimed it (recorded the desire) or answered first: its answer
+            answer = _await(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
+            if not answer or answer[0] not in (DONE, DECLINED):
+                # recorded, then the child went silent (stopped, killed)
+                from hahooks import transition
+
+                return 0, transition.ensure_converging(config, None, None) + "\n", ""
+        if answer[0] != DONE or len(answer) < 2 or not answer[1].isdigit():
+            return None     # declined: nothing recorded, the normal path
+        return int(answer[1]), _slurp(base + ".out"), _slurp(base + ".err")
+
+    return _handed(config, ARGV, argv, converse)
+
+
+def _slurp(path: str) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def _remove(path: str) -> None:
@@ -211,15 +301,16 @@ def _withdraw(state_dir: str, req: str) -> bool:
         fd = os.open(os.path.join(state_dir, DESIRE_LOCK),
                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError:     # cannot happen in the dir the agent prepared: the unlink decides
-        return _unlinked(req)
+        return unlinked(req)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return _unlinked(req)
+        return unlinked(req)
     finally:
         os.close(fd)
 
 
-def _unlinked(path: str) -> bool:
+def unlinked(path: str) -> bool:
+    """True when `path` was there and is gone now (by us)."""
     try:
         os.unlink(path)
         return True
@@ -238,8 +329,19 @@ def _verdict(answer: list[str]) -> tuple[int, str, bool] | None:
 
 def main(argv: list[str]) -> int | None:
     """The exit code when the express lane served `argv`, else None."""
+    if os.environ.get("HAHOOKS_EXPRESS") == "0":
+        return None
+    config = parse_wiring(argv)
+    if config is not None:
+        ran = request_wiring(argv, config)
+        if ran is None:
+            return None
+        code, out, err = ran
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        return code
     parsed = parse(argv)
-    if parsed is None or os.environ.get("HAHOOKS_EXPRESS") == "0":
+    if parsed is None:
         return None
     outcome = request(*parsed)
     if outcome is None:

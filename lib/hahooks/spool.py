@@ -25,6 +25,8 @@ class Spool:
         self.pointer: str | None = None
         # read again at the first request: the file may have changed since `cfg` was read
         self._cfg, self._cfg_key = cfg, None
+        self.parser = None      # the daemons' commands' parser, built once (run_wiring)
+        self._spent: set[str] = set()    # WIRING requests handed to a child already
 
     # -- where hooks find us --------------------------------------------------------------
     def publish(self) -> bool:
@@ -41,6 +43,10 @@ class Spool:
                                 extra={"event": "express_off", "path": path})
                     return False
             self._point()
+            from hahooks import cli
+
+            # ~20 ms of argparse once here, not in each child (docs/performance.md)
+            self.parser = cli.build_parser("wiring")
         except OSError as exc:
             log.warning("express lane off: %s", exc, extra={"event": "express_off"})
             return False
@@ -102,17 +108,23 @@ class Spool:
         return self._cfg
 
     # -- requests --------------------------------------------------------------------------
-    def take(self) -> list[tuple[str, Desire]]:
+    def take(self) -> tuple[list[tuple[str, Desire]], list[tuple[str, tuple]]]:
         """Every request there, oldest first, each under the desire lock: taken (its desire
-        recorded), ignored (maintenance), declined, or dropped (its hook is gone and it
-        is stale). (request, desire) for those taken; answer() tells their hooks who
-        converges them."""
+        recorded), ignored (maintenance), declined, dropped (its hook is gone and it is
+        stale), or, for a daemon's command (express.WIRING), to run: (request, desire) for
+        those taken (answer() tells their hooks who converges them) and (request, (words,
+        at, pid)) for those the agent forks run_wiring for; their requests stay until the
+        child claims them (or the hook withdraws them)."""
         try:
             bases = sorted(n[:-4] for n in os.listdir(self.dir) if n.endswith(".req"))
         except OSError:
-            return []
+            return [], []
+        self._spent &= set(bases)
         taken: list[tuple[str, Desire]] = []
+        runs: list[tuple[str, tuple]] = []
         for base in bases:
+            if base in self._spent:
+                continue
             path = os.path.join(self.dir, base)
             with self.state.desire_lock():
                 try:
@@ -120,7 +132,12 @@ class Spool:
                         text = fh.read()
                 except FileNotFoundError:
                     continue                      # withdrawn by its hook
-                desire, answer = self._decide(text)
+                desire, answer, run = self._decide(text)
+                if run:
+                    self._spent.add(base)
+                    runs.append((path, run))
+                    self._answer(path, [express.STARTED])
+                    continue
                 if answer:
                     self._answer(path, answer)
                 with contextlib.suppress(FileNotFoundError):
@@ -131,10 +148,10 @@ class Spool:
                 log_desire(desire, True, hook=desire.pid, via="express")
                 taken.append((path, desire))
         self._sweep()
-        return taken
+        return taken, runs
 
-    def _decide(self, text: str) -> tuple[Desire | None, list[str] | None]:
-        """(desire recorded, answer): called under the desire lock."""
+    def _decide(self, text: str) -> tuple[Desire | None, list[str] | None, tuple | None]:
+        """(desire recorded, answer, what run_wiring runs): called under the desire lock."""
         fields = text.rstrip("\n").split("\t")
         try:
             at, role, pid = float(fields[0]), fields[1], int(fields[2])
@@ -142,12 +159,14 @@ class Spool:
         except (IndexError, ValueError):
             log.warning("express lane: declined a malformed request %r", text[:200],
                         extra={"event": "express_declined"})
-            return None, [express.DECLINED, "malformed request"]
+            return None, [express.DECLINED, "malformed request"], None
         cfg = self.config()
         st = self._cfg_key
         why = ""
-        if role not in ("master", "slave"):
+        if role not in ("master", "slave", express.ARGV):
             why = f"unknown role {role!r}"
+        elif role == express.ARGV and (fields[5] not in express.WIRING or self.parser is None):
+            why = f"not a daemon's command: {fields[5]!r}"
         elif config != self.config_path or not st or devino != f"{st[0]}:{st[1]}":
             why = f"this agent serves {self.config_path}, not {config} ({devino})"
         elif cfg is None:
@@ -157,21 +176,80 @@ class Spool:
         age = time.time() - at
         if not _alive(pid):
             newest = self.state.desire()
-            if why or age > express.TAKE_WINDOW or (newest and newest.at > at):
+            # a daemon's command is not run for a hook that is gone: the child would
+            # answer nobody, and its decision is the hook's to make
+            if why or role == express.ARGV or age > express.TAKE_WINDOW or \
+                    (newest and newest.at > at):
                 log.warning("express lane: dropped %s request of hook %d (gone; %.1fs old)",
                             role, pid, age, extra={"event": "express_dropped", "pid": pid})
-                return None, None
+                return None, None, None
         elif not why and age > express.TAKE_WINDOW:
             why = f"the request is {age:.1f}s old"
         if why:
-            return None, [express.DECLINED, why]
+            return None, [express.DECLINED, why], None
+        if role == express.ARGV:
+            return None, None, (fields[5:], at, pid)
         from hahooks import maintenance
 
         ignored = maintenance.ignores(cfg, role, source or "master/slave --detach")
         if ignored:
-            return None, [express.IGNORED, ignored]
+            return None, [express.IGNORED, ignored], None
         desire = self.state.record_desire_locked(role, source, at=at, pid=pid)
-        return desire, [express.RECORDED, str(desire.seq)]
+        return desire, [express.RECORDED, str(desire.seq)], None
+
+    def run_wiring(self, path: str, words: list[str], at: float, pid: int) -> int:
+        """In the child the agent forked for a daemon's command: `hahooks WORDS` as the CLI
+        runs it, with the agent's parser and loaded library, stdout and stderr into
+        <request>.out and .err for the hook. The desire is recorded only if the request is
+        still there (StateDir.claim: unlinked under the desire lock, so a hook that gave
+        up waiting and withdrew it records it itself, never both)."""
+        import sys
+
+        from hahooks import cli
+
+        for fd, suffix, name in ((1, ".out", "stdout"), (2, ".err", "stderr")):
+            out = os.open(path + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                          0o600)
+            os.dup2(out, fd)
+            os.close(out)
+            # new streams on them: the agent's own may be None (started with fd 1 closed)
+            setattr(sys, name, open(fd, "w", closefd=False, errors="backslashreplace"))
+
+        def claim() -> tuple[float, int]:
+            try:
+                os.unlink(path + ".req")
+            except FileNotFoundError:
+                raise Withdrawn from None
+            return at, pid
+
+        def own_config(args) -> None:
+            if args.config is None:     # the hook's default, which is ours (take checked)
+                args.config = self.config_path
+            elif os.path.abspath(args.config) != self.config_path:
+                raise Withdrawn(f"-c {args.config} is not {self.config_path}")
+
+        StateDir.claim = claim
+        try:
+            code = cli.main(words, parser=self.parser, check=own_config)
+        except Withdrawn as exc:
+            declined = str(exc)
+            if declined:    # the answer first: a hook that finds its request gone reads it
+                with self.state.desire_lock():
+                    self._answer(path, [express.DECLINED, declined])
+                    express.unlinked(path + ".req")
+            log.info("express lane: %s", declined or "request withdrawn by its hook "
+                     f"{pid} (it records the desire itself)",
+                     extra={"event": "express_withdrawn", "pid": pid})
+            return 0
+        finally:
+            StateDir.claim = None
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+        self._answer(path, [express.DONE, str(code)])
+        with self.state.desire_lock():      # never claimed (nothing recorded): ours to end
+            express.unlinked(path + ".req")
+        return code
 
     def answer(self, taken: list[tuple[str, Desire]], converger: int | None) -> None:
         for path, desire in taken:
@@ -192,11 +270,17 @@ class Spool:
         now = time.time()
         with contextlib.suppress(OSError):
             for name in os.listdir(self.dir):
-                if name.endswith((".ans", ".tmp", ".new")):
+                if name.endswith((".ans", ".tmp", ".new", ".out", ".err")):
                     path = os.path.join(self.dir, name)
                     with contextlib.suppress(OSError):
                         if now - os.lstat(path).st_mtime > ANSWER_TTL:
                             os.unlink(path)
+
+
+class Withdrawn(BaseException):
+    """run_wiring's child stops: its hook withdrew the request (no message), or the call
+    is not for this agent (the message; declined). BaseException: cli.main's dispatcher
+    must not turn it into an exit code."""
 
 
 def _alive(pid: int) -> bool:

@@ -212,9 +212,17 @@ class StateDir:
             self._write(name, data)
 
     # -- desire and result ---------------------------------------------------
+    # Set only in the child `hahooks agent` forks to run a daemon's command from the
+    # express lane (spool.Spool.run_wiring): under the desire lock, it claims the hook's
+    # request (raising when the hook withdrew it) and gives the hook's time and PID.
+    claim = None      # () -> (at, pid), or None
+
     def record_desire(self, role: str, source: str = "", waiter: bool = False) -> Desire:
         with self._short_lock():
-            return self.record_desire_locked(role, source, waiter)
+            at = pid = None
+            if StateDir.claim is not None:
+                at, pid = StateDir.claim()
+            return self.record_desire_locked(role, source, waiter, at=at, pid=pid)
 
     def record_desire_locked(self, role: str, source: str = "", waiter: bool = False, *,
                              at: float | None = None, pid: int | None = None) -> Desire:

@@ -40,7 +40,9 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     one-line message); with detach the code is 0 once the desire is recorded."""
     state = StateDir(cfg.node.state_dir).prepare()
     desire = state.record_desire(role, source, waiter=not detach)
-    log_desire(desire, detach)
+    # in the agent's child running a daemon's command from the express lane (spool.py)
+    log_desire(desire, detach, **({"via": "express", "hook": desire.pid}
+                                  if StateDir.claim else {}))
     lock = TransitionLock(state)
     if detach:
         # Lock free: a warm agent may take the desire (we wait ACK_WAIT for its answer).
@@ -82,9 +84,10 @@ def _worker_unless_locked(cfg: Config, free: bool) -> str:
     return "worker started"
 
 
-def ensure_converging(config_path: str, role: str, seq: str) -> str:
+def ensure_converging(config_path: str, role: str | None, seq: str | None) -> str:
     """An express request (express.py) the agent recorded and then went silent on (stopped
-    before it forked a converger): what request() does for a --detach desire no agent
+    before it forked a converger; for a daemon's command run in the agent's child, role and
+    seq are not known to the hook): what request() does for a --detach desire no agent
     took. The one-line message for the hook."""
     from hahooks import config as config_mod
 
@@ -94,10 +97,11 @@ def ensure_converging(config_path: str, role: str, seq: str) -> str:
     lock = TransitionLock(state)
     free = lock.try_acquire()
     lock.release()
-    log.info("the agent recorded desire %s #%s and went silent: %s", role, seq,
+    what = f"desire {role} #{seq}" if role else "the desire of a daemon's request"
+    log.info("the agent recorded %s and went silent: %s", what,
              "starting a worker" if free else "the lock holder converges",
              extra={"event": "agent_silent", "seq": seq, "role": role})
-    return f"{role} #{seq} recorded by the agent; {_worker_unless_locked(cfg, free)}"
+    return f"{what} recorded by the agent; {_worker_unless_locked(cfg, free)}"
 
 
 def agent_took(state: StateDir, desire: Desire, wait: bool) -> int | None:
