@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 FIRST_POLL = 0.005
 MAX_POLL = 0.04
+# a device node appearing: one stat a look, so look every 5 ms; it is on the critical path
+# of every master (the layer above waits for it)
+STAT_POLL = 0.005
 PROGRESS_EVERY = 5.0   # seconds: a line this often during a long wait
 
 log = logging.getLogger("hahooks.waits")

@@ -127,9 +127,10 @@ class Context:
         self.answers.drop_all()
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float | None = None,
-                 detail: Callable[[], str] | None = None):
+                 detail: Callable[[], str] | None = None, ceiling: float = waits.MAX_POLL):
         """Bounded by the step's budget; in dry-run nothing changes, so don't wait.
-        `detail`: what a progress line adds (waits.Progress), e.g. a rebuild's percent."""
+        `detail`: what a progress line adds (waits.Progress), e.g. a rebuild's percent;
+        `ceiling`: the longest pause between looks (waits.STAT_POLL for a device node)."""
         if self.dry_run:
             log.info("would wait for %s", what)
             return True
@@ -144,7 +145,7 @@ class Context:
                 from hahooks.errors import Superseded
                 raise Superseded()
             return predicate()
-        return waits.wait_for(check, limit, what, detail=detail)
+        return waits.wait_for(check, limit, what, detail=detail, ceiling=ceiling)
 
     def retry(self, attempt: Callable[[], Any], budget: float, what: str, **kw) -> Any:
         """waits.retry within the step's budget; from the second attempt on, each one

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 
-from hahooks import evict, fsck, holderscan, mounts, safepath, schema, usage
+from hahooks import evict, fsck, holderscan, mounts, safepath, schema, usage, waits
 from hahooks.errors import Refused, WaitTimeout
 from hahooks.kinds.base import Observation, Resource, State, broken, held, released
 from hahooks.schema import Invalid
@@ -150,7 +150,7 @@ class Filesystem(Resource):
         if self.p["shared"]:
             self._fence_the_peer()
         self.ctx.wait_for(lambda: os.path.exists(dev), f"device {dev} to appear",
-                          timeout=self.p["device_timeout"])
+                          timeout=self.p["device_timeout"], ceiling=waits.STAT_POLL)
         log.info("%s", fsck.check(self.ctx, dev, self.fstype, self.p["fsck"]))
         if not target.exists:
             self.ctx.effect(f"create mountpoint {mp}", lambda: os.makedirs(mp, 0o755,

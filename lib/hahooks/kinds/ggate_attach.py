@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from hahooks import parsers, schema
+from hahooks import parsers, schema, waits
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -86,7 +86,7 @@ class GgateAttach(Resource):
                 if r.exit_code != 0 and self.listed() is None:
                     raise CommandFailed(r, f"attach {self.info}")
             self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
-                              timeout=1.0)
+                              timeout=1.0, ceiling=waits.STAT_POLL)
 
         self.ctx.retry(attempt, self.p["connect_wait"], f"{self.device} from {self.info}")
 

@@ -43,7 +43,7 @@ import logging
 import os
 import time
 
-from hahooks import parsers, schema
+from hahooks import parsers, schema, waits
 from hahooks.errors import CommandFailed, Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -246,7 +246,7 @@ class Gmirror(Resource):
 
     def _settle(self) -> None:
         self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
-                          timeout=self.p["device_wait"])
+                          timeout=self.p["device_wait"], ceiling=waits.STAT_POLL)
         if self.p["wait_sync"]:
             self.ctx.wait_for(lambda: (self.observe() or _GONE).status == "COMPLETE",
                               f"mirror {self.p['mirror']} to be COMPLETE",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 
-from hahooks import parsers, procs, schema
+from hahooks import parsers, procs, schema, waits
 from hahooks.errors import CommandFailed, Refused, WaitTimeout
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -201,7 +201,7 @@ class Hast(Resource):
         try:
             self.ctx.wait_for(lambda: all(os.path.exists(d) for d in devices),
                               "devices to appear: " + " ".join(devices),
-                              timeout=self.p["device_wait"])
+                              timeout=self.p["device_wait"], ceiling=waits.STAT_POLL)
         except WaitTimeout as exc:
             raise WaitTimeout(self._why_no_device(devices), self.p["device_wait"]) from exc
 

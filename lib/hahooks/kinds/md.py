@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from hahooks import parsers, schema
+from hahooks import parsers, schema, waits
 from hahooks.errors import Refused
 from hahooks.kinds import _replication as rep
 from hahooks.kinds.base import Observation, Resource, broken, held, released
@@ -72,7 +72,7 @@ class Md(Resource):
                           "-u", str(self.p["unit"])], readonly=False,
                          what=f"attach {self.p['file']}")
         self.ctx.wait_for(lambda: os.path.exists(self.device), f"{self.device} to appear",
-                          timeout=self.p["device_wait"])
+                          timeout=self.p["device_wait"], ceiling=waits.STAT_POLL)
 
     def release(self) -> None:
         unit = self.attached()
