@@ -239,7 +239,8 @@ class Spool:
                     express.unlinked(path + ".req")
             log.info("express lane: %s", declined or "request withdrawn by its hook "
                      f"{pid} (it records the desire itself)",
-                     extra={"event": "express_withdrawn", "pid": pid})
+                     extra={"event": "express_declined" if declined else "express_withdrawn",
+                            "pid": pid})
             return 0
         finally:
             StateDir.claim = None
