@@ -1,5 +1,6 @@
-"""The express lane: a `master|slave --detach` hook handed to a running `hahooks agent`
-before the hook imports anything heavy.
+"""The express lane: a `master|slave --detach` hook, or a daemon's own command (WIRING:
+devd-event, keepalived-notify, ucarp-up/-down with --detach), handed to a running
+`hahooks agent` before the hook imports anything heavy.
 
 Without it the hook that hands its desire to the agent still imports the config parser,
 logging, the JSON logger and argparse (~50 ms here, docs/performance.md) to record the
@@ -15,8 +16,11 @@ others, as the state dir itself):
                             /var/run/hahooks); removed when the agent stops
   <state dir>/requests/T-PID.req   one request: "at <tab> role <tab> pid <tab> config
                             <tab> dev:ino <tab> source", written whole by the hook
-                            (T: CLOCK_MONOTONIC ns, zero-padded, so names sort by age)
-  <state dir>/requests/T-PID.ans   the agent's answer (ANSWERS below)
+                            (T: CLOCK_MONOTONIC ns, zero-padded, so names sort by age);
+                            for a WIRING call role is "argv" and the command line's words
+                            follow in place of the source
+  <state dir>/requests/T-PID.ans   the agent's answer (the answers below)
+  <state dir>/requests/T-PID.out, .err   a WIRING call's stdout and stderr (its child's)
 
 The hook's side, and why it can never cost a transition:
 1. No pointer, an unsafe one, no reader on agent.bell (no agent): the normal path, at once.
@@ -29,6 +33,14 @@ The hook's side, and why it can never cost a transition:
 The agent (spool.Spool.take) takes a request of a live hook within TAKE_WINDOW of its
 writing, and one left by a killed hook only while it is that young and no desire was
 recorded after it: it never replays an old event over a newer one.
+
+A WIRING call (request_wiring) is run by a child the agent forks (spool.Spool.run_wiring):
+the agent answers STARTED, the hook then waits RUN_WAIT for DONE. The child records the
+desire only after removing the request under the desire lock (state.StateDir.claim), the
+same lock the hook's withdrawal takes: a request the hook withdrew is never recorded by
+the child, and one the child claimed is never withdrawn (the hook waits for its answer,
+and makes sure something converges if none comes). A WIRING request of a killed hook is
+dropped.
 """
 from __future__ import annotations
 
