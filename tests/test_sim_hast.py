@@ -193,6 +193,37 @@ def hastd_log(world, node: str) -> str:
         return ""
 
 
+def hast_status(world, node: str, name: str) -> str:
+    out = world.run(node, "hastctl", "list", name).stdout
+    return next((line.split(": ", 1)[1] for line in out.splitlines()
+                 if line.startswith("  status: ")), "")
+
+
+def test_new_primary_is_complete_only_after_device_and_peer_handshake_primary_c(world):
+    """control.c: `complete` iff both remote connections exist; primary.c hastd_primary()
+    makes them in init_remote(), after init_ggate() made the device and once a peer acting
+    as primary stepped down. So `complete` is never seen before /dev/hast/r0 exists, nor
+    while the worker waits for a primary peer (docs/reference/hast.md §2, §4)."""
+    world.configure(hast_device_delay=1.0)
+    world.add_hast("r1")                         # both secondary: the handshake succeeds
+    assert world.run("nodea", "hastctl", "role", "primary", "r1").returncode == 0
+    assert not os.path.exists(os.path.join(world.dev_dir("nodea"), "hast", "r1"))
+    assert hast_status(world, "nodea", "r1") == "degraded"      # init_ggate() not done yet
+    waits.wait_for(lambda: hast_status(world, "nodea", "r1") == "complete", 5, "complete")
+    assert os.path.exists(os.path.join(world.dev_dir("nodea"), "hast", "r1"))
+
+    world.add_hast("r0", primary="nodeb")
+    dev = os.path.join(world.dev_dir("nodea"), "hast", "r0")
+    assert world.run("nodea", "hastctl", "role", "primary", "r0").returncode == 0
+    assert not os.path.exists(dev)
+    assert hast_status(world, "nodea", "r0") == "degraded"      # no device, no handshake
+    waits.wait_for_path(dev, 5)
+    assert hast_status(world, "nodea", "r0") == "degraded"      # waiting: nodeb is primary
+    assert world.run("nodeb", "hastctl", "role", "secondary", "r0").returncode == 0
+    waits.wait_for(lambda: hast_status(world, "nodea", "r0") == "complete", 5, "complete")
+    assert world.violations() == []
+
+
 def test_new_primary_device_exists_at_once_io_stalls_while_peer_primary_primary_c(world):
     """sbin/hastd/primary.c hastd_primary(): init_ggate() runs before init_remote(), so
     /dev/hast/r0 exists at once; the connected peer answers "acts as primary" with the wait

@@ -121,7 +121,14 @@ def describe(st: dict, node: str, name: str) -> dict:
         info["extentsize"] = EXTENTSIZE
         info["idle"] = IDLE_QUEUE
         if role == "primary":
-            info["status"] = "complete" if link and peer_role == "secondary" else "degraded"
+            # complete iff both remote connections exist (control.c); the worker makes them
+            # in init_remote(), after init_ggate() made the device and once a peer that
+            # acted as primary stepped down (primary.c hastd_primary(), docs/reference/hast.md §4)
+            wait = r.get("peer_wait", {}).get(node)
+            remote = bool(r["device"].get(node)) and not (wait and wait["gen"] ==
+                                                           r["gen"].get(node))
+            info["status"] = "complete" if remote and link and peer_role == "secondary" \
+                else "degraded"
             info["keepdirty"] = KEEPDIRTY
             info["dirty"] = dirty_now(st, r)
         else:
