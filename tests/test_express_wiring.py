@@ -16,6 +16,7 @@ import pytest
 from conftest import hahooks_env
 from core_support import converged
 from hahooks import bell, express, waits
+from hahooks.state import StateDir
 from test_agent import resident, stack  # noqa: F401 (fixtures)
 from test_express import (a_dead_pid, assert_lean_hook, lane,  # noqa: F401 (fixtures)
                           requests_left, seq)
@@ -177,3 +178,45 @@ def test_a_call_for_another_config_or_a_gone_hook_is_not_run(stack, lane, tmp_pa
     waits.wait_for(lambda: not os.path.exists(base + ".req"), 30, "the agent to drop it")
     assert not os.path.exists(base + ".ans") and seq(stack) == 0
     assert stack.json_records(event="express_dropped")
+
+
+def test_a_claimed_request_whose_child_goes_silent_is_converged_by_the_hook(stack, lane):
+    """The child claimed the request (recorded the desire under the desire lock) and then
+    went silent, and the agent with it: the hook, finding its request gone and no answer
+    within RUN_WAIT, starts a worker (transition.ensure_converging) rather than record the
+    event a second time. The test plays the child's claim, holding the lock the hook's
+    withdrawal waits for, so the order is fixed whatever the machine's speed."""
+    os.kill(lane.pid, signal.SIGSTOP)          # no answer, no converger from the agent
+    try:
+        lock = os.open(os.path.join(stack.state_dir, express.DESIRE_LOCK),
+                       os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            hook = subprocess.Popen([sys.executable, "-m", "hahooks", "devd-event", "CARP",
+                                     "1@em0", "MASTER", "-c", stack.config], text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=hahooks_env())
+            [req] = waits.wait_for(lambda: requests_left(stack), 60, "the hook's request")
+            time.sleep(0.2)         # past ACK_WAIT: the hook waits for the lock to withdraw
+            path = os.path.join(stack.state_dir, express.REQUESTS, req)
+            with open(path) as fh:
+                at, _, pid = fh.read().split("\t")[:3]
+            assert int(pid) == hook.pid
+            StateDir(stack.state_dir).record_desire_locked("master", "devd CARP 1@em0 MASTER",
+                                                           at=float(at), pid=hook.pid)
+            assert express.unlinked(path)                     # the claim
+        finally:
+            os.close(lock)
+        out, err = hook.communicate(timeout=120)
+        assert hook.returncode == 0, err
+        assert out == "the desire of a daemon's request recorded by the agent; " \
+                      "worker started\n", (out, err)
+        assert converged(stack)["role"] == "master" and stack.held() == ["a", "b", "c"]
+        assert seq(stack) == 1                 # recorded once: by the "child", not the hook
+        [silent] = stack.json_records(event="agent_silent")
+        assert silent["role"] is None and requests_left(stack) == []
+    finally:
+        os.kill(lane.pid, signal.SIGCONT)
+    r = run_hook(stack, "devd-event", "CARP", "1@em0", "BACKUP")    # the agent is back
+    assert r.returncode == 0 and "slave #2 recorded" in r.stdout, (r.stdout, r.stderr)
+    assert converged(stack)["role"] == "slave" and seq(stack) == 2 and stack.held() == []
