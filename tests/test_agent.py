@@ -71,7 +71,7 @@ def test_the_agent_takes_detached_desires_and_leaves_waiting_ones(stack, residen
         assert done["role"] == role and done["exit_code"] == 0
     # the commands ran in the agent's forked convergers, never in a worker
     assert {e["ppid"] for e in stack.trace()} <= convergers(stack) and not stack.held()
-    r = stack.hahooks("master")                # --wait: converges itself
+    r = stack.hahooks("master")    # --wait: its own converge (in the lane's child), no converger
     assert r.returncode == 0, r.stderr
     assert [e["ppid"] for e in stack.trace()][-1] not in convergers(stack)
     assert stack.steps() == ["acquire a", "acquire b", "acquire c",

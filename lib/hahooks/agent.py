@@ -9,8 +9,9 @@ the next one's). The converger follows the protocol a worker follows (transition
 take the transition lock, converge to the newest desire, unlock, follow up. It re-reads
 the config first, so an edited config counts from the next event on.
 
-Only `--detach` hooks (the event daemons' form) hand over; a `--wait` caller has paid its
-start-up already and converges itself (the agent leaves its desires alone). The agent is
+Only `--detach` hooks (the event daemons' form) hand a recorded desire over; a `--wait`
+caller converges its own desire (the agent leaves waiting desires alone), in its own process
+or, through the express lane, in a child the agent forks for it (express_wait.py). The agent is
 never needed: a hook hands its desire over only when the agent says it took it:
   agent.lock  held (flock) for the agent's whole life: free = no agent
   agent.json  {"seq", "pid", "converger", "at"}, written by the agent once it forked the
@@ -159,17 +160,11 @@ def _fork(target, agents_fds: tuple[int, ...], what: str, event: str = "agent_fo
 def converge_once(config_path: str) -> int:
     """What a worker does (transition.worker), with the config read afresh."""
     from hahooks import config as config_mod, logs, transition
-    from hahooks.state import TransitionLock
 
     cfg = config_mod.load(config_path)
     logs.setup_from_config(cfg, logging.WARNING)
     state = StateDir(cfg.node.state_dir).prepare()
-    lock = TransitionLock(state)
-    lock.acquire(cfg.node.wait_timeout)
-    try:
-        transition.converge(cfg, state)
-    finally:
-        lock.release()
+    transition.converge_locked(cfg, state)
     transition.follow_up(cfg, state)
     return int((state.done() or {}).get("exit_code", 0))
 

@@ -57,8 +57,8 @@ class _ArgError(Exception):
     pass
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The `hahooks` parser; `only` = one module of COMMAND_MODULES (its subcommands alone)."""
+def build_parser(only: str | tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    """The `hahooks` parser; `only` = modules of COMMAND_MODULES (their subcommands alone)."""
     parser = _Parser(prog="hahooks", description="Failover hooks for two-node HA storage "
                      "clusters: acquire the configured stack in order (master) or release it "
                      "in reverse (slave).", epilog=EPILOG,
@@ -70,7 +70,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="show commands on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in (only,) if only else COMMAND_MODULES:
+    for name in ((only,) if isinstance(only, str) else only) or COMMAND_MODULES:
         importlib.import_module(f"hahooks.commands.{name}").register(sub, common)
     if not only:
         _register_lab_commands(sub, common)

@@ -1,6 +1,7 @@
-"""The express lane: a `master|slave --detach` hook, or a daemon's own command (WIRING:
-devd-event, keepalived-notify, ucarp-up/-down with --detach), handed to a running
-`hahooks agent` before the hook imports anything heavy.
+"""The express lane: a `master|slave --detach` hook, a daemon's own command (WIRING:
+devd-event, keepalived-notify, ucarp-up/-down with --detach) or a call that waits for the
+outcome (express_wait.py), handed to a running `hahooks agent` before the hook imports
+anything heavy.
 
 Without it the hook that hands its desire to the agent still imports the config parser,
 logging, the JSON logger and argparse (~50 ms here, docs/performance.md) to record the
@@ -17,10 +18,12 @@ others, as the state dir itself):
   <state dir>/requests/T-PID.req   one request: "at <tab> role <tab> pid <tab> config
                             <tab> dev:ino <tab> source", written whole by the hook
                             (T: CLOCK_MONOTONIC ns, zero-padded, so names sort by age);
-                            for a WIRING call role is "argv" and the command line's words
-                            follow in place of the source
-  <state dir>/requests/T-PID.ans   the agent's answer (the answers below)
-  <state dir>/requests/T-PID.out, .err   a WIRING call's stdout and stderr (its child's)
+                            for a command line run by the agent's child (a WIRING
+                            call, a waiting call: express_wait.py) role is "argv" and
+                            the words follow in place of the source
+  <state dir>/requests/T-PID.ans   the agent's answer (express_io.py lists them)
+  <state dir>/requests/T-PID.out, .err   such a call's stdout and stderr (its child's)
+  <state dir>/requests/T-PID.run   a waiting call's child holds it locked while it lives
 
 The hook's side, and why it can never cost a transition:
 1. No pointer, an unsafe one, no reader on agent.bell (no agent): the normal path, at once.
@@ -44,45 +47,18 @@ dropped.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 import time
 
-from hahooks.bell import ACK_WAIT, ring, silent
+from hahooks import express_wait
+from hahooks.bell import ACK_WAIT, silent
+from hahooks.express_io import (  # noqa: F401 (the protocol's names, for spool.py and tests)
+    ARGV, DECLINED, DESIRE_LOCK, DONE, IGNORED, RECORDED, REQUESTS, RUN_WAIT, RUNNING,
+    STARTED, TAKE_WINDOW, TAKEN, agent_spool, answer_of, await_answer, carried,
+    default_config, handed, pointer_name, private, run_dir, slurp, unlinked, withdraw)
 
-RUN_DIR = "/var/run/hahooks"      # /run on Linux (the symlink), /var/run on FreeBSD
-REQUESTS = "requests"
-DESIRE_LOCK = "desire.lock"       # state.DESIRE_LOCK (tests/test_express.py holds them equal)
-TAKE_WINDOW = 1.0                 # a request older than this is not taken (agent side)
-# answers, the first word of <name>.ans:
-RECORDED = "recorded"   # recorded <seq>: desire recorded, converger not forked yet
-TAKEN = "taken"         # taken <seq> <message>: recorded, a converger has it (exit 0)
-IGNORED = "ignored"     # ignored <message>: maintenance mode (exit 0, nothing recorded)
-DECLINED = "declined"   # declined <why>: the hook takes the normal path
-# a daemon's own command (WIRING) runs in a child the agent forks, the library loaded:
-STARTED = "started"     # started <pid>: the child runs it (the hook waits up to RUN_WAIT)
-DONE = "done"           # done <code>: it ran; its stdout and stderr are <name>.out, .err
 WIRING = ("devd-event", "keepalived-notify", "ucarp-up", "ucarp-down")
-ARGV = "argv"           # the role field of a WIRING request: the words follow the source
-RUN_WAIT = 1.0          # how long a hook waits for the child before it withdraws
-
-
-def run_dir() -> str:
-    return os.environ.get("HAHOOKS_RUN_DIR") or RUN_DIR
-
-
-def default_config() -> str:
-    """platforms.default_config_path() without importing platforms (dataclasses):
-    tests/test_express.py holds the two equal."""
-    if os.environ.get("HAHOOKS_CONFIG"):
-        return os.environ["HAHOOKS_CONFIG"]
-    return "/usr/local/etc/hahooks.toml" if sys.platform.startswith("freebsd") \
-        else "/etc/hahooks.toml"
-
-
-def pointer_name(st) -> str:
-    return f"agent-{st.st_dev}-{st.st_ino}"
 
 
 def parse(argv: list[str]) -> tuple[str, str, str] | None:
@@ -126,11 +102,11 @@ def parse_wiring(argv: list[str]) -> str | None:
     config = None
     words = iter(argv[1:])
     for word in words:
-        if any(c in word for c in "\t\n\0"):
+        if not carried(word):
             return None
         if word in ("-c", "--config", "--prefix"):
             value = next(words, None)
-            if value is None or value.startswith("-") or any(c in value for c in "\t\n\0"):
+            if value is None or value.startswith("-") or not carried(value):
                 return None
             if word != "--prefix":
                 config = value
@@ -145,111 +121,20 @@ def parse_wiring(argv: list[str]) -> str | None:
     return config or default_config()
 
 
-def private(st, others: int) -> bool:
-    """Owned by us (root, as the agent) and without the `others` mode bits (0o022: nobody
-    else may write; 0o077: nobody else may look)."""
-    return st.st_uid == os.geteuid() and not st.st_mode & others
-
-
-def agent_spool(config: str) -> tuple[str, str] | None:
-    """(state dir, dev:ino of the config) when an agent serves `config` and its files are
-    safe to use; None otherwise."""
-    import stat
-
-    try:
-        cst = os.stat(config)
-        rdir = run_dir()
-        if not private(os.lstat(rdir), 0o022):
-            return None
-        fd = os.open(os.path.join(rdir, pointer_name(cst)), os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            if not private(os.fstat(fd), 0o022):
-                return None
-            state_dir = os.read(fd, 4096).decode().split("\n", 1)[0]
-        finally:
-            os.close(fd)
-        for path in (state_dir, os.path.join(state_dir, REQUESTS)):
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode) or not private(st, 0o077):
-                return None
-    except (OSError, UnicodeDecodeError):
-        return None
-    return state_dir, f"{cst.st_dev}:{cst.st_ino}"
-
-
-def _answer(path: str) -> list[str] | None:
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        return None
-    return text.rstrip("\n").split("\t") if text.endswith("\n") else None
-
-
-def _await(path: str, deadline: float, want=(TAKEN, IGNORED, DECLINED)) -> list[str] | None:
-    nap = 0.0005
-    while True:
-        answer = _answer(path)
-        if answer and answer[0] in want:
-            return answer
-        if time.monotonic() >= deadline:
-            return answer
-        time.sleep(nap)
-        nap = min(nap * 2, 0.001)     # a stat per ms for at most ACK_WAIT
-
-
-def _submit(config: str, role: str, words: list[str]) -> tuple[str, str] | None:
-    """Write a request (`words` after the fixed fields) into the spool of the agent that
-    serves `config`: (state dir, base name) or None (no agent, or it cannot be written)."""
-    spool = agent_spool(config)
-    if spool is None:
-        return None
-    state_dir, devino = spool
-    base = os.path.join(state_dir, REQUESTS, f"{time.monotonic_ns():020d}-{os.getpid()}")
-    line = "\t".join((repr(time.time()), role, str(os.getpid()), os.path.abspath(config),
-                      devino, *words))
-    try:    # whole or not at all: the agent must never read a request half written
-        fd = os.open(base + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                     0o600)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
-        os.rename(base + ".new", base + ".req")
-    except OSError:
-        _remove(base + ".new")
-        return None
-    return state_dir, base
-
-
-def _handed(config: str, role: str, words: list[str], converse):
-    """Submit a request, ring the bell and return converse(state dir, base name, rung),
-    or None (the normal path) when it cannot be submitted; its files go in the end."""
-    submitted = _submit(config, role, words)
-    if submitted is None:
-        return None
-    state_dir, base = submitted
-    try:
-        return converse(state_dir, base, ring(state_dir))
-    finally:
-        for suffix in (".req", ".ans", ".out", ".err"):
-            _remove(base + suffix)
-
-
 def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None:
     """Hand `role` to the agent: (exit code, message, to stdout) or None for the normal
     path (no agent, or it did not take the request)."""
     def converse(state_dir: str, base: str, rung: bool):
         req, ans = base + ".req", base + ".ans"
-        answer = _await(ans, time.monotonic() + ACK_WAIT) if rung else None
+        answer = await_answer(ans, time.monotonic() + ACK_WAIT) if rung else None
         if answer is None:
-            if _withdraw(state_dir, req):
+            if withdraw(state_dir, req):
                 if rung:
                     silent.append(True)
                 return None
-            answer = _answer(ans)        # the agent took it in the meantime: its answer
+            answer = answer_of(ans)        # the agent took it in the meantime: its answer
         if answer and answer[0] == RECORDED:     # its converger's PID should follow
-            answer = _await(ans, time.monotonic() + ACK_WAIT)
+            answer = await_answer(ans, time.monotonic() + ACK_WAIT)
             if answer and answer[0] == RECORDED:
                 # the agent recorded the desire and went silent (stopped right after)
                 from hahooks import transition
@@ -258,7 +143,7 @@ def request(role: str, config: str, source: str) -> tuple[int, str, bool] | None
                 return 0, transition.ensure_converging(config, role, seq), True
         return _verdict(answer) if answer else None
 
-    return _handed(config, role, [" ".join(source.split())], converse)
+    return handed(config, role, [" ".join(source.split())], converse)
 
 
 def request_wiring(argv: list[str], config: str) -> tuple[int, str, str] | None:
@@ -268,17 +153,17 @@ def request_wiring(argv: list[str], config: str) -> tuple[int, str, str] | None:
     hook that stops waiting withdraws it under the same lock: exactly one of them acts."""
     def converse(state_dir: str, base: str, rung: bool):
         req, ans = base + ".req", base + ".ans"
-        answer = _await(ans, time.monotonic() + ACK_WAIT, (STARTED, DONE, DECLINED)) \
+        answer = await_answer(ans, time.monotonic() + ACK_WAIT, (STARTED, DONE, DECLINED)) \
             if rung else None
         if answer and answer[0] == STARTED:
-            answer = _await(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
+            answer = await_answer(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
         if not answer or answer[0] not in (DONE, DECLINED):
-            if _withdraw(state_dir, req):
+            if withdraw(state_dir, req):
                 if rung:
                     silent.append(True)
                 return None
             # the child claimed it (recorded the desire) or answered first: its answer
-            answer = _await(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
+            answer = await_answer(ans, time.monotonic() + RUN_WAIT, (DONE, DECLINED))
             if not answer or answer[0] not in (DONE, DECLINED):
                 # recorded, then the child went silent (stopped, killed)
                 from hahooks import transition
@@ -286,48 +171,9 @@ def request_wiring(argv: list[str], config: str) -> tuple[int, str, str] | None:
                 return 0, transition.ensure_converging(config, None, None) + "\n", ""
         if answer[0] != DONE or len(answer) < 2 or not answer[1].isdigit():
             return None     # declined: nothing recorded, the normal path
-        return int(answer[1]), _slurp(base + ".out"), _slurp(base + ".err")
+        return int(answer[1]), slurp(base + ".out"), slurp(base + ".err")
 
-    return _handed(config, ARGV, argv, converse)
-
-
-def _slurp(path: str) -> str:
-    try:
-        with open(path, errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _withdraw(state_dir: str, req: str) -> bool:
-    """Under the desire lock: True = the request was still there and is ours again (the
-    normal path records the desire); False = the agent took it."""
-    try:
-        fd = os.open(os.path.join(state_dir, DESIRE_LOCK),
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError:     # cannot happen in the dir the agent prepared: the unlink decides
-        return unlinked(req)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return unlinked(req)
-    finally:
-        os.close(fd)
-
-
-def unlinked(path: str) -> bool:
-    """True when `path` was there and is gone now (by us)."""
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
+    return handed(config, ARGV, argv, converse)
 
 
 def _verdict(answer: list[str]) -> tuple[int, str, bool] | None:
@@ -352,6 +198,9 @@ def main(argv: list[str]) -> int | None:
         sys.stdout.write(out)
         sys.stderr.write(err)
         return code
+    waiting = express_wait.parse(argv)
+    if waiting is not None:
+        return express_wait.request(*waiting)
     parsed = parse(argv)
     if parsed is None:
         return None

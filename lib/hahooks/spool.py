@@ -3,12 +3,14 @@ say where its spool is, take the requests hooks drop there, answer them."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import stat
 import time
 
 from hahooks import express
+from hahooks.express_wait import WAITING
 from hahooks.errors import HahooksError
 from hahooks.state import Desire, StateDir
 
@@ -45,8 +47,9 @@ class Spool:
             self._point()
             from hahooks import cli
 
-            # ~20 ms of argparse once here, not in each child (docs/performance.md)
-            self.parser = cli.build_parser("wiring")
+            # ~20 ms of argparse once here, not in each child (docs/performance.md): the
+            # daemons' commands and the waiting calls (express_wait.py)
+            self.parser = cli.build_parser(("wiring", "transition"))
         except OSError as exc:
             log.warning("express lane off: %s", exc, extra={"event": "express_off"})
             return False
@@ -165,7 +168,8 @@ class Spool:
         why = ""
         if role not in ("master", "slave", express.ARGV):
             why = f"unknown role {role!r}"
-        elif role == express.ARGV and (fields[5] not in express.WIRING or self.parser is None):
+        elif role == express.ARGV and (fields[5] not in express.WIRING + WAITING
+                                       or self.parser is None):
             why = f"not a daemon's command: {fields[5]!r}"
         elif config != self.config_path or not st or devino != f"{st[0]}:{st[1]}":
             why = f"this agent serves {self.config_path}, not {config} ({devino})"
@@ -203,6 +207,7 @@ class Spool:
         <request>.out and .err for the hook. The desire is recorded only if the request is
         still there (StateDir.claim: unlinked under the desire lock, so a hook that gave
         up waiting and withdrew it records it itself, never both)."""
+        import signal
         import sys
 
         from hahooks import cli
@@ -214,6 +219,15 @@ class Spool:
             os.close(out)
             # new streams on them: the agent's own may be None (started with fd 1 closed)
             setattr(sys, name, open(fd, "w", closefd=False, errors="backslashreplace"))
+        if words and words[0] in WAITING:
+            # the hook follows us (.out and .err are there now) while this lock is held
+            # (O_CLOEXEC: no command we run keeps it after we are gone), and forwards
+            # SIGTERM and SIGINT to the PID
+            run = os.open(path + ".run", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW |
+                          os.O_CLOEXEC, 0o600)
+            fcntl.flock(run, fcntl.LOCK_EX)
+            signal.signal(signal.SIGINT, signal.default_int_handler)   # "interrupted", 1
+            self._answer(path, [express.RUNNING, str(os.getpid())])
 
         def claim() -> tuple[float, int]:
             try:
@@ -267,14 +281,16 @@ class Spool:
             os.replace(tmp, path + ".ans")
 
     def _sweep(self) -> None:
-        """Answers no hook collected (killed hooks) and temporaries, after ANSWER_TTL."""
+        """Answers no hook collected (killed hooks) and temporaries, after ANSWER_TTL; not
+        the files of a call whose child still runs (its .run locked: a long transition)."""
         now = time.time()
         with contextlib.suppress(OSError):
             for name in os.listdir(self.dir):
-                if name.endswith((".ans", ".tmp", ".new", ".out", ".err")):
+                if name.endswith((".ans", ".tmp", ".new", ".out", ".err", ".run")):
                     path = os.path.join(self.dir, name)
                     with contextlib.suppress(OSError):
-                        if now - os.lstat(path).st_mtime > ANSWER_TTL:
+                        if now - os.lstat(path).st_mtime > ANSWER_TTL and \
+                                not _running(os.path.join(self.dir, name.split(".")[0])):
                             os.unlink(path)
 
 
@@ -282,6 +298,21 @@ class Withdrawn(BaseException):
     """run_wiring's child stops: its hook withdrew the request (no message), or the call
     is not for this agent (the message; declined). BaseException: cli.main's dispatcher
     must not turn it into an exit code."""
+
+
+def _running(base: str) -> bool:
+    """A waiting call's child still holds <base>.run (express_wait.py)."""
+    try:
+        fd = os.open(base + ".run", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

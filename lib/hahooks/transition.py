@@ -43,24 +43,22 @@ def request(cfg: Config, role: str, *, detach: bool, source: str = "") -> tuple[
     # in the agent's child running a daemon's command from the express lane (spool.py)
     log_desire(desire, detach, **({"via": "express", "hook": desire.pid}
                                   if StateDir.claim else {}))
-    lock = TransitionLock(state)
     if detach:
         # Lock free: a warm agent may take the desire (we wait ACK_WAIT for its answer).
         # Taken: the holder converges to it (step 2), maybe the agent's converger already.
+        lock = TransitionLock(state)
         free = lock.try_acquire()
         lock.release()
         taker = agent_took(state, desire, wait=free)
         if taker:
             return 0, f"{role} #{desire.seq} recorded; the agent's converger {taker} took it"
         return 0, f"{role} #{desire.seq} recorded; {_worker_unless_locked(cfg, free)}"
-    # --wait converges itself: it has paid its start-up already, and handing over to the
-    # agent and waiting for its lock cost more than the imports it would save
-    # (docs/performance.md). It waits behind whoever holds the lock, the agent included.
-    lock.acquire(cfg.node.wait_timeout)
-    try:
-        converge(cfg, state)
-    finally:
-        lock.release()
+    # --wait converges itself, here: once the library is loaded, handing over to the
+    # agent's converger and waiting for its answer costs more than it saves
+    # (docs/performance.md); a call that should not pay the imports takes the express lane
+    # before it loads them (express_wait.py: then this runs in the agent's child). It waits
+    # behind whoever holds the lock, the agent's converger included.
+    converge_locked(cfg, state)
     code, message = outcome_of(desire, state.done())
     follow_up(cfg, state)
     return code, message
@@ -104,6 +102,31 @@ def ensure_converging(config_path: str, role: str | None, seq: str | None) -> st
     return f"{what} recorded by the agent; {_worker_unless_locked(cfg, free)}"
 
 
+def resume_waiting(config_path: str, role: str, level: int) -> tuple[int, str]:
+    """A waiting call the agent's child ran (express_wait.py) and died on after it recorded
+    the desire, before its answer: converge here, under the lock, as the call would have,
+    and answer for it (exit code, one-line message)."""
+    from hahooks import config as config_mod
+
+    cfg = config_mod.load(config_path)
+    logs.setup_from_config(cfg, level)
+    state = StateDir(cfg.node.state_dir).prepare()
+    log.warning("the agent's child running a waiting %s call ended before its answer: "
+                "converging here", role, extra={"event": "express_resumed", "role": role,
+                                  "pid": os.getpid()})
+    converge_locked(cfg, state)
+    newest = state.desire()
+    if newest is None:
+        code, message = ExitCode.GENERIC, f"{role}: no desire recorded"
+    elif newest.pid == os.getpid() or newest.role == role:     # ours, or one like it after
+        code, message = outcome_of(newest, state.done())
+    else:
+        code, message = ExitCode.GENERIC, (f"{role} superseded by a newer {newest.role} "
+                                           f"request #{newest.seq}")
+    follow_up(cfg, state)
+    return code, message
+
+
 def agent_took(state: StateDir, desire: Desire, wait: bool) -> int | None:
     """The PID of the `hahooks agent` converger that took `desire`, or None: no agent, or it
     did not answer (within handover.ACK_WAIT if `wait`, else now); the caller then converges
@@ -131,6 +154,16 @@ def outcome_of(desire: Desire, done: dict | None) -> tuple[int, str]:
         return ExitCode.GENERIC, (f"{desire.role} #{desire.seq} superseded by a newer "
                                   f"{done.get('role')} request #{done.get('seq')}")
     return int(done.get("exit_code", ExitCode.GENERIC)), str(done.get("message", ""))
+
+
+def converge_locked(cfg: Config, state: StateDir) -> None:
+    """Wait (node.wait_timeout) for the transition lock, converge, unlock."""
+    lock = TransitionLock(state)
+    lock.acquire(cfg.node.wait_timeout)
+    try:
+        converge(cfg, state)
+    finally:
+        lock.release()
 
 
 def converge(cfg: Config, state: StateDir) -> None:
@@ -210,12 +243,7 @@ def follow_up(cfg: Config, state: StateDir) -> None:
 def worker(cfg: Config) -> int:
     """The detached converger: wait for the lock, converge, follow up, exit."""
     state = StateDir(cfg.node.state_dir).prepare()
-    lock = TransitionLock(state)
-    lock.acquire(cfg.node.wait_timeout)
-    try:
-        converge(cfg, state)
-    finally:
-        lock.release()
+    converge_locked(cfg, state)
     follow_up(cfg, state)
     done = state.done() or {}
     return int(done.get("exit_code", 0))

@@ -49,7 +49,9 @@ def register(sub, common) -> None:
     a = sub.add_parser("agent", parents=[common], help=text, description=text + ". A --detach "
                        "hook hands its desire over only when the agent takes it within "
                        "50 ms; without an answer (no agent, a stopped or dead one) it starts "
-                       "a worker as without an agent. --wait callers converge themselves.", epilog=AGENT_EPILOG,
+                       "a worker as without an agent. A --wait caller converges its own desire, in "
+                       "a child the agent forks for it when the call takes the express lane.",
+                       epilog=AGENT_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     a.set_defaults(func=run_agent)
 
