@@ -16,8 +16,9 @@ one `parallel` group (fsck = "preen"), holder scans shared by the group.
   part 2: the 3-disk stack (3 HAST, 3 filesystems): target wall <= critical path + 40 ms
   part 3: 1/1, 8/4, 64/16 HAST/filesystems (full: also 8/1, 64/1, 64/4): target
           <= 1.5 x critical path at 64/16; the table shows how the wall grows
-  Each is measured three ways: `--wait` (Heartbeat, OCF), and `--detach` (devd, keepalived)
-  from the hook's start until the stack converged, by a cold worker and by `hahooks agent`.
+  Each is measured: `--wait` (Heartbeat, OCF, a person) cold and through the express lane
+  of a warm `hahooks agent`, and `--detach` (devd, keepalived) from the hook's start until
+  the stack converged, by a cold worker and by the agent (lane off and on).
 
 Run (root): python3 bench/critical_path.py [--quick] [--runs N] [--json FILE]
 Each run is master then slave, alternating with the bare scripts; figures are medians
@@ -194,7 +195,7 @@ def measure(n_hast: int, n_fs: int, runs: int, parent: str) -> dict:
     try:
         t = {k: [] for k in ("master", "slave", "bare master", "bare slave", "cold master",
                              "cold slave", "warm master", "warm slave", "agent master",
-                             "agent slave")}
+                             "agent slave", "lane master", "lane slave")}
         for i in range(runs + 1):
             samples = {"bare master": stack.bare_run("master"),
                        "bare slave": stack.bare_run("slave"),
@@ -210,6 +211,9 @@ def measure(n_hast: int, n_fs: int, runs: int, parent: str) -> dict:
                 samples["warm slave"] = stack.detached("slave")
                 samples["agent master"] = stack.detached("master", express=False)
                 samples["agent slave"] = stack.detached("slave", express=False)
+                # a waiting caller (Heartbeat, a person) through the lane: the agent's child
+                samples["lane master"] = stack.hahooks("master")
+                samples["lane slave"] = stack.hahooks("slave")
             stack.check_released()
             if i:
                 for k, v in samples.items():
@@ -228,7 +232,8 @@ def grid(quick: bool) -> list[tuple[int, int]]:
         [(1, 1), (8, 1), (8, 4), (64, 1), (64, 4), (64, 16)]
 
 
-PATHS = (("", "--wait"), ("cold ", "--detach, cold worker"),
+PATHS = (("", "--wait"), ("lane ", "--wait, warm agent, express lane"),
+         ("cold ", "--detach, cold worker"),
          ("agent ", "--detach, warm agent, express lane off"),
          ("warm ", "--detach, warm agent, express lane"))
 FIXED_TARGET_MS = 40       # issue 22: fixed cost per transition

@@ -190,9 +190,15 @@ def warm_detached(cfg: str, env, state_dir: str, runs: int, times: dict, stack: 
             label = f"{stack} {how}"
             timer = (lambda e: lambda argv: detached_until_done(argv, e, state_dir))(lane_env)
             times.update(measure({f"{label} hahooks": (up, down)}, runs, lane_env, timer=timer))
-            for direction in ("up", "down"):
-                times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
             labels.append(label)
+        # a waiting caller (Heartbeat, a person) through the lane: until it returns
+        label = f"{stack} --wait, warm agent, express lane"
+        times.update(measure({f"{label} hahooks": ([*HAHOOKS, "master", "-c", cfg],
+                                                   [*HAHOOKS, "slave", "-c", cfg])}, runs, env))
+        labels.append(label)
+    for label in labels:
+        for direction in ("up", "down"):
+            times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
     return labels
 
 
@@ -257,8 +263,9 @@ def bench_zpool(runs: int) -> list[dict]:
                  "zpool-service bare": (["sh", f"{d}/bare-master.sh"],
                                         ["sh", f"{d}/bare-slave.sh"])}
         times = measure(pairs, runs, None, timer=in_node)
-        lane = warm_in_node(node, env, cfg, f"{d}/state", runs, times, "zpool-service")
-    return rows(times, (("zpool-service", "master / slave"), (lane, "master / slave")))
+        lanes = warm_in_node(node, env, cfg, f"{d}/state", runs, times, "zpool-service")
+    return rows(times, (("zpool-service", "master / slave"),
+                        *((lane, "master / slave") for lane in lanes)))
 
 
 def warm_in_node(node, env, cfg: str, state_dir: str, runs: int, times: dict,
@@ -276,7 +283,13 @@ def warm_in_node(node, env, cfg: str, state_dir: str, runs: int, times: dict,
         return detached_until_done(argv, env, state_dir,
                                    start=lambda a: node.run(a, env=env, timeout=120))
 
+    def waiting(argv):
+        t0 = time.perf_counter()
+        node.run(argv, env=env, timeout=120)
+        return time.perf_counter() - t0
+
     label = f"{stack} --detach, warm agent, express lane"
+    waited = f"{stack} --wait, warm agent, express lane"
     proc = node.popen([*HAHOOKS, "agent", "-q", "-c", cfg], env=env,
                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
@@ -285,6 +298,9 @@ def warm_in_node(node, env, cfg: str, state_dir: str, runs: int, times: dict,
         times.update(measure({f"{label} hahooks": (
             [*HAHOOKS, "master", "--detach", "-c", cfg],
             [*HAHOOKS, "slave", "--detach", "-c", cfg])}, runs, None, timer=detached))
+        times.update(measure({f"{waited} hahooks": (
+            [*HAHOOKS, "master", "-c", cfg], [*HAHOOKS, "slave", "-c", cfg])}, runs, None,
+            timer=waiting))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -292,9 +308,10 @@ def warm_in_node(node, env, cfg: str, state_dir: str, runs: int, times: dict,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for direction in ("up", "down"):
-        times[f"{label} bare {direction}"] = times[f"{stack} bare {direction}"]
-    return label
+    for name in (label, waited):
+        for direction in ("up", "down"):
+            times[f"{name} bare {direction}"] = times[f"{stack} bare {direction}"]
+    return label, waited
 
 
 def rows(times: dict[str, list[float]], stacks) -> list[dict]:
