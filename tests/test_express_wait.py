@@ -88,20 +88,30 @@ def test_a_failing_step_gives_the_same_exit_code_and_one_line_as_without_the_lan
     assert stack.held() == [] and requests_left(stack) == []
 
 
-def blocked_waiting_hook(stack) -> tuple[subprocess.Popen, int]:
+@pytest.fixture
+def blocked(stack, lane):
     """A `master` caller through the lane whose child is stuck in b's acquire: (the hook,
-    the child's PID)."""
+    the child's PID). Afterwards b's gate opens, whatever the test did, so b's blocked
+    command (in its own process group: no signal to the child reaches it) ends too."""
     stack.mark("b", "block")
     hook = stack.popen("master")
-    waits.wait_for(lambda: "acquire b" in stack.steps(), 60, "b's acquire to start")
-    [child] = express_runs(stack)
-    assert [e["ppid"] for e in stack.trace() if e["name"] == "b"] == [child]
-    assert pid_alive(child) and hook.poll() is None
-    return hook, child
+    try:
+        waits.wait_for(lambda: "acquire b" in stack.steps(), 60, "b's acquire to start")
+        [child] = express_runs(stack)
+        assert [e["ppid"] for e in stack.trace() if e["name"] == "b"] == [child]
+        assert pid_alive(child) and hook.poll() is None
+        yield hook, child
+    finally:
+        stack.mark("b", "gate")
+        if hook.poll() is None:
+            hook.kill()
+        hook.communicate(timeout=60)
+        for enter in [e for e in stack.trace() if e["name"] == "b" and e["event"] == "enter"]:
+            waits.wait_for(lambda: not pid_alive(enter["pid"]), 60, "b's acquire to end")
 
 
-def test_sigterm_to_the_waiting_hook_ends_its_child_and_then_itself(stack, lane):
-    hook, child = blocked_waiting_hook(stack)
+def test_sigterm_to_the_waiting_hook_ends_its_child_and_then_itself(stack, blocked):
+    hook, child = blocked
     hook.send_signal(signal.SIGTERM)
     hook.communicate(timeout=60)
     assert hook.returncode == -signal.SIGTERM         # as the call without the lane
@@ -113,16 +123,16 @@ def test_sigterm_to_the_waiting_hook_ends_its_child_and_then_itself(stack, lane)
     assert_no_overlap(stack.trace())
 
 
-def test_sigint_to_the_waiting_hook_interrupts_its_child(stack, lane):
-    hook, child = blocked_waiting_hook(stack)
+def test_sigint_to_the_waiting_hook_interrupts_its_child(stack, blocked):
+    hook, child = blocked
     hook.send_signal(signal.SIGINT)
     out, err = hook.communicate(timeout=60)
     assert hook.returncode == 1 and err.splitlines()[-1] == "hahooks: interrupted", err
     assert not pid_alive(child)
 
 
-def test_a_child_killed_after_its_claim_is_converged_by_the_waiting_hook(stack, lane):
-    hook, child = blocked_waiting_hook(stack)
+def test_a_child_killed_after_its_claim_is_converged_by_the_waiting_hook(stack, blocked):
+    hook, child = blocked
     os.kill(child, signal.SIGKILL)
     stack.mark("b", "gate")
     out, err = hook.communicate(timeout=120)
@@ -138,8 +148,8 @@ def test_a_child_killed_after_its_claim_is_converged_by_the_waiting_hook(stack, 
     assert_no_overlap(stack.trace())
 
 
-def test_a_killed_waiting_hook_leaves_its_child_to_finish(stack, lane):
-    hook, child = blocked_waiting_hook(stack)
+def test_a_killed_waiting_hook_leaves_its_child_to_finish(stack, blocked):
+    hook, child = blocked
     hook.kill()
     hook.communicate(timeout=60)
     stack.mark("b", "gate")
