@@ -32,6 +32,8 @@ from test_express import assert_lean_hook, lane, requests_left, seq  # noqa: F40
     (["heartbeat", "status"], None),                  # read-only: the normal path
     (["heartbeat", "/etc/h.toml", "-c", "/x.toml", "start"], None),    # config twice
     (["heartbeat", "x.toml", "start"], None),         # relative: the parser's error
+    (["heartbeat", "/a b.toml", "start"], None),      # blanks: the parser's error
+    (["heartbeat", "/a\x01.toml", "start"], None),    # a control character: the same
     (["heartbeat", "a", "b", "start"], None),
     (["heartbeat", "--source", "x", "start"], None),
     (["master", "--detach"], None),                   # express.parse's

@@ -77,8 +77,8 @@ def parse(argv: list[str]) -> tuple[str, list[str], str] | None:
         if not positional or positional[-1] not in ("start", "stop") or len(positional) > 2:
             return None
         if len(positional) == 2:
-            if config is not None or any(c.isspace() for c in positional[0]):
-                return None     # the parser's one-line errors
+            if config is not None or any(c.isspace() or c < " " for c in positional[0]):
+                return None     # the parser's one-line errors (wiring/heartbeat.py)
             config = positional[0]
         role, action = ("master" if positional[-1] == "start" else "slave"), positional[-1:]
     if config is not None:
@@ -239,6 +239,5 @@ def _stop_as_asked(sig: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     signal.signal(sig, signal.SIG_DFL)
-    os.kill(os.getpid(), sig)
-    time.sleep(1)       # delivered before kill() returns; never reached in practice
-    return 128 + sig
+    os.kill(os.getpid(), sig)       # delivered before kill() returns (POSIX): we end here
+    return 128 + sig                # the shell's number for it, should it ever be blocked

@@ -170,7 +170,7 @@ class Spool:
             why = f"unknown role {role!r}"
         elif role == express.ARGV and (fields[5] not in express.WIRING + WAITING
                                        or self.parser is None):
-            why = f"not a daemon's command: {fields[5]!r}"
+            why = f"not a command the lane runs: {fields[5]!r}"
         elif config != self.config_path or not st or devino != f"{st[0]}:{st[1]}":
             why = f"this agent serves {self.config_path}, not {config} ({devino})"
         elif cfg is None:
