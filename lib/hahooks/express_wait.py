@@ -184,7 +184,7 @@ def _follow(base: str, answer: list[str] | None, child: list[int],
             if answer and answer[0] in ENDED:
                 _copy(outputs)
                 return answer
-            if run < 0 or not _locked(run):
+            if run < 0 or not locked(run):
                 answer = answer_of(base + ".ans")
                 _copy(outputs)
                 return answer if answer and answer[0] in ENDED else None
@@ -205,7 +205,7 @@ def _copy(outputs) -> None:
             stream.flush()
 
 
-def _locked(fd: int) -> bool:
+def locked(fd: int) -> bool:
     """True while someone (the child) holds the lock on fd's file."""
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

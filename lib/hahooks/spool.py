@@ -10,6 +10,7 @@ import stat
 import time
 
 from hahooks import express
+from hahooks import express_wait
 from hahooks.express_wait import WAITING
 from hahooks.errors import HahooksError
 from hahooks.state import Desire, StateDir
@@ -307,10 +308,7 @@ def _running(base: str) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
+        return express_wait.locked(fd)
     finally:
         os.close(fd)
 
